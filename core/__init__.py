@@ -1,0 +1,1 @@
+"""CVLS ablation suite: library code (data, model, losses, metrics, training, evaluation, tracking)."""

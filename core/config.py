@@ -1,0 +1,355 @@
+"""params.yaml -> one validated, frozen config object (the single source of truth).
+
+Every knob of the suite is a field below; an unknown key, a wrong type or an out-of-range
+value is a `ParamsError` naming the key, raised before any work starts. Command-line
+overrides (`--set loss.lcf=false`) go through the same validation.
+
+Relative paths in params are resolved against the folder holding params.yaml (the project
+root), never against the current directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from core.errors import ParamsError
+
+RATIO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+SKIP_CLASSES = ("missing_video", "corrupt_video", "bad_h5", "mask_size", "bad_annotation", "empty_sentence")
+
+
+def parse_ratio(text: str) -> tuple[float, float]:
+    """'1:3' -> (1.0, 3.0): the RHIC hard:easy ratio h:e (Sec. 3.2, Eqs. 6-7)."""
+    m = RATIO_RE.match(str(text))
+    if not m:
+        raise ValueError(f"expected 'h:e' such as '1:3', got {text!r}")
+    h, e = float(m.group(1)), float(m.group(2))
+    if h <= 0 or e <= 0:
+        raise ValueError(f"both sides of the ratio must be > 0, got {text!r}")
+    return h, e
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SyntheticParams(Section):
+    """The embedded default benchmark, written in the A2D Sentences on-disk layout."""
+
+    seed: int = 0
+    train_videos: int = Field(48, ge=2)
+    test_videos: int = Field(16, ge=1)
+    jhmdb_videos: int = Field(12, ge=1)
+    frames_per_video: int = Field(8, ge=2, le=500)
+    annotated_per_video: int = Field(3, ge=1)
+    height: int = Field(64, ge=32, le=1080)
+    width: int = Field(80, ge=32, le=1920)
+    actors_min: int = Field(2, ge=2, le=8)
+    actors_max: int = Field(4, ge=2, le=8)
+    distractor_fraction: float = Field(0.85, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SyntheticParams":
+        if self.annotated_per_video > self.frames_per_video:
+            raise ValueError("annotated_per_video must be <= frames_per_video")
+        if self.actors_min > self.actors_max:
+            raise ValueError("actors_min must be <= actors_max")
+        if self.height % 2 or self.width % 2:
+            raise ValueError("height and width must be even (H.264 yuv420p)")
+        return self
+
+
+class AugmentParams(Section):
+    hflip: bool = True  # flips swap 'left'/'right' in the sentence, so position words stay true
+    crop_scale_min: float = Field(0.7, gt=0.0, le=1.0)
+
+
+class DataParams(Section):
+    source: Literal["synthetic", "real"] = "synthetic"
+    a2d_root: Path | None = None
+    jhmdb_root: Path | None = None
+    synthetic: SyntheticParams = SyntheticParams()
+    input_size: int = Field(64, ge=32, le=1024)
+    clip_frames: int = Field(3, ge=1, le=64)
+    window: int = Field(0, ge=0, le=32)
+    vocab_size: int = Field(1000, ge=2)
+    max_tokens: int = Field(20, ge=1, le=200)
+    val_fraction: float = Field(0.15, ge=0.0, lt=0.5)
+    allow_skip: tuple[Literal[SKIP_CLASSES], ...] = ()  # type: ignore[valid-type]
+    augment: AugmentParams = AugmentParams()
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataParams":
+        if self.source == "real" and self.a2d_root is None:
+            raise ValueError("source is 'real' but a2d_root is not set")
+        return self
+
+
+class ModelParams(Section):
+    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
+    pretrained_weights: Path | None = None
+    channels: int = Field(64, ge=8)
+    lstm_hidden: int = Field(256, ge=8)
+    proj_hidden: int = Field(256, ge=8)
+    proj_dim: int = Field(128, ge=8)
+
+
+class LossParams(Section):
+    ccl: bool = True
+    rhic: bool = True
+    lcf: bool = True
+    lambda_seg: float = Field(0.8, ge=0.0, le=1.0, description="Eq. 4: weight of L_seg; L_ccl gets 1-lambda_seg")
+    tau: float = Field(0.07, gt=0.0)
+    rhic_ratio: str = "1:3"
+
+    @field_validator("rhic_ratio")
+    @classmethod
+    def _ratio(cls, v: str) -> str:
+        parse_ratio(v)
+        return v
+
+
+class TrainParams(Section):
+    seed: int = 0
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(4, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    plateau_patience: int = Field(2, ge=0)
+    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
+    grad_clip: float | None = Field(None, gt=0.0)
+    num_workers: int = Field(1, ge=0)
+    deterministic: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True
+    channels_last: bool = True
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+
+
+class EvalParams(Section):
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="theta: foreground if p > theta * max(p)")
+    batch_size: int = Field(16, ge=1)
+    qualitative_samples: int = Field(6, ge=0)
+
+
+class TrackingParams(Section):
+    uri: str | None = None  # None -> sqlite:///<outputs>/mlflow.db ; MLFLOW_TRACKING_URI overrides
+    experiment: str = "cvls"
+
+
+class Variant(Section):
+    ccl: bool
+    rhic: bool
+    lcf: bool
+
+
+DEFAULT_VARIANTS = {
+    "Baseline": Variant(ccl=False, rhic=False, lcf=False),
+    "CCL": Variant(ccl=True, rhic=False, lcf=False),
+    "CCL+RHIC": Variant(ccl=True, rhic=True, lcf=False),
+    "CCL+LCF": Variant(ccl=True, rhic=False, lcf=True),
+    "CCL+RHIC+LCF": Variant(ccl=True, rhic=True, lcf=True),
+}
+
+
+class AblationParams(Section):
+    seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
+    variants: dict[str, Variant] = Field(default_factory=lambda: dict(DEFAULT_VARIANTS), min_length=1)
+
+
+class StudyParams(Section):
+    storage: str | None = None  # None -> sqlite:///<outputs>/optuna.db
+    seeds: tuple[int, ...] = Field((0,), min_length=1)
+    rhic_ratios: tuple[str, ...] = ("1:5", "1:4", "1:3", "1:2", "1:1", "2:1", "3:1", "4:1")
+    lambdas: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    n_jobs: int = Field(1, ge=1)
+    heartbeat_s: int = Field(30, ge=1)
+
+    @field_validator("rhic_ratios")
+    @classmethod
+    def _ratios(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for r in v:
+            parse_ratio(r)
+        return v
+
+    @field_validator("lambdas")
+    @classmethod
+    def _lambdas(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        for x in v:
+            if not 0.0 <= x <= 1.0:
+                raise ValueError(f"lambda {x} outside [0, 1]")
+        return v
+
+
+class ReportParams(Section):
+    bootstrap: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+
+class PathParams(Section):
+    outputs: Path = Path("outputs")
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    loss: LossParams = LossParams()
+    train: TrainParams = TrainParams()
+    eval: EvalParams = EvalParams()
+    tracking: TrackingParams = TrackingParams()
+    ablation: AblationParams = AblationParams()
+    studies: StudyParams = StudyParams()
+    report: ReportParams = ReportParams()
+    paths: PathParams = PathParams()
+
+    _root: Path = PrivateAttr(default_factory=Path.cwd)
+
+    # ---- paths derived from params (one place, so every stage agrees) ----
+    def resolve(self, p: Path | str) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self._root / p).resolve()
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    @property
+    def outputs(self) -> Path:
+        return self.resolve(self.paths.outputs)
+
+    @property
+    def raw_a2d(self) -> Path:
+        """A2D-layout root read by extraction: the real one, or the generated synthetic one."""
+        if self.data.source == "real":
+            return self.resolve(self.data.a2d_root)  # type: ignore[arg-type]
+        return self.outputs / "raw" / "a2d"
+
+    @property
+    def raw_jhmdb(self) -> Path | None:
+        if self.data.source == "real":
+            return self.resolve(self.data.jhmdb_root) if self.data.jhmdb_root else None
+        return self.outputs / "raw" / "jhmdb"
+
+    @property
+    def processed(self) -> Path:
+        return self.outputs / "processed"
+
+    # ---- serialisation ----
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened 'a.b.c' -> value, identical key names for every run (MLflow compare view)."""
+        return flatten(self.to_dict())
+
+    def replace(self, **dotted: Any) -> "Params":
+        """A validated copy with dotted keys replaced: p.replace(**{'loss.lcf': False})."""
+        data = self.to_dict()
+        for key, value in dotted.items():
+            _set_dotted(data, key, value)
+        return _validate(data, self._root, source="override")
+
+    def digest(self, keys: tuple[str, ...]) -> str:
+        """Stable short hash of the given top-level sections (run identity, cache keys)."""
+        d = self.to_dict()
+        blob = json.dumps({k: d[k] for k in keys}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ParamsError(f"--set {key}: unknown params key '{'.'.join(parts[: i + 1])}'")
+        node = child
+    node[parts[-1]] = value  # unknown leaf keys are caught by validation (extra='forbid')
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not a parameter of the suite; check the spelling)"
+        elif e["type"] != "value_error" and "input" in e and not isinstance(e["input"], dict):
+            msg = f"{msg} (got {e['input']!r})"
+        parts.append(f"{loc or '<top>'}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _validate(data: Any, root: Path, source: str) -> Params:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        params = Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_format_error(err, source)) from None
+    params._root = root
+    return params
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'loss.lcf=false' -> ('loss.lcf', False); the value is read as YAML."""
+    if "=" not in item:
+        raise ParamsError(f"--set {item}: expected KEY=VALUE, e.g. --set loss.lcf=false")
+    key, _, raw = item.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read, merge the `--set` overrides into, and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    data = data or {}
+    for item in overrides:
+        key, value = parse_override(item)
+        if not isinstance(data, dict):
+            break
+        _set_dotted(data, key, value)
+    source = str(path) + (" + --set " + " ".join(overrides) if overrides else "")
+    return _validate(data, path.resolve().parent, source)
+
+
+def merge_profile(params_path: str | Path, profile_path: str | Path, out_path: str | Path) -> None:
+    """Write params.yaml with a profile (a partial params file, e.g. profiles/tiny.yaml) merged in."""
+    from core.io import write_text
+
+    base = yaml.safe_load(Path(params_path).read_text()) or {}
+    prof = yaml.safe_load(Path(profile_path).read_text()) or {}
+    for key, value in flatten(prof).items():
+        _set_dotted(base, key, value)
+    _validate(base, Path(out_path).resolve().parent, f"{params_path} + {profile_path}")
+    write_text(out_path, yaml.safe_dump(base, sort_keys=False))

@@ -1,0 +1,82 @@
+"""The one sample type every dataset reader yields, and the skip ledger.
+
+Readers (a2d.py, jhmdb.py) turn an on-disk layout into `Video` records; extraction
+(extract.py) turns those into the processed store. Nothing downstream knows which dataset a
+video came from.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from core.errors import DataError
+
+Split = Literal["train", "test"]
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One referring sentence for one object of a video."""
+
+    text: str
+    referent: int  # instance id of the referred object, as in the dataset's mask files
+    source: str  # "file:line", for messages
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One annotated frame: every instance's mask, in image orientation (row = y)."""
+
+    index: int  # 0-based index into the decoded video frames
+    instance_ids: tuple[int, ...]
+    masks: np.ndarray  # bool [N, H, W], N == len(instance_ids)
+    source: str  # file the masks came from
+
+    def __post_init__(self) -> None:
+        if self.masks.ndim != 3 or self.masks.shape[0] != len(self.instance_ids):
+            raise DataError(f"{self.source}: {len(self.instance_ids)} instance ids but masks of shape {self.masks.shape}")
+
+
+@dataclass(frozen=True)
+class Video:
+    """A video with its annotated frames and the sentences that refer to objects in it."""
+
+    video_id: str
+    split: Split
+    source: Path  # an mp4 file (A2D) or a folder of %05d.png frames (J-HMDB)
+    height: int
+    width: int
+    frames: tuple[Frame, ...]  # annotated frames, ascending index
+    expressions: tuple[Expression, ...]
+
+
+@dataclass
+class SkipLedger:
+    """Counts everything skipped on purpose, by reason, with a few examples each.
+
+    Two kinds of skip: documented dataset quirks (always skipped, always counted), and
+    problem classes the user allowed in `data.allow_skip` (otherwise they raise).
+    """
+
+    allowed: frozenset[str] = frozenset()
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def quirk(self, reason: str, detail: str) -> None:
+        self.counts[reason] += 1
+        ex = self.examples.setdefault(reason, [])
+        if len(ex) < 5:
+            ex.append(detail)
+
+    def problem(self, problem_class: str, message: str) -> None:
+        """Raise `DataError(message)` unless `problem_class` is allowed, else count it."""
+        if problem_class not in self.allowed:
+            raise DataError(f"{message} (to skip such cases instead, add '{problem_class}' to data.allow_skip)")
+        self.quirk(problem_class, message)
+
+    def as_dict(self) -> dict[str, dict]:
+        return {k: {"count": v, "examples": self.examples.get(k, [])} for k, v in sorted(self.counts.items())}
