@@ -1,0 +1,265 @@
+"""J-HMDB Sentences: the on-disk layout, its reader (test protocol) and its writers.
+
+Layout, under one root:
+
+    Rename_Images/<action>/<video>/%05d.png       the frames, 1-indexed
+    puppet_mask/<action>/<video>/puppet_mask.mat  key 'part_mask', H x W x T; the actor's
+                                                  mask in frame t is part_mask[:, :, t] > 0
+    jhmdb_annotation.txt                          CSV with header video_id,query
+
+Each video shows one actor (instance id 1) and every sentence refers to it. The action of a
+video is not in the annotation file: it is the folder Rename_Images/*/<video_id>.
+
+Protocol (J-HMDB Sentences is test-only, zero-shot from the A2D-trained model): split is
+always "test"; `frames_per_video` frames per video (3 by default), spaced uniformly over the
+masked frames, deterministically.
+
+Quirk (always skipped, counted): jhmdb_unmasked_trailing_frames - a video with more pngs
+than mask frames; the trailing frames have no ground truth and are dropped. Also
+referent_never_visible (the actor's mask is empty in every chosen frame), as for A2D.
+Bad input goes through `SkipLedger.problem`: missing_video, bad_h5 (the .mat file),
+mask_size, bad_annotation, empty_sentence. A missing root, Rename_Images folder or
+annotation file always raises.
+
+The writers at the bottom produce the same layout; every file is written atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+import scipy.io
+from scipy.io.matlab import MatReadError
+from PIL import Image
+
+from core.data.textfile import parse_csv_line, read_lines
+from core.data.types import Expression, Frame, SkipLedger, Video
+from core.errors import DataError
+from core.io import atomic_path, write_text
+
+IMAGES = Path("Rename_Images")
+MASKS = Path("puppet_mask")
+ANNOTATIONS = Path("jhmdb_annotation.txt")
+ANNOTATION_HEADER = ("video_id", "query")
+MASK_KEY = "part_mask"
+ACTOR_ID = 1
+PNG_NAME_RE = re.compile(r"^(\d+)\.png$")
+
+
+def frames_dir(root: Path, action: str, video: str) -> Path:
+    return Path(root) / IMAGES / action / video
+
+
+def mask_path(root: Path, action: str, video: str) -> Path:
+    return Path(root) / MASKS / action / video / "puppet_mask.mat"
+
+
+def read_png_frames(folder: Path, indices: Sequence[int]) -> np.ndarray:
+    """Frames at 0-based `indices` of a %05d.png folder (1-indexed names) -> uint8 [len, H, W, 3]."""
+    out = []
+    for i in indices:
+        if int(i) < 0:
+            raise DataError(f"{folder}: negative frame index {i}")
+        path = Path(folder) / f"{int(i) + 1:05d}.png"
+        if not path.is_file():
+            raise DataError(f"{path}: frame image not found")
+        try:
+            with Image.open(path) as img:
+                out.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        except OSError as err:
+            raise DataError(f"{path}: corrupt or unreadable image ({type(err).__name__}: {err})") from None
+    if not out:
+        return np.zeros((0, 0, 0, 3), np.uint8)
+    if len({a.shape for a in out}) > 1:
+        raise DataError(f"{folder}: frames of different sizes {sorted({a.shape for a in out})}")
+    return np.stack(out)
+
+
+def chosen_indices(n_masked: int, n: int) -> list[int]:
+    """`n` 0-based frame indices spaced uniformly over `n_masked` frames (fewer if it is short)."""
+    if n_masked <= 0 or n <= 0:
+        return []
+    return sorted({int(i) for i in np.round(np.linspace(0, n_masked - 1, n))})
+
+
+# --------------------------------------------------------------------------------------
+# reader
+# --------------------------------------------------------------------------------------
+
+
+def read_jhmdb(root: Path, ledger: SkipLedger, frames_per_video: int = 3) -> Iterator[Video]:
+    """Yield one test `Video` per annotated J-HMDB video, in annotation-file order."""
+    if frames_per_video < 1:
+        raise ValueError(f"frames_per_video must be >= 1, got {frames_per_video}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: J-HMDB Sentences root not found (data.jhmdb_root)")
+    if not (root / ANNOTATIONS).is_file():
+        raise DataError(f"{root / ANNOTATIONS}: required J-HMDB Sentences file not found")
+    if not (root / IMAGES).is_dir():
+        raise DataError(f"{root / IMAGES}: J-HMDB frame folder not found")
+    sentences = _read_annotations(root / ANNOTATIONS, ledger)
+    actions = _index_actions(root)
+    for vid, exprs in sentences.items():
+        video = _read_video(root, vid, actions.get(vid, []), exprs, frames_per_video, ledger)
+        if video is not None:
+            yield video
+
+
+def _index_actions(root: Path) -> dict[str, list[str]]:
+    """video id -> the action folder(s) holding Rename_Images/<action>/<video_id>."""
+    out: dict[str, list[str]] = {}
+    for action in sorted(p for p in (root / IMAGES).iterdir() if p.is_dir()):
+        for video in action.iterdir():
+            if video.is_dir():
+                out.setdefault(video.name, []).append(action.name)
+    return out
+
+
+def _read_annotations(path: Path, ledger: SkipLedger) -> dict[str, list[Expression]]:
+    lines = read_lines(path)
+    header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
+    header = parse_csv_line(lines[header_at]) if header_at is not None else None
+    if header is None or not set(ANNOTATION_HEADER) <= set(header):
+        raise DataError(f"{path}:{(header_at or 0) + 1}: expected a CSV header with columns {','.join(ANNOTATION_HEADER)}")
+    col = {name: header.index(name) for name in ANNOTATION_HEADER}
+    out: dict[str, list[Expression]] = {}
+    for lineno in range(header_at + 2, len(lines) + 1):  # type: ignore[operator]
+        line = lines[lineno - 1]
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        cells = parse_csv_line(line)
+        if cells is None or len(cells) != len(header) or not cells[col["video_id"]]:
+            got = "unparseable CSV" if cells is None else f"{len(cells)} columns, header has {len(header)}"
+            ledger.problem("bad_annotation", f"{where}: malformed annotation line ({got}): {line.strip()[:80]!r}")
+            continue
+        vid, text = cells[col["video_id"]], cells[col["query"]]
+        if not text:
+            ledger.problem("empty_sentence", f"{where}: empty sentence for video {vid!r}")
+            continue
+        out.setdefault(vid, []).append(Expression(text=text, referent=ACTOR_ID, source=where))
+    return out
+
+
+
+
+def _read_video(
+    root: Path, vid: str, actions: list[str], exprs: list[Expression], n_frames: int, ledger: SkipLedger
+) -> Video | None:
+    if len(actions) != 1:
+        what = "no folder" if not actions else f"{len(actions)} folders ({', '.join(actions)})"
+        ledger.problem("missing_video", f"{root / IMAGES}/*/{vid}: {what} for video {vid!r} of {exprs[0].source}")
+        return None
+    action = actions[0]
+    folder = frames_dir(root, action, vid)
+    numbers = sorted(int(m.group(1)) for p in folder.iterdir() if (m := PNG_NAME_RE.match(p.name)))
+    if not numbers or numbers != list(range(1, len(numbers) + 1)):
+        what = "no %05d.png frames" if not numbers else "frame files are not numbered 1..N without gaps"
+        ledger.problem("missing_video", f"{folder}: {what}")
+        return None
+    part_mask = _read_part_mask(mask_path(root, action, vid), ledger)
+    if part_mask is None:
+        return None
+    return _build_video(root, vid, folder, numbers, part_mask, exprs, n_frames, ledger)
+
+
+def _read_part_mask(path: Path, ledger: SkipLedger) -> np.ndarray | None:
+    """part_mask as H x W x T (a single-frame 2-D array gets T = 1)."""
+    if not path.is_file():
+        ledger.problem("bad_h5", f"{path}: puppet mask file not found")
+        return None
+    try:
+        mat = _load_mat(path)
+    except (MatReadError, OSError, ValueError, TypeError, KeyError) as err:
+        ledger.problem("bad_h5", f"{path}: unreadable .mat ({type(err).__name__}: {err})")
+        return None
+    if MASK_KEY not in mat:
+        ledger.problem("bad_h5", f"{path}: no key {MASK_KEY!r} (has {sorted(k for k in mat if not k.startswith('__'))})")
+        return None
+    pm = np.asarray(mat[MASK_KEY])
+    if pm.ndim == 2:
+        pm = pm[:, :, None]  # MATLAB drops a trailing singleton T
+    if pm.ndim != 3 or pm.dtype.kind not in "biuf":  # bool, int, uint or float masks
+        ledger.problem("bad_h5", f"{path}: {MASK_KEY!r} must be a numeric H x W x T array, got shape {pm.shape} {pm.dtype}")
+        return None
+    return pm
+
+
+def _load_mat(path: Path) -> dict[str, np.ndarray]:
+    """Variables of a .mat file. The release uses MATLAB v5 files (scipy); a re-saved v7.3
+    file is HDF5, whose arrays h5py sees transposed, so they are transposed back."""
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            return {k: np.asarray(f[k][()]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    return scipy.io.loadmat(str(path))
+
+
+def _build_video(
+    root: Path, vid: str, folder: Path, numbers: list[int], part_mask: np.ndarray,
+    exprs: list[Expression], n_frames: int, ledger: SkipLedger,
+) -> Video | None:
+    mat = mask_path(root, folder.parent.name, vid)
+    try:
+        with Image.open(folder / f"{numbers[0]:05d}.png") as img:  # header only, no decode
+            width, height = img.size
+    except OSError as err:
+        ledger.problem("missing_video", f"{folder / f'{numbers[0]:05d}.png'}: unreadable image ({type(err).__name__}: {err})")
+        return None
+    h, w, t = part_mask.shape
+    if (h, w) != (height, width):
+        ledger.problem("mask_size", f"{mat}: mask is {h}x{w} (HxW) but the frames in {folder} are {height}x{width}")
+        return None
+    if t > len(numbers):
+        ledger.problem("mask_size", f"{mat}: {t} mask frames but only {len(numbers)} images in {folder}")
+        return None
+    if t < len(numbers):
+        ledger.quirk("jhmdb_unmasked_trailing_frames", f"{vid}: {len(numbers) - t} trailing frames without a mask dropped ({len(numbers)} images, {t} masks)")
+    frames = tuple(
+        Frame(index=i, instance_ids=(ACTOR_ID,), masks=(part_mask[:, :, i] > 0)[None], source=str(mat))
+        for i in chosen_indices(t, n_frames)
+    )
+    if not any(f.masks.any() for f in frames):
+        for e in exprs:
+            ledger.quirk("referent_never_visible", f"{e.source}: the actor of {vid!r} is in none of its {len(frames)} chosen frames")
+        return None
+    return Video(video_id=vid, split="test", source=folder, height=height, width=width, frames=frames, expressions=tuple(exprs))
+
+
+# --------------------------------------------------------------------------------------
+# writers (synthetic data and tests); the exact inverse of the layout above
+# --------------------------------------------------------------------------------------
+
+
+def write_video_frames(root: Path, action: str, video: str, frames: np.ndarray) -> None:
+    """uint8 [T, H, W, 3] -> Rename_Images/<action>/<video>/00001.png ... (1-indexed)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"write_video_frames needs uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    folder = frames_dir(root, action, video)
+    for t, arr in enumerate(frames, start=1):
+        with atomic_path(folder / f"{t:05d}.png", suffix=".png") as tmp:
+            Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
+
+
+def write_puppet_mask(root: Path, action: str, video: str, masks: np.ndarray) -> None:
+    """bool [T, H, W] -> puppet_mask/<action>/<video>/puppet_mask.mat, 'part_mask' H x W x T uint8."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"write_puppet_mask needs [T, H, W], got {masks.shape}")
+    part_mask = np.ascontiguousarray((masks > 0).astype(np.uint8).transpose(1, 2, 0))
+    with atomic_path(mask_path(root, action, video), suffix=".mat") as tmp:
+        with open(tmp, "wb") as f:  # a file object: savemat would append '.mat' to the temp name
+            scipy.io.savemat(f, {MASK_KEY: part_mask})
+
+
+def write_annotations(root: Path, rows: Sequence[tuple[str, str]]) -> None:
+    """jhmdb_annotation.txt: header video_id,query, then one row per sentence."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([ANNOTATION_HEADER, *rows])
+    write_text(Path(root) / ANNOTATIONS, buf.getvalue())

@@ -1,0 +1,86 @@
+"""The processed store: what extraction writes and training/evaluation read.
+
+Training never decodes mp4 or parses h5: every needed frame is stored once, resized to the
+model's input size, as uint8, next to the masks of every instance in it. Per split folder:
+
+    frames.npy      uint8 [F, S, S, 3]   stored frames (annotated ones, plus a window if asked)
+    masks.npy       uint8 [M, S, S]      every instance mask of every annotated frame, at S x S
+    masks_orig.npy  uint8 [...]          the same masks at the frame's ORIGINAL size, bit-packed
+                                         (evaluation scores at original size, spec 'Inference')
+    index.json      videos, frames (with their mask rows), samples (sentence + referent)
+
+Arrays are opened with mmap, so a DataLoader worker touches only the pages it reads.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataError
+
+SPLITS = ("train", "val", "test", "jhmdb")
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One sentence: the frames (rows in the split's frame table) where its referent is visible."""
+
+    video: int
+    text: str
+    referent: int
+    frames: tuple[int, ...]
+    source: str
+
+
+class SplitStore:
+    """Read side of one split of the processed store."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        index_path = self.folder / "index.json"
+        if not index_path.is_file():
+            raise DataError(f"{index_path}: processed split not found; run extraction first (dvc repro extract)")
+        self.index = json.loads(index_path.read_text())
+        self.videos: list[dict] = self.index["videos"]
+        self.frames: list[dict] = self.index["frames"]
+        self.samples = [SampleRef(s["video"], s["text"], s["referent"], tuple(s["frames"]), s["source"]) for s in self.index["samples"]]
+        self.size: int = self.index["input_size"]
+        self._orig_offsets = np.asarray(self.index["masks_orig_offsets"], dtype=np.int64)
+
+    # Arrays open lazily so that forked DataLoader workers each map their own view.
+    @cached_property
+    def frame_array(self) -> np.ndarray:
+        return np.load(self.folder / "frames.npy", mmap_mode="r")
+
+    @cached_property
+    def mask_array(self) -> np.ndarray:
+        return np.load(self.folder / "masks.npy", mmap_mode="r")
+
+    @cached_property
+    def orig_array(self) -> np.ndarray:
+        return np.load(self.folder / "masks_orig.npy", mmap_mode="r")
+
+    def instance_rows(self, frame_row: int) -> dict[int, int]:
+        """instance id -> row in masks.npy, for one stored frame."""
+        f = self.frames[frame_row]
+        return dict(zip(f["ids"], range(f["masks"][0], f["masks"][1])))
+
+    def orig_mask(self, frame_row: int, instance_id: int) -> np.ndarray:
+        """bool [H, W] mask of `instance_id` at the frame's original size."""
+        row = self.instance_rows(frame_row)[instance_id]
+        video = self.videos[self.frames[frame_row]["video"]]
+        h, w = video["height"], video["width"]
+        packed = self.orig_array[self._orig_offsets[row] : self._orig_offsets[row + 1]]
+        return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
+
+    def eval_pairs(self) -> list[tuple[int, int]]:
+        """(sample, frame_row) for every (annotated frame, sentence) pair scored by the protocol."""
+        return [(i, fr) for i, s in enumerate(self.samples) for fr in s.frames]
+
+
+def open_split(processed: Path, split: str) -> SplitStore:
+    return SplitStore(Path(processed) / split)

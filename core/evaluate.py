@@ -1,0 +1,190 @@
+"""Evaluation of a trained run: the classic protocol on every split, plus the controls.
+
+    python -m core.evaluate [--params params.yaml] [--set key=value ...] [--out outputs/eval]
+
+Splits: `val` (the studies' objective), `test` (A2D-format test split), `jhmdb` (zero-shot,
+no fine-tuning), and `test_shuffled`: the test split with every sample paired with another
+sample's sentence. A model that uses the language must lose most of its mAP there.
+Writes `<run>/eval/metrics.json`, `per_sample.csv` (every sample's I, U, IoU: the report's
+confidence intervals and paired tests) and `qualitative.png`, and logs them to the run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from core import tracking  # noqa: E402
+from core.cli import params_from, parser, run_main  # noqa: E402
+from core.config import Params  # noqa: E402
+from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
+from core.data.store import SplitStore, open_split  # noqa: E402
+from core.errors import UserError  # noqa: E402
+from core.io import atomic_path, write_json, write_text  # noqa: E402
+from core.metrics import binarize, intersection_union, resize_to, summarize  # noqa: E402
+from core.model import CVLS  # noqa: E402
+from core.runtime import autocast, pick_device  # noqa: E402
+from core.train import build_model, load_checkpoint, load_vocab, train  # noqa: E402
+
+log = logging.getLogger("cvls")
+PER_SAMPLE_FIELDS = ("split", "pair", "sample", "video", "frame", "inter", "union", "iou", "text")
+
+
+def load_model(params: Params, run_dir: Path, device: torch.device) -> CVLS:
+    model = build_model(params, load_vocab(params))
+    model.load_state_dict(load_checkpoint(run_dir / "model.pt")["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def predict(model: CVLS, ds: FrameDataset, params: Params, device: torch.device, desc: str) -> list[dict[str, Any]]:
+    """Score every (frame, sentence) pair: sigmoid map -> original size -> θ·max rule -> I, U."""
+    loader = DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames, num_workers=0)
+    rows: list[dict[str, Any]] = []
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+        meta, gts = batch.pop("meta"), batch.pop("gt")
+        b = to_device(batch, device)
+        with autocast(device, params.train):
+            logits = model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0]
+        probs = torch.sigmoid(logits.float()).cpu()
+        for prob, gt, m in zip(probs, gts, meta):
+            pred = binarize(resize_to(prob, tuple(gt.shape)), params.eval.threshold)
+            inter, union = intersection_union(pred, gt)
+            rows.append({**{k: m[k] for k in ("pair", "sample", "video", "frame", "text")}, "inter": inter, "union": union,
+                         "iou": 1.0 if union == 0 else inter / union})
+    return rows
+
+
+def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params: Params, device: torch.device) -> plt.Figure:
+    """Frames with predicted vs true mask, for a fixed set of samples: those with the most
+    other objects in the frame (same-class distractors are among them on the benchmark)."""
+    n = params.eval.qualitative_samples
+    crowd = [(-len(store.frames[row]["ids"]), i) for i, (_, row) in enumerate(ds.pairs)]
+    picks = [i for _, i in sorted(crowd)[:n]]
+    fig, axes = plt.subplots(len(picks), 2, figsize=(7, 2.9 * len(picks)), squeeze=False)
+    for r, i in enumerate(picks):
+        item = ds[i]
+        b = to_device(collate_frames([item]), device)
+        with torch.no_grad(), autocast(device, params.train):
+            prob = torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[0, 0].float()).cpu()
+        gt = item["gt"]
+        pred = binarize(resize_to(prob, tuple(gt.shape)), params.eval.threshold)
+        video = store.videos[store.frames[ds.pairs[i][1]]["video"]]
+        image = np.asarray(_original_frame(store, ds.pairs[i][1], video))
+        for c, (mask, title, colour) in enumerate(((gt, "ground truth", (0, 200, 0)), (pred, "prediction", (230, 40, 40)))):
+            ax = axes[r, c]
+            ax.imshow(_overlay(image, mask.numpy(), colour))
+            ax.set_title(f"{title}: \"{item['meta']['text']}\"" if c == 0 else title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _original_frame(store: SplitStore, row: int, video: dict) -> np.ndarray:
+    """The stored frame resized back to the original size (what the metrics score against)."""
+    frame = torch.from_numpy(np.asarray(store.frame_array[row])).permute(2, 0, 1)[None].float()
+    frame = torch.nn.functional.interpolate(frame, size=(video["height"], video["width"]), mode="bilinear", align_corners=False)
+    return frame[0].permute(1, 2, 0).clamp(0, 255).byte().numpy()
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    out = image.astype(np.float32)
+    out[mask] = 0.45 * out[mask] + 0.55 * np.asarray(colour, np.float32)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def write_per_sample(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=PER_SAMPLE_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def read_per_sample(path: Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as f:
+        return [{**r, "pair": int(r["pair"]), "inter": int(r["inter"]), "union": int(r["union"]), "iou": float(r["iou"])} for r in csv.DictReader(f)]
+
+
+def evaluate_run(params: Params, run_dir: Path, run_id: str | None, *, tracking_enabled: bool = True) -> dict[str, dict[str, float]]:
+    """Evaluate a finished run once (cached in <run>/eval/); log metrics and artifacts to its MLflow run."""
+    out = run_dir / "eval"
+    metrics_path = out / "metrics.json"
+    if metrics_path.is_file():
+        return json.loads(metrics_path.read_text())
+    device = pick_device(params.train.device)
+    model = load_model(params, run_dir, device)
+    vocab = load_vocab(params)
+    metrics: dict[str, dict[str, float]] = {}
+    all_rows: list[dict[str, Any]] = []
+    splits = [s for s in ("val", "test", "jhmdb") if (params.processed / s / "index.json").is_file()]
+    for split in splits + ["test_shuffled"]:
+        store = open_split(params.processed, split.removesuffix("_shuffled"))
+        text_from = derangement(len(store.samples), params.train.seed) if split.endswith("_shuffled") else None
+        ds = FrameDataset(store, vocab, params.data, text_from=text_from)
+        if len(ds) == 0:
+            continue
+        rows = predict(model, ds, params, device, desc=f"eval {split}")
+        metrics[split] = summarize([r["inter"] for r in rows], [r["union"] for r in rows])
+        all_rows.extend({"split": split, **r} for r in rows)
+    tmp = out.with_name("eval.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_per_sample(tmp / "per_sample.csv", all_rows)
+    test_store = open_split(params.processed, "test")
+    fig = qualitative_figure(model, test_store, FrameDataset(test_store, vocab, params.data), params, device)
+    fig.savefig(tmp / "qualitative.png", dpi=110)
+    plt.close(fig)
+    write_json(tmp / "metrics.json", metrics)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # metrics.json appears only together with everything else
+    if tracking_enabled and run_id:
+        handle = tracking.RunHandle(tracking._client(tracking.tracking_uri(params)), run_id)
+        handle.log_metrics({f"{split}/{k.replace('@', '_at_')}": v for split, m in metrics.items() for k, v in m.items()})
+        for name in ("metrics.json", "per_sample.csv", "qualitative.png"):
+            handle.log_artifact(out / name, "eval")
+    return metrics
+
+
+def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
+    keys = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_iou", "mean_iou", "n")
+    lines = ["split          " + " ".join(f"{k:>11s}" for k in keys)]
+    for split, m in metrics.items():
+        lines.append(f"{split:14s} " + " ".join(f"{m[k]:11.1f}" if k != "n" else f"{int(m[k]):11d}" for k in keys))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser("Evaluate the run of the given params (trained and reused by config hash)")
+    p.add_argument("--out", type=Path, default=None, help="also copy metrics.json / per_sample.csv / qualitative.png here")
+    args = p.parse_args(argv)
+    params = params_from(args)
+    result = train(params)  # reuses the finished run; trains only if it does not exist yet
+    metrics = evaluate_run(params, result.run_dir, result.run_id)
+    print(format_metrics(metrics))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.json", "per_sample.csv", "qualitative.png"):
+            with atomic_path(args.out / name) as tmp:
+                shutil.copyfile(result.run_dir / "eval" / name, tmp)
+    if "test" in metrics and "test_shuffled" in metrics:
+        drop = metrics["test"]["mAP"] - metrics["test_shuffled"]["mAP"]
+        print(f"shuffled-sentence control: test mAP {metrics['test']['mAP']:.1f} -> {metrics['test_shuffled']['mAP']:.1f} (drop {drop:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

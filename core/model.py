@@ -1,0 +1,308 @@
+"""The CVLS network (paper Fig. 3), readable top to bottom.
+
+    tokens ──one-hot──► bi-LSTM ──self-guided attention (Eq. 8)──► Linear ──► s   [B, C]
+    frames ──ResNet──► Res2..Res5 ──SEM (Eq. 9)──► top-down merge ──► concat ──► F  [B, T, C, h, w]
+    [F ; tile(s)] ──conv (fusion)──► mask decoder ──► logits (upsampled to the input size)
+    s ──LCF (Eq. 5)──► gate c   (the losses use F' = c ⊙ F for instance features)
+    g(·): projection head shared by sentence and instance features (contrastive loss only)
+
+Equation numbers refer to ../shared/spec/cvls-method.md. `h, w` = Res2 resolution = input / 4.
+The forward pass is free of host-device syncs (no `.item()`, no CPU copies of device tensors),
+works with channels_last inputs/weights and under bf16 autocast.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torchvision.models._utils import IntermediateLayerGetter
+
+from core.config import LossParams, ModelParams
+from core.errors import UserError
+
+log = logging.getLogger("cvls")
+
+RESNET_CHANNELS = {  # output channels of layer1..layer4 = Res2..Res5
+    "resnet18": (64, 128, 256, 512),
+    "resnet34": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+}
+_warned_scratch = False  # the "training from scratch" warning is logged once per process
+
+
+@dataclass
+class Output:
+    logits: Tensor  # [B, T, S, S] decoder logit, upsampled to the input size
+    features: Tensor  # [B, T, C, h, w] visual map F (Res2 resolution), before LCF
+    sentence: Tensor  # [B, C] sentence feature s
+    gate: Tensor | None  # [B, C] LCF gate c (Eq. 5); None when the model has no LCF
+
+    def filtered_features(self) -> Tensor:
+        """F' = c ⊙ F (Eq. 5), the map the contrastive loss pools; F itself without LCF."""
+        if self.gate is None:
+            return self.features
+        return self.features * self.gate[:, None, :, None, None]
+
+
+# ----------------------------------------------------------------------------- backbone
+
+
+class Backbone(nn.Module):
+    """A torchvision ResNet cut after layer4, returning [Res2, Res3, Res4, Res5]."""
+
+    def __init__(self, net: torchvision.models.ResNet, channels: tuple[int, ...], pretrained: bool):
+        super().__init__()
+        self.body = IntermediateLayerGetter(net, {f"layer{i}": f"res{i + 1}" for i in range(1, 5)})
+        self.channels = channels
+        self.pretrained = pretrained
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return list(self.body(x).values())
+
+
+def build_backbone(name: str, weights_path: Path | None) -> Backbone:
+    """ResNet Res2..Res5; ImageNet weights from a LOCAL state_dict file when given.
+
+    Nothing is downloaded: with `weights_path=None` the network starts from random init (logged
+    once). A missing, unreadable or mismatching file is a `UserError` naming the file.
+    """
+    if name not in RESNET_CHANNELS:
+        raise UserError(f"model.backbone: unknown backbone {name!r} (one of {', '.join(RESNET_CHANNELS)})")
+    net = getattr(torchvision.models, name)(weights=None)
+    if weights_path is None:
+        global _warned_scratch
+        if not _warned_scratch:
+            log.warning("model.pretrained_weights is null: the %s backbone trains from scratch (no ImageNet weights)", name)
+            _warned_scratch = True
+    else:
+        _load_imagenet(net, name, Path(weights_path))
+    return Backbone(net, RESNET_CHANNELS[name], pretrained=weights_path is not None)
+
+
+def _load_imagenet(net: nn.Module, name: str, path: Path) -> None:
+    where = f"model.pretrained_weights: {path}"
+    if not path.is_file():
+        raise UserError(f"{where}: file not found (give a local torchvision {name} ImageNet state_dict, or null)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle/zip errors of every kind: the file is not a state_dict
+        raise UserError(f"{where}: not a readable torch state_dict ({type(err).__name__}: {err})") from None
+    for wrapper in ("state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f"{where}: expected a mapping of parameter names to tensors")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatch, e.g. resnet50 weights for a resnet18
+        first = str(err).strip().splitlines()[1:2] or [str(err)]
+        raise UserError(f"{where}: does not fit {name} ({first[0].strip()})") from None
+    missing = [k for k in missing if not k.startswith("fc.")]  # the classifier is not used
+    if missing or unexpected:
+        raise UserError(
+            f"{where}: not a {name} state_dict ({len(missing)} missing keys, e.g. {missing[:3]}; "
+            f"{len(unexpected)} unexpected keys, e.g. {unexpected[:3]})"
+        )
+
+
+# ----------------------------------------------------------------------------- text encoder
+
+
+class TextEncoder(nn.Module):
+    """One-hot words -> bi-LSTM -> self-guided attention (Eq. 8) -> Linear to C.
+
+    a_t = softmax_t(w^T tanh(W h_t + b)) over the non-padding words, s = Σ_t a_t h_t.
+    The two LSTM directions run as two unidirectional LSTMs; the backward one reads each
+    sentence reversed *within its own length*. This is exactly what pack_padded_sequence gives
+    (no state ever sees a <pad>), without it: packing needs the lengths on the CPU, i.e. a
+    device-to-host sync in every forward on CUDA.
+    """
+
+    def __init__(self, num_ids: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.num_ids = num_ids  # vocab_size + 1 (<pad>); one-hot width, as in the paper
+        self.fwd = nn.LSTM(num_ids, hidden, batch_first=True)
+        self.bwd = nn.LSTM(num_ids, hidden, batch_first=True)
+        self.att_hidden = nn.Linear(2 * hidden, 2 * hidden)  # W, b
+        self.att_score = nn.Linear(2 * hidden, 1, bias=False)  # w
+        self.out = nn.Linear(2 * hidden, out_dim)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        n = tokens.shape[1]
+        t = torch.arange(n, device=tokens.device)
+        lengths = lengths.to(tokens.device).clamp(1, n)[:, None]
+        real = t[None] < lengths  # [B, L] non-padding words
+        # reversal inside each sentence's length (pads stay at the end); it is its own inverse
+        rev = torch.where(real, lengths - 1 - t[None], t[None])
+        h_f, _ = self.fwd(F.one_hot(tokens, self.num_ids).float())
+        h_b, _ = self.bwd(F.one_hot(tokens.gather(1, rev), self.num_ids).float())
+        h_b = h_b.gather(1, rev[..., None].expand_as(h_b))
+        h = torch.cat([h_f, h_b], dim=-1)  # [B, L, 2H]
+        score = self.att_score(torch.tanh(self.att_hidden(h))).squeeze(-1)  # Eq. 8
+        a = score.float().masked_fill(~real, float("-inf")).softmax(dim=1)  # lengths >= 1: no all -inf row
+        s = (a[..., None].to(h.dtype) * h).sum(dim=1)
+        return self.out(s)
+
+
+# ----------------------------------------------------------------------------- visual encoder
+
+
+@lru_cache(maxsize=64)
+def coord_map(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The 8-channel map [xmin, ymin, xmax, ymax, xctr, yctr, 1/W, 1/H] of an h×w grid (Eq. 9).
+
+    Cell (i, j) spans [xmin, xmax] × [ymin, ymax] in [-1, 1] coordinates. Built once per
+    (size, device, dtype), outside inference mode so the cached tensor is usable by autograd later.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        xs = torch.linspace(-1.0, 1.0, w + 1, device=device)
+        ys = torch.linspace(-1.0, 1.0, h + 1, device=device)
+        xmin, xmax = xs[:-1].expand(h, w), xs[1:].expand(h, w)
+        ymin, ymax = ys[:-1, None].expand(h, w), ys[1:, None].expand(h, w)
+        maps = [xmin, ymin, xmax, ymax, (xmin + xmax) / 2, (ymin + ymax) / 2,
+                torch.full((h, w), 1.0 / w, device=device), torch.full((h, w), 1.0 / h, device=device)]
+        return torch.stack(maps).to(dtype)
+
+
+class SEM(nn.Module):
+    """Spatial Encoding Module (Eq. 9): V_l = W_l [R_l ; coord(h_l, w_l)], W_l a 1×1 conv to C."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels + 8, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        coords = coord_map(x.shape[-2], x.shape[-1], x.device, x.dtype)
+        return self.proj(torch.cat([x, coords.expand(x.shape[0], -1, -1, -1)], dim=1))
+
+
+def conv_gn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: clips are few per batch and eval sees one frame at a time
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(math.gcd(8, c_out), c_out), nn.ReLU(inplace=True))
+
+
+class VisualEncoder(nn.Module):
+    """ResNet -> SEM per level -> top-down (upsample + add, panoptic FPN) -> all levels at Res2,
+    concatenated -> conv to C = the visual map F."""
+
+    def __init__(self, backbone: Backbone, channels: int):
+        super().__init__()
+        self.backbone = backbone
+        self.sem = nn.ModuleList(SEM(c, channels) for c in backbone.channels)
+        self.merge = conv_gn_relu(len(backbone.channels) * channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        v = [sem(r) for sem, r in zip(self.sem, self.backbone(x))]  # Res2..Res5, each C channels
+        for i in range(len(v) - 2, -1, -1):  # top-down: V_l += up(V_{l+1}), coarsest first
+            v[i] = v[i] + F.interpolate(v[i + 1], size=v[i].shape[-2:], mode="nearest")
+        size = v[0].shape[-2:]
+        up = [v[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in v[1:]]
+        return self.merge(torch.cat(up, dim=1))
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+class Fusion(nn.Module):
+    """Baseline implicit fusion (Table 3): concat the tiled sentence with F, then convolve."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = conv_gn_relu(2 * channels, channels)
+
+    def forward(self, feat: Tensor, s: Tensor) -> Tensor:
+        tiled = s[:, :, None, None].to(feat.dtype).expand(-1, -1, *feat.shape[-2:])
+        return self.conv(torch.cat([feat, tiled], dim=1))
+
+
+class MaskDecoder(nn.Module):
+    """Three stacked 3×3 convs (+ReLU) and a 1×1 conv to one logit map."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(3):
+            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers, nn.Conv2d(channels, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ChannelFilter(nn.Module):
+    """LCF (Eq. 5): c = sigmoid(W · LeakyReLU(s) + b) ∈ (0,1)^C.
+
+    Sigmoid rather than softmax: channels are not mutually exclusive.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.linear = nn.Linear(channels, channels)
+
+    def forward(self, s: Tensor) -> Tensor:
+        return torch.sigmoid(self.linear(F.leaky_relu(s)))
+
+
+class ProjectionHead(nn.Module):
+    """g(·): MLP with one hidden layer (SimCLR), output on the unit hypersphere."""
+
+    def __init__(self, channels: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.net(x).float(), dim=-1)  # float: the dot products feed exp(·/τ)
+
+
+# ----------------------------------------------------------------------------- CVLS
+
+
+class CVLS(nn.Module):
+    """The whole network. `forward` mirrors Fig. 3; `project` is g(·) for the contrastive loss.
+
+    `root` resolves a relative `mp.pretrained_weights` (pass `params.root`: params paths are
+    relative to the folder of params.yaml, never to the current directory).
+    """
+
+    def __init__(self, mp: ModelParams, lp: LossParams, vocab_size: int, *, root: Path | None = None):
+        super().__init__()
+        weights = mp.pretrained_weights
+        if weights is not None and not Path(weights).is_absolute():
+            if root is None:
+                raise ValueError(f"relative model.pretrained_weights {weights} needs root= (params.root)")
+            weights = Path(root) / weights
+        c = mp.channels
+        self.text = TextEncoder(vocab_size + 1, mp.lstm_hidden, c)
+        self.visual = VisualEncoder(build_backbone(mp.backbone, weights), c)
+        self.fusion = Fusion(c)
+        self.decoder = MaskDecoder(c)
+        self.lcf = ChannelFilter(c) if lp.lcf else None
+        self.head = ProjectionHead(c, mp.proj_hidden, mp.proj_dim)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the backbone started from ImageNet weights (recorded with every run)."""
+        return self.visual.backbone.pretrained
+
+    def forward(self, frames: Tensor, tokens: Tensor, lengths: Tensor) -> Output:
+        b, t, _, height, width = frames.shape
+        s = self.text(tokens, lengths)  # [B, C]                      (Eq. 8)
+        feat = self.visual(frames.flatten(0, 1))  # [B·T, C, h, w]    (Eq. 9 + top-down)
+        fused = self.fusion(feat, s.repeat_interleave(t, dim=0))
+        logit = self.decoder(fused)  # [B·T, 1, h, w]
+        logits = F.interpolate(logit, size=(height, width), mode="bilinear", align_corners=False)
+        gate = self.lcf(s) if self.lcf is not None else None  # (Eq. 5)
+        return Output(logits=logits.reshape(b, t, height, width), features=feat.unflatten(0, (b, t)), sentence=s, gate=gate)
+
+    def project(self, x: Tensor) -> Tensor:
+        """g(·) on the last dim: [..., C] -> [..., proj_dim], L2-normalised, float32."""
+        return self.head(x)

@@ -1,0 +1,360 @@
+"""MLflow tracking for every stage: one experiment, one run per trained model, nested under a suite.
+
+- Where: `tracking_uri` (MLFLOW_TRACKING_URI > params.tracking.uri > sqlite:///<outputs>/mlflow.db);
+  run artifacts go to <outputs>/mlartifacts/<experiment> (never the current directory).
+- Safe start: `init_tracking` creates the DB schema and the experiment once, under a file lock next
+  to the SQLite file, so parallel workers on a fresh DB never race the schema migration.
+- What a run records (`tracked_run`): every params key flattened ('loss.lcf', identical names in
+  every run, so the MLflow compare view lines them up), the tags below, the resolved config as
+  the artifact config/params.resolved.yaml, metrics with steps, and its outcome: FINISHED, or
+  FAILED with the one-line error in the tag 'error'.
+- Identity: `config_hash` of the sections that determine a trained model plus the data
+  fingerprint; `find_finished_run` looks it up so a finished run is not trained twice.
+
+Runs are driven through `MlflowClient` with explicit run ids (no global active run), so several
+runs, threads or processes never interfere; they still show normally in `mlflow ui`.
+MLflow only accepts names made of alphanumerics, '_', '-', '.', ' ', ':' and '/', so other
+characters in params/metric/tag names are replaced by '_' (variant 'CCL+RHIC' -> 'CCL_RHIC').
+"""
+from __future__ import annotations
+
+import functools
+import getpass
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote
+
+import yaml
+
+from core.config import Params
+
+log = logging.getLogger("cvls")
+
+SUITE = "cvls"
+TAG_SUITE = "cvls.suite"
+TAG_GIT_COMMIT = "cvls.git_commit"
+TAG_DATA_SOURCE = "cvls.data_source"
+TAG_CONFIG_HASH = "cvls.config_hash"
+TAG_PARENT_KEY = "cvls.parent_key"
+TAG_ERROR = "error"
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests runs by
+CONFIG_ARTIFACT = "config/params.resolved.yaml"
+IDENTITY_SECTIONS = ("data", "model", "loss", "train", "eval")  # what determines a trained model
+
+_LOCK_TIMEOUT_S = 600
+_ready: dict[tuple[str, str], str] = {}  # (uri, experiment) -> experiment id, per process
+_ready_lock = threading.Lock()
+_env_set_by_us: str | None = None  # MLFLOW_TRACKING_URI as written by our mlflow.set_tracking_uri
+_BAD_NAME_CHARS = re.compile(r"[^\w./\- :]")
+
+
+# ---------------------------------------------------------------------------------------------
+# where, and once-only setup
+# ---------------------------------------------------------------------------------------------
+def tracking_uri(params: Params) -> str:
+    """MLFLOW_TRACKING_URI env var > params.tracking.uri > sqlite:///<outputs>/mlflow.db."""
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env and env != _env_set_by_us:  # mlflow.set_tracking_uri also writes this env var
+        return env
+    uri = params.tracking.uri
+    if uri:
+        # a relative sqlite path is relative to the project root, like every path in params
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            rel = unquote(uri[len("sqlite:///"):])
+            if rel and rel != ":memory:":
+                return f"sqlite:///{params.resolve(rel)}"
+        return uri
+    return f"sqlite:///{params.outputs / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The DB file of a sqlite:/// URI (None for other schemes and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = unquote(uri[len("sqlite:///"):]).split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _is_remote(uri: str) -> bool:
+    return uri.split(":", 1)[0] in ("http", "https", "databricks", "databricks-uc", "uc")
+
+
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Serialise schema/experiment creation across processes when the store is a SQLite file."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    import filelock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(db) + ".lock", timeout=_LOCK_TIMEOUT_S):
+        yield
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def init_tracking(params: Params) -> str:
+    """Point MLflow at `tracking_uri(params)`, create the schema and the experiment once; its id.
+
+    Safe when several processes call it at once on a fresh SQLite file (a file lock next to the
+    DB serialises the migration); cheap on later calls in the same process.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri(params)
+    name = params.tracking.experiment
+    # so mlflow.* calls (and child processes) use the same store; MLflow >= 3 implements this by
+    # setting the MLFLOW_TRACKING_URI env var, which must not then pass for the user's choice
+    global _env_set_by_us
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if env_before != uri:
+        _env_set_by_us = uri
+    key = (uri, name)
+    if key in _ready:
+        return _ready[key]
+    with _ready_lock:
+        if key in _ready:
+            return _ready[key]
+        with _creation_lock(uri):
+            client = _client(uri)  # first store access creates/migrates the DB schema
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                location = None
+                if not _is_remote(uri):  # a server picks its own artifact root
+                    slug = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "experiment"
+                    location = (params.outputs / "mlartifacts" / slug).as_uri()
+                try:
+                    exp_id = client.create_experiment(name, artifact_location=location)
+                except MlflowException:
+                    exp = client.get_experiment_by_name(name)  # created concurrently elsewhere
+                    if exp is None:
+                        raise
+                    exp_id = exp.experiment_id
+            else:
+                exp_id = exp.experiment_id
+                if exp.lifecycle_stage == "deleted":
+                    log.warning("MLflow experiment %r was deleted; restoring it", name)
+                    client.restore_experiment(exp_id)
+        _ready[key] = exp_id
+    return exp_id
+
+
+# ---------------------------------------------------------------------------------------------
+# identity and provenance
+# ---------------------------------------------------------------------------------------------
+def config_hash(params: Params, data_fingerprint: str) -> str:
+    """Run identity: sha256 of the sections that determine a trained model + the data fingerprint.
+
+    Tracking, report, ablation, studies and paths keys do not change it.
+    """
+    d = params.to_dict()
+    blob = json.dumps(
+        {"sections": {k: d[k] for k in IDENTITY_SECTIONS}, "data_fingerprint": data_fingerprint},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def git_commit(root: Path) -> str:
+    """`git rev-parse HEAD` in `root`; 'unknown' when it is not a git checkout (or git is absent)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else "unknown"
+
+
+def mlflow_name(key: str) -> str:
+    """A params/metric/tag name MLflow accepts: other characters become '_' ('CCL+RHIC' -> 'CCL_RHIC')."""
+    return _BAD_NAME_CHARS.sub("_", key)
+
+
+def _param_value(v: Any) -> str:
+    # YAML-readable, so a logged value can be pasted back as `--set key=value`
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _flat_params(params: Params) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.flat().items():
+        name = mlflow_name(key)
+        if name in out:  # two keys that differ only in forbidden characters
+            name = f"{name}_{hashlib.sha256(key.encode()).hexdigest()[:6]}"
+        out[name] = _param_value(value)
+    return out
+
+
+def _quoted(value: str) -> str:
+    """A value for an MLflow filter string (which has no escape for quotes)."""
+    if "'" in value:
+        raise ValueError(f"cannot search MLflow for a value containing a quote: {value!r}")
+    return f"'{value}'"
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+# ---------------------------------------------------------------------------------------------
+def find_finished_run(params: Params, run_hash: str) -> str | None:
+    """The newest FINISHED run in the experiment tagged cvls.config_hash == run_hash, else None."""
+    exp_id = init_tracking(params)
+    runs = _client(tracking_uri(params)).search_runs(
+        [exp_id],
+        filter_string=f"tags.`{TAG_CONFIG_HASH}` = {_quoted(run_hash)} and attributes.status = 'FINISHED'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].info.run_id if runs else None
+
+
+class RunHandle:
+    """Logging into one run by explicit id; every method is a no-op when run_id is None."""
+
+    def __init__(self, client: Any = None, run_id: str | None = None) -> None:
+        self._client = client
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """One batched call for the whole dict (no per-metric round trips)."""
+        if self.run_id is None or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(mlflow_name(k), float(v), now, step or 0) for k, v in metrics.items()]
+        self._client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """A file, or a folder with its contents, under `artifact_path` in the run."""
+        if self.run_id is None:
+            return
+        self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_figure(self, fig: Any, name: str) -> None:
+        """A matplotlib figure as an image artifact ('name' gets '.png' when it has no extension)."""
+        if self.run_id is None:
+            return
+        if not Path(name).suffix:
+            name += ".png"
+        self._client.log_figure(self.run_id, fig, name)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.run_id is None or not tags:
+            return
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_id, tags=[RunTag(mlflow_name(k), str(v)) for k, v in tags.items()])
+
+
+def _base_tags(params: Params) -> dict[str, str]:
+    commit = git_commit(params.root)
+    return {
+        TAG_SUITE: SUITE,
+        TAG_GIT_COMMIT: commit,
+        TAG_DATA_SOURCE: params.data.source,
+        # the standard MLflow tags, so the UI shows user, source and commit as for mlflow.start_run
+        "mlflow.user": getpass.getuser(),
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": sys.argv[0] or "python",
+        "mlflow.source.git.commit": commit,
+    }
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text}"[:1000]
+
+
+@contextmanager
+def tracked_run(
+    params: Params,
+    *,
+    name: str,
+    run_hash: str | None,
+    tags: dict[str, str],
+    parent_run_id: str | None = None,
+    enabled: bool = True,
+) -> Iterator[RunHandle]:
+    """An MLflow run around the block: params, tags and the config snapshot logged at the start;
+    FINISHED on success; FAILED (KILLED for Ctrl-C) with tag 'error' on an exception, re-raised.
+    enabled=False yields a handle whose methods do nothing."""
+    if not enabled:
+        yield RunHandle()
+        return
+    from mlflow.entities import Param, RunStatus, RunTag
+
+    exp_id = init_tracking(params)
+    client = _client(tracking_uri(params))
+    all_tags = _base_tags(params)
+    if run_hash:
+        all_tags[TAG_CONFIG_HASH] = run_hash
+    if parent_run_id:
+        all_tags[TAG_PARENT_RUN_ID] = parent_run_id
+    all_tags.update({mlflow_name(k): str(v) for k, v in tags.items()})
+    run = client.create_run(exp_id, tags=all_tags, run_name=name)
+    run_id = run.info.run_id
+    try:
+        # MLflow caps a batch at 100 params/tags; log_batch splits the list into such batches
+        client.log_batch(run_id, params=[Param(k, v) for k, v in _flat_params(params).items()])
+        client.log_text(run_id, yaml.safe_dump(params.to_dict(), sort_keys=False), CONFIG_ARTIFACT)
+        yield RunHandle(client, run_id)
+    except BaseException as err:
+        status = RunStatus.to_string(RunStatus.FAILED if isinstance(err, Exception) else RunStatus.KILLED)
+        try:  # never let a tracking problem hide the real error
+            client.log_batch(run_id, tags=[RunTag(TAG_ERROR, _one_line(err))])
+            client.set_terminated(run_id, status)
+        except Exception as track_err:  # noqa: BLE001
+            log.warning("could not mark MLflow run %s as %s: %s", run_id, status, track_err)
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def start_parent_run(params: Params, *, name: str, tags: dict[str, str]) -> str:
+    """A parent run grouping a suite/study's runs; its id.
+
+    With tags['cvls.parent_key'], an existing RUNNING/FINISHED run with that key is reused
+    (find-or-create, serialised like `init_tracking` on SQLite), so a resumed suite nests its new
+    runs under the same parent. The parent is a container: it is marked FINISHED at once (a killed
+    suite never leaves a parent stuck RUNNING); children and metrics can still be logged to it.
+    """
+    exp_id = init_tracking(params)
+    uri = tracking_uri(params)
+    client = _client(uri)
+    key = tags.get(TAG_PARENT_KEY)
+    with _creation_lock(uri) if key else nullcontext():
+        if key:
+            # (MLflow filters accept IN only for run_id, so the status is checked here)
+            found = client.search_runs(
+                [exp_id],
+                filter_string=f"tags.`{TAG_PARENT_KEY}` = {_quoted(key)}",
+                max_results=100,
+                order_by=["attributes.start_time ASC"],  # oldest: concurrent creators converge
+            )
+            for run in found:
+                if run.info.status in ("RUNNING", "FINISHED"):
+                    return run.info.run_id
+        all_tags = _base_tags(params) | {mlflow_name(k): str(v) for k, v in tags.items()}
+        run_id = client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+        client.set_terminated(run_id, "FINISHED")
+    return run_id

@@ -1,0 +1,35 @@
+"""Shared fixtures: the repo's params.yaml with the tiny profile, in a temp outputs folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from core.config import Params, flatten, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "profiles" / "tiny.yaml"
+
+torch.set_num_threads(1)  # CI has 2 cores; tests stay predictable
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def tiny_params(outputs: Path, **overrides: object) -> Params:
+    """params.yaml + profiles/tiny.yaml + overrides, writing under `outputs`."""
+    profile = flatten(yaml.safe_load(TINY.read_text()))
+    return load_params(ROOT / "params.yaml").replace(**profile, **{"paths.outputs": str(outputs)}, **overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Params:
+    """Tiny synthetic benchmark, generated and extracted once per test session."""
+    from core.data.extract import extract
+    from core.data.synthetic import generate
+
+    params = tiny_params(tmp_path_factory.mktemp("tiny"))
+    generate(params)
+    extract(params)
+    return params

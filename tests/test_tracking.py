@@ -1,0 +1,250 @@
+"""core.tracking: everything is read back through MlflowClient from a real SQLite store in tmp."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core import tracking
+from core.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS_YAML = ROOT / "params.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _no_env_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    if "mlflow" in sys.modules:  # leave no global tracking URI behind for other tests
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+
+
+def make_params(tmp_path, *overrides):
+    return load_params(PARAMS_YAML, [f"paths.outputs={tmp_path}", *overrides])
+
+
+def client_for(params):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking.tracking_uri(params))
+
+
+# ---------------------------------------------------------------------------------------------
+def test_default_uri_is_absolute_sqlite_under_outputs_and_env_overrides(tmp_path, monkeypatch):
+    p = make_params(tmp_path)
+    uri = tracking.tracking_uri(p)
+    assert uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert Path(uri.removeprefix("sqlite:///")).is_absolute()
+
+    relative = make_params(tmp_path, "tracking.uri=sqlite:///runs/m.db")
+    assert tracking.tracking_uri(relative) == f"sqlite:///{ROOT / 'runs' / 'm.db'}"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.tracking_uri(p) == "http://127.0.0.1:5999"
+    assert tracking.tracking_uri(relative) == "http://127.0.0.1:5999"
+
+
+def test_init_tracking_is_idempotent_and_keeps_artifacts_under_outputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = make_params(tmp_path / "out")
+    exp_id = tracking.init_tracking(p)
+    t0 = time.perf_counter()
+    assert tracking.init_tracking(p) == exp_id
+    assert time.perf_counter() - t0 < 0.05
+    exp = client_for(p).get_experiment(exp_id)
+    assert exp.name == p.tracking.experiment
+    assert exp.artifact_location.startswith((tmp_path / "out" / "mlartifacts").as_uri())
+    # mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI; that must not pin later params
+    other = make_params(tmp_path / "other")
+    assert tracking.tracking_uri(other) == f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+
+
+def test_tracked_run_logs_params_tags_metrics_and_config(tmp_path):
+    p = make_params(tmp_path)
+    run_hash = tracking.config_hash(p, "fp-1")
+    with tracking.tracked_run(p, name="CCL s0", run_hash=run_hash, tags={"cvls.variant": "CCL", "cvls.seed": "0"}) as run:
+        for epoch in range(3):
+            run.log_metrics({"train_loss": 1.0 / (epoch + 1), "val_miou": 0.1 * epoch}, step=epoch)
+        run.log_metrics({"test_miou": 0.5})
+        run.set_tags({"cvls.note": "ok"})
+        extra = tmp_path / "extra.txt"
+        extra.write_text("hello")
+        run.log_artifact(extra, "files")
+
+    client = client_for(p)
+    got = client.get_run(run.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.info.run_name == "CCL s0"
+    # params: one per flattened key, same names in every run ('+' is not allowed by MLflow)
+    assert set(got.data.params) == {tracking.mlflow_name(k) for k in p.flat()}
+    assert "ablation.variants.CCL_RHIC_LCF.lcf" in got.data.params
+    assert got.data.params["loss.rhic_ratio"] == "1:3"
+    assert got.data.params["loss.lcf"] == "true"
+    assert got.data.params["train.grad_clip"] == "null"
+    # tags
+    tags = got.data.tags
+    assert tags[tracking.TAG_SUITE] == "cvls"
+    assert tags[tracking.TAG_GIT_COMMIT] == tracking.git_commit(p.root) != ""
+    assert tags[tracking.TAG_DATA_SOURCE] == "synthetic"
+    assert tags[tracking.TAG_CONFIG_HASH] == run_hash
+    assert tags["cvls.variant"] == "CCL" and tags["cvls.seed"] == "0" and tags["cvls.note"] == "ok"
+    assert tracking.TAG_PARENT_RUN_ID not in tags
+    # metrics with steps: the per-epoch history
+    history = client.get_metric_history(run.run_id, "val_miou")
+    assert [(m.step, round(m.value, 6)) for m in sorted(history, key=lambda m: m.step)] == [(0, 0.0), (1, 0.1), (2, 0.2)]
+    assert got.data.metrics["test_miou"] == 0.5
+    # artifacts: the resolved config snapshot, under outputs (not the CWD)
+    assert [a.path for a in client.list_artifacts(run.run_id, "config")] == [tracking.CONFIG_ARTIFACT]
+    assert [a.path for a in client.list_artifacts(run.run_id, "files")] == ["files/extra.txt"]
+    local = Path(client.download_artifacts(run.run_id, tracking.CONFIG_ARTIFACT, str(tmp_path / "dl")))
+    assert yaml.safe_load(local.read_text()) == p.to_dict()
+    assert got.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+
+
+def test_log_figure_and_disabled_handle(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = make_params(tmp_path)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    with tracking.tracked_run(p, name="fig", run_hash=None, tags={}) as run:
+        run.log_figure(fig, "curves")
+    plt.close(fig)
+    assert [a.path for a in client_for(p).list_artifacts(run.run_id) if a.path.endswith(".png")] == ["curves.png"]
+
+    other = make_params(tmp_path / "off")
+    with tracking.tracked_run(other, name="x", run_hash="h", tags={}, enabled=False) as off:
+        off.log_metrics({"a": 1.0}, step=0)
+        off.set_tags({"a": "b"})
+        off.log_artifact(tmp_path / "missing.txt")
+        off.log_figure(object(), "f")
+    assert off.run_id is None
+    assert not (tmp_path / "off").exists()
+
+
+def test_failure_marks_run_failed_with_error_and_reraises(tmp_path):
+    p = make_params(tmp_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.tracked_run(p, name="bad", run_hash="h1", tags={}) as run:
+            run.log_metrics({"loss": 1.0}, step=0)
+            raise RuntimeError("boom\nsecond line")
+    got = client_for(p).get_run(run.run_id)
+    assert got.info.status == "FAILED"
+    assert got.data.tags["error"] == "RuntimeError: boom second line"
+
+
+def test_find_finished_run_ignores_failed_runs_and_other_hashes(tmp_path):
+    p = make_params(tmp_path)
+    assert tracking.find_finished_run(p, "abc") is None
+    with tracking.tracked_run(p, name="ok-old", run_hash="abc", tags={}) as old:
+        pass
+    with tracking.tracked_run(p, name="other", run_hash="xyz", tags={}):
+        pass
+    with tracking.tracked_run(p, name="ok-new", run_hash="abc", tags={}) as new:
+        pass
+    with pytest.raises(ValueError):
+        with tracking.tracked_run(p, name="failed", run_hash="abc", tags={}):
+            raise ValueError("x")
+    with pytest.raises(ValueError):
+        with tracking.tracked_run(p, name="only-failed", run_hash="f00", tags={}):
+            raise ValueError("x")
+    assert old.run_id != new.run_id
+    assert tracking.find_finished_run(p, "abc") == new.run_id  # the newest finished one
+    assert tracking.find_finished_run(p, "f00") is None
+    assert tracking.find_finished_run(p, "nope") is None
+
+
+def test_nested_run_and_parent_find_or_create(tmp_path):
+    p = make_params(tmp_path)
+    parent = tracking.start_parent_run(p, name="ablation", tags={"cvls.parent_key": "ablation-1"})
+    assert tracking.start_parent_run(p, name="ablation", tags={"cvls.parent_key": "ablation-1"}) == parent
+    assert tracking.start_parent_run(p, name="ablation", tags={"cvls.parent_key": "ablation-2"}) != parent
+    assert tracking.start_parent_run(p, name="free", tags={}) != parent
+    with tracking.tracked_run(p, name="child", run_hash=None, tags={}, parent_run_id=parent) as child:
+        pass
+    client = client_for(p)
+    assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == parent
+    assert client.get_run(parent).info.experiment_id == client.get_run(child.run_id).info.experiment_id
+    assert client.get_run(parent).data.tags["cvls.parent_key"] == "ablation-1"
+
+
+def test_config_hash_tracks_only_model_determining_sections(tmp_path):
+    base = make_params(tmp_path)
+    h = tracking.config_hash(base, "fp")
+    assert len(h) == 16 and int(h, 16) >= 0
+    assert tracking.config_hash(base, "fp") == h
+    assert tracking.config_hash(base, "other-fp") != h
+    for key, value in [("loss.lcf", False), ("loss.rhic_ratio", "1:1"), ("model.channels", 32),
+                       ("train.lr", 0.01), ("data.clip_frames", 2), ("eval.threshold", 0.4)]:
+        assert tracking.config_hash(base.replace(**{key: value}), "fp") != h, key
+    for key, value in [("tracking.experiment", "x"), ("tracking.uri", "sqlite:////tmp/x.db"),
+                       ("report.bootstrap", 500), ("ablation.seeds", [7]), ("studies.n_jobs", 3),
+                       ("paths.outputs", str(tmp_path / "elsewhere"))]:
+        assert tracking.config_hash(base.replace(**{key: value}), "fp") == h, key
+
+
+def test_git_commit(tmp_path):
+    assert tracking.git_commit(tmp_path) == "unknown"
+    commit = tracking.git_commit(ROOT)
+    assert commit == "unknown" or len(commit) == 40
+
+
+_WORKER = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from core import tracking
+from core.config import load_params
+out, i = Path(sys.argv[2]), sys.argv[3]
+p = load_params(Path(sys.argv[1]) / "params.yaml", [f"paths.outputs={out}"])
+(out / f"ready-{i}").touch()
+while not (out / "go").exists():
+    time.sleep(0.01)
+tracking.init_tracking(p)
+with tracking.tracked_run(p, name=f"worker-{i}", run_hash=f"h{i}", tags={"worker": i}) as run:
+    run.log_metrics({"x": float(i)}, step=0)
+print(run.run_id)
+"""
+
+
+def test_concurrent_init_on_fresh_sqlite(tmp_path):
+    out = tmp_path / "shared"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(ROOT), str(out), str(i)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(4)
+    ]
+    try:
+        deadline = time.monotonic() + 50
+        while len(list(out.glob("ready-*"))) < 4:  # all imported: now start them at once
+            assert time.monotonic() < deadline and all(pr.poll() is None for pr in procs), "workers did not start"
+            time.sleep(0.05)
+        (out / "go").touch()
+        results = [pr.communicate(timeout=50) for pr in procs]
+    finally:
+        for pr in procs:
+            if pr.poll() is None:
+                pr.kill()
+    for pr, (stdout, stderr) in zip(procs, results):
+        assert pr.returncode == 0, stderr[-3000:]
+    p = make_params(out)
+    client = client_for(p)
+    exps = [e for e in client.search_experiments() if e.name == p.tracking.experiment]
+    assert len(exps) == 1
+    runs = client.search_runs([exps[0].experiment_id])
+    assert len(runs) == 4
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.data.tags["worker"] for r in runs) == ["0", "1", "2", "3"]
