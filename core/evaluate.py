@@ -32,7 +32,6 @@ from core.cli import params_from, parser, run_main  # noqa: E402
 from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import SplitStore, open_split  # noqa: E402
-from core.errors import UserError  # noqa: E402
 from core.io import atomic_path, write_json, write_text  # noqa: E402
 from core.metrics import binarize, intersection_union, resize_to, summarize  # noqa: E402
 from core.model import CVLS  # noqa: E402

@@ -16,7 +16,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from core.cli import params_from, parser, run_main
 from core.config import Params
-from core.data.a2d import read_a2d
+from core.data.a2d import load_frames, read_a2d
 from core.data.jhmdb import read_jhmdb
 from core.data.store import SPLITS
 from core.data.types import SkipLedger, Video
@@ -96,15 +96,6 @@ def wanted_frames(video: Video, window: int) -> tuple[list[int], set[int]]:
     return sorted(wanted), annotated
 
 
-def load_video_frames(video: Video, indices: Sequence[int]) -> np.ndarray:
-    """Decode the frames of `video` at 0-based `indices` (mp4 or png folder)."""
-    if video.source.is_dir():
-        from core.data.jhmdb import load_frames
-    else:
-        from core.data.a2d import load_frames
-    return load_frames(video, indices)
-
-
 def build_chunk(video: Video, frames: np.ndarray, indices: list[int], annotated: set[int], size: int, ledger: SkipLedger) -> Chunk | None:
     h, w = frames.shape[1:3]
     if (h, w) != (video.height, video.width):
@@ -158,7 +149,7 @@ def chunk_for(video: Video, cache: Path, size: int, window: int, ledger: SkipLed
         return path
     indices, annotated = wanted_frames(video, window)
     try:
-        frames = load_video_frames(video, indices)
+        frames = load_frames(video, indices)
     except DataError as err:
         ledger.problem("corrupt_video", str(err).split(" (to skip")[0])
         return None

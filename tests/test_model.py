@@ -1,0 +1,231 @@
+"""The CVLS network (core/model.py): shapes, text encoder, SEM, LCF, backbone loading, overfitting."""
+import logging
+import time
+
+import pytest
+import torch
+import torchvision
+
+import core.model as model_mod
+from core.config import LossParams, ModelParams
+from core.errors import UserError
+from core.losses import cvls_loss
+from core.metrics import binarize
+from core.model import CVLS, TextEncoder, build_backbone, coord_map
+
+torch.set_num_threads(1)
+
+TINY = ModelParams(channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8)
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def padded_batch(s: int = 32) -> dict[str, torch.Tensor]:
+    """B=2, T=3, K=3: clip 1 has a padded frame; clip 0's referent is absent in every frame."""
+    b, t, k = 2, 3, 3
+    masks = torch.zeros(b, t, k, s, s)
+    masks[:, :, 0, 2:12, 3:14] = 1
+    masks[:, :, 1, 16:28, 4:12] = 1
+    masks[:, :, 2, 18:30, 18:30] = 1
+    masks[0, :, 2] = 0  # clip 0 refers to slot 2, which is never visible
+    masks[1, 0, 1] = 0  # clip 1's referent (slot 1) is missing in frame 0
+    masks[1, 2] = 0  # clip 1: frame 2 is padding
+    frames = torch.randn(b, t, 3, s, s)
+    frames[1, 2] = 0
+    return {
+        "frames": frames,
+        "tokens": torch.tensor([[2, 5, 7, 0, 0], [3, 4, 9, 11, 6]]),
+        "lengths": torch.tensor([3, 5]),
+        "masks": masks,
+        "present": masks.flatten(3).any(-1),
+        "referent": torch.tensor([2, 1]),
+        "frame_valid": torch.tensor([[True, True, True], [True, True, False]]),
+    }
+
+
+def test_shapes_padded_frames_backward_and_no_nan_with_empty_referent():
+    torch.manual_seed(0)
+    lp = LossParams()
+    model = CVLS(TINY, lp, vocab_size=12)
+    batch = padded_batch()
+    out = model(batch["frames"], batch["tokens"], batch["lengths"])
+    assert out.logits.shape == (2, 3, 32, 32)
+    assert out.features.shape == (2, 3, 16, 8, 8)  # Res2 = input / 4
+    assert out.sentence.shape == (2, 16) and out.gate.shape == (2, 16)
+    total, parts = cvls_loss(model, out, batch, lp)
+    total.backward()
+    assert torch.isfinite(total) and all(torch.isfinite(v) for v in parts.values())
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    # nothing positive in clip 0: the contrast comes from clip 1 alone and is still > 0
+    assert parts["ccl"] > 0
+
+
+def test_model_without_lcf_has_no_gate():
+    model = CVLS(TINY, LossParams(lcf=False), vocab_size=12)
+    batch = padded_batch()
+    out = model(batch["frames"], batch["tokens"], batch["lengths"])
+    assert model.lcf is None and out.gate is None
+    assert out.filtered_features() is out.features
+
+
+def test_lcf_with_zero_weights_and_bias_halves_every_channel():
+    model = CVLS(TINY, LossParams(lcf=True), vocab_size=12)
+    with torch.no_grad():
+        model.lcf.linear.weight.zero_()
+        model.lcf.linear.bias.zero_()
+    batch = padded_batch()
+    out = model(batch["frames"], batch["tokens"], batch["lengths"])
+    assert torch.equal(out.gate, torch.full((2, 16), 0.5))  # sigmoid(0), Eq. 5
+    assert torch.equal(out.filtered_features(), out.features * 0.5)
+
+
+def test_text_encoder_never_sees_padding():
+    torch.manual_seed(0)
+    enc = TextEncoder(num_ids=10, hidden=8, out_dim=6)
+    short = enc(torch.tensor([[4, 7, 2]]), torch.tensor([3]))
+    padded = enc(torch.tensor([[4, 7, 2, 0, 0, 0], [5, 0, 0, 0, 0, 0]]), torch.tensor([3, 1]))
+    alone = enc(torch.tensor([[5]]), torch.tensor([1]))
+    assert torch.allclose(short[0], padded[0], atol=1e-6) and torch.allclose(alone[0], padded[1], atol=1e-6)
+    # pads filled with real words beyond the length do not matter either
+    garbage = enc(torch.tensor([[4, 7, 2, 9, 9, 3]]), torch.tensor([3]))
+    assert torch.allclose(short, garbage, atol=1e-6)
+    # ...but word order does (bi-LSTM, not a bag of words)
+    assert not torch.allclose(short, enc(torch.tensor([[2, 7, 4]]), torch.tensor([3])), atol=1e-4)
+
+
+def test_coord_map_of_a_2x4_grid():
+    c = coord_map(2, 4, torch.device("cpu"), torch.float32)
+    assert c.shape == (8, 2, 4)
+    xmin, ymin, xmax, ymax, xctr, yctr, inv_w, inv_h = c
+    assert torch.allclose(xmin[0], torch.tensor([-1.0, -0.5, 0.0, 0.5]))
+    assert torch.allclose(xmax[1], torch.tensor([-0.5, 0.0, 0.5, 1.0]))
+    assert torch.allclose(xctr[0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))
+    assert torch.allclose(ymin[:, 0], torch.tensor([-1.0, 0.0])) and torch.allclose(ymax[:, 3], torch.tensor([0.0, 1.0]))
+    assert torch.allclose(yctr[:, 2], torch.tensor([-0.5, 0.5]))
+    assert torch.all(inv_w == 0.25) and torch.all(inv_h == 0.5)
+    assert coord_map(2, 4, torch.device("cpu"), torch.float32) is c  # built once per size
+
+
+def test_projection_head_is_shared_and_unit_norm():
+    model = CVLS(TINY, LossParams(), vocab_size=12)
+    z = model.project(torch.randn(2, 3, 4, 16))
+    assert z.shape == (2, 3, 4, 8) and z.dtype == torch.float32
+    assert torch.allclose(z.norm(dim=-1), torch.ones(2, 3, 4), atol=1e-6)
+
+
+def test_backbone_levels_and_scratch_warning_once(monkeypatch, caplog):
+    monkeypatch.setattr(model_mod, "_warned_scratch", False)
+    with caplog.at_level(logging.WARNING, logger="cvls"):
+        net = build_backbone("resnet18", None)
+        build_backbone("resnet34", None)
+    assert sum("from scratch" in r.getMessage() for r in caplog.records) == 1
+    assert net.pretrained is False
+    levels = net(torch.randn(1, 3, 64, 64))
+    assert [tuple(x.shape[1:]) for x in levels] == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
+
+
+def test_backbone_loads_a_local_imagenet_state_dict(tmp_path):
+    src = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(src.state_dict(), path)
+    net = build_backbone("resnet18", path)
+    assert net.pretrained is True
+    assert torch.equal(net.body.conv1.weight, src.conv1.weight) and torch.equal(net.body.layer3[1].bn2.running_mean, src.layer3[1].bn2.running_mean)
+    model = CVLS(TINY.model_copy(update={"pretrained_weights": "resnet18.pth"}), LossParams(), vocab_size=12, root=tmp_path)
+    assert model.pretrained is True
+    with pytest.raises(ValueError, match="root"):
+        CVLS(TINY.model_copy(update={"pretrained_weights": "resnet18.pth"}), LossParams(), vocab_size=12)
+
+
+def test_backbone_weights_problems_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        build_backbone("resnet18", tmp_path / "nope.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable"):
+        build_backbone("resnet18", junk)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    state["conv1.weight"] = torch.zeros(64, 3, 3, 3)  # e.g. another architecture's stem
+    bad_shape = tmp_path / "bad_shape.pth"
+    torch.save(state, bad_shape)
+    with pytest.raises(UserError, match="does not fit resnet18"):
+        build_backbone("resnet18", bad_shape)
+    other = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(3)}, other)
+    with pytest.raises(UserError, match="not a resnet18 state_dict"):
+        build_backbone("resnet18", other)
+
+
+def test_channels_last_and_bf16_autocast_match_the_plain_model():
+    torch.manual_seed(0)
+    lp = LossParams()
+    model = CVLS(TINY, lp, vocab_size=12).eval()
+    batch = padded_batch()
+    with torch.no_grad():
+        ref = model(batch["frames"], batch["tokens"], batch["lengths"])
+        model = model.to(memory_format=torch.channels_last)
+        b, t = batch["frames"].shape[:2]
+        frames_cl = batch["frames"].flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
+        cl = model(frames_cl, batch["tokens"], batch["lengths"])
+    assert torch.allclose(cl.logits, ref.logits, atol=1e-4) and torch.allclose(cl.features, ref.features, atol=1e-4)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(frames_cl, batch["tokens"], batch["lengths"])
+        total, parts = cvls_loss(model, out, batch, lp)
+    assert out.logits.dtype == torch.bfloat16
+    assert total.dtype == torch.float32 and parts["ccl"].dtype == torch.float32  # losses run in float32
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def two_object_clip(s: int = 64, t: int = 2) -> dict[str, torch.Tensor]:
+    """One clip of two same-shape squares (red, green) that move; two sentences, one per square."""
+    img = torch.full((t, 3, s, s), 0.5)
+    masks = torch.zeros(t, 2, s, s)
+    corners = [((8, 8), (36, 30)), ((12, 10), (34, 36))]  # per frame: red, green (y, x)
+    colours = [torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.8, 0.1])]
+    side = s // 4
+    for f in range(t):
+        for k in range(2):
+            y, x = corners[f][k]
+            img[f, :, y : y + side, x : x + side] = colours[k].view(3, 1, 1)
+            masks[f, k, y : y + side, x : x + side] = 1
+    frames = ((img - MEAN) / STD)[None].repeat(2, 1, 1, 1, 1)
+    return {
+        "frames": frames,
+        "tokens": torch.tensor([[2, 3, 4], [2, 5, 4]]),  # "the red square" / "the green square"
+        "lengths": torch.tensor([3, 3]),
+        "masks": masks[None].repeat(2, 1, 1, 1, 1),
+        "present": torch.ones(2, t, 2, dtype=torch.bool),
+        "referent": torch.tensor([0, 1]),
+        "frame_valid": torch.ones(2, t, dtype=torch.bool),
+    }
+
+
+@pytest.mark.slow
+def test_full_model_overfits_one_clip():
+    """Full CVLS (CCL+RHIC+LCF, resnet18, C=32) learns to segment the referred square: the two
+    sentences share the frames, so IoU > 0.9 on both needs the language branch."""
+    torch.manual_seed(0)
+    lp = LossParams()
+    model = CVLS(ModelParams(channels=32), lp, vocab_size=6)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = two_object_clip()
+    target = torch.stack([batch["masks"][0, :, 0], batch["masks"][1, :, 1]]).bool()  # [B,T,S,S]
+    start, ious = time.monotonic(), [0.0, 0.0]
+    for step in range(150):
+        out = model(batch["frames"], batch["tokens"], batch["lengths"])
+        loss, _ = cvls_loss(model, out, batch, lp)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 10 == 9:
+            model.eval()
+            with torch.no_grad():
+                pred = binarize(torch.sigmoid(model(batch["frames"], batch["tokens"], batch["lengths"]).logits), 0.5)
+            model.train()
+            ious = [((pred[b] & target[b]).sum() / (pred[b] | target[b]).sum()).item() for b in range(2)]
+            if min(ious) > 0.9:
+                break
+    assert min(ious) > 0.9, f"IoU {ious} after {step + 1} steps ({time.monotonic() - start:.0f} s)"
