@@ -94,7 +94,7 @@ def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params:
 
 def _original_frame(store: SplitStore, row: int, video: dict) -> np.ndarray:
     """The stored frame resized back to the original size (what the metrics score against)."""
-    frame = torch.from_numpy(np.asarray(store.frame_array[row])).permute(2, 0, 1)[None].float()
+    frame = torch.from_numpy(np.array(store.frame_array[row])).permute(2, 0, 1)[None].float()
     frame = torch.nn.functional.interpolate(frame, size=(video["height"], video["width"]), mode="bilinear", align_corners=False)
     return frame[0].permute(1, 2, 0).clamp(0, 255).byte().numpy()
 
@@ -151,7 +151,7 @@ def evaluate_run(params: Params, run_dir: Path, run_id: str | None, *, tracking_
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # metrics.json appears only together with everything else
     if tracking_enabled and run_id:
-        handle = tracking.RunHandle(tracking._client(tracking.tracking_uri(params)), run_id)
+        handle = tracking.run_handle(params, run_id)
         handle.log_metrics({f"{split}/{k.replace('@', '_at_')}": v for split, m in metrics.items() for k, v in m.items()})
         for name in ("metrics.json", "per_sample.csv", "qualitative.png"):
             handle.log_artifact(out / name, "eval")

@@ -119,7 +119,9 @@ def contrastive_loss(model: CVLS, out: Output, batch: dict[str, Tensor], lp: Los
     """
     masks, present, referent, frame_valid = batch["masks"], batch["present"], batch["referent"], batch["frame_valid"]
     b, t, k = present.shape
-    feat = out.filtered_features()  # F' = c ⊙ F, or F without LCF
+    if lp.lcf and out.gate is None:
+        raise ValueError("loss.lcf is on but the model was built without LCF (build CVLS with the same LossParams)")
+    feat = out.filtered_features() if lp.lcf else out.features  # F' = c ⊙ F (Eq. 5), or F
     regions = region_weights(masks, feat.shape[-2:])  # [B,T,K+1,h,w], background last
     selection = None
     if lp.rhic:

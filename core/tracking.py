@@ -358,3 +358,9 @@ def start_parent_run(params: Params, *, name: str, tags: dict[str, str]) -> str:
         run_id = client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
         client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def run_handle(params: Params, run_id: str) -> RunHandle:
+    """A handle on an existing run (e.g. evaluation logging into a finished training run)."""
+    init_tracking(params)
+    return RunHandle(_client(tracking_uri(params)), run_id)

@@ -20,7 +20,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 def tiny_params(outputs: Path, **overrides: object) -> Params:
     """params.yaml + profiles/tiny.yaml + overrides, writing under `outputs`."""
     profile = flatten(yaml.safe_load(TINY.read_text()))
-    return load_params(ROOT / "params.yaml").replace(**profile, **{"paths.outputs": str(outputs)}, **overrides)
+    return load_params(ROOT / "params.yaml").replace(**{**profile, "paths.outputs": str(outputs), **overrides})
 
 
 @pytest.fixture(scope="session")

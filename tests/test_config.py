@@ -1,11 +1,10 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from core.config import Params, load_params, merge_profile, parse_ratio
+from core.config import load_params, merge_profile, parse_ratio
 from core.errors import ParamsError
 
 from .conftest import ROOT, TINY

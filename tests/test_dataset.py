@@ -18,7 +18,8 @@ def test_clip_batch_contract(tiny_store):
     batch = collate_clips([ds[i] for i in range(min(3, len(ds)))])
     b, t, k, s = batch["masks"].shape[:4]
     assert batch["frames"].shape == (b, t, 3, s, s) and batch["frames"].dtype == torch.uint8
-    assert batch["present"].shape == (b, t, k) and batch["frame_valid"].shape == (b, t)
+    assert batch["present"].shape == (b, t, k) and batch["present"].dtype == torch.bool
+    assert batch["frame_valid"].shape == (b, t)
     for i in range(b):
         ref = batch["referent"][i]
         valid = batch["frame_valid"][i]

@@ -211,3 +211,11 @@ def test_contrastive_gradient_reaches_both_encoders_not_the_decoder(rhic):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     # the decoder only feeds RHIC's selection, which is not back-propagated
     assert all(p.grad is None for p in model.decoder.parameters())
+
+
+def test_lcf_switch_of_the_loss_must_match_the_model():
+    model = CVLS(TINY, LossParams(lcf=False), vocab_size=12)
+    batch = make_batch()
+    out = model(batch["frames"], batch["tokens"], batch["lengths"])
+    with pytest.raises(ValueError, match="without LCF"):
+        contrastive_loss(model, out, batch, LossParams(lcf=True))

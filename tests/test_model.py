@@ -107,6 +107,15 @@ def test_coord_map_of_a_2x4_grid():
     assert coord_map(2, 4, torch.device("cpu"), torch.float32) is c  # built once per size
 
 
+def test_coord_map_built_in_inference_mode_still_serves_training():
+    with torch.inference_mode():
+        c = coord_map(3, 5, torch.device("cpu"), torch.float32)
+    assert not c.is_inference()
+    w = torch.ones(8, 3, 5, requires_grad=True)
+    (w * c).sum().backward()  # an inference tensor could not be saved for backward
+    assert torch.equal(w.grad, c)
+
+
 def test_projection_head_is_shared_and_unit_norm():
     model = CVLS(TINY, LossParams(), vocab_size=12)
     z = model.project(torch.randn(2, 3, 4, 16))
@@ -214,7 +223,7 @@ def test_full_model_overfits_one_clip():
     batch = two_object_clip()
     target = torch.stack([batch["masks"][0, :, 0], batch["masks"][1, :, 1]]).bool()  # [B,T,S,S]
     start, ious = time.monotonic(), [0.0, 0.0]
-    for step in range(150):
+    for step in range(200):  # typically done after 100-130 steps (seeds 0-4); the cap leaves margin
         out = model(batch["frames"], batch["tokens"], batch["lengths"])
         loss, _ = cvls_loss(model, out, batch, lp)
         opt.zero_grad()

@@ -97,7 +97,7 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return {
         "frames": frames,
         "masks": masks,
-        "present": masks.flatten(3).any(-1),
+        "present": masks.flatten(3).amax(-1) > 0,  # (any() on uint8 returns uint8)
         "tokens": tokens,
         "lengths": torch.tensor([max(len(x["tokens"]), 1) for x in items]),
         "referent": torch.tensor([x["referent"] for x in items]),
@@ -138,7 +138,7 @@ class FrameDataset(Dataset):
         text = self.store.samples[self.text_from[sample_idx]].text if self.text_from else sample.text
         frame = self.store.frames[row]
         return {
-            "frames": torch.from_numpy(np.asarray(self.store.frame_array[row])).permute(2, 0, 1)[None],  # [1,3,S,S]
+            "frames": torch.from_numpy(np.array(self.store.frame_array[row])).permute(2, 0, 1)[None],  # [1,3,S,S]
             "tokens": self.vocab.encode(tokenize(text), self.data.max_tokens),
             "gt": torch.from_numpy(self.store.orig_mask(row, sample.referent)),
             "meta": {"pair": i, "sample": sample_idx, "video": self.store.videos[frame["video"]]["id"], "frame": frame["index"] + 1, "text": text},

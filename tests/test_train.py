@@ -1,0 +1,120 @@
+"""Training: resume equals uninterrupted, config-hash reuse, NaN stop, MLflow run contents."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from core import train as train_mod
+from core import tracking
+from core.evaluate import evaluate_run, read_per_sample
+from core.metrics import summarize
+from core.train import Diverged, load_checkpoint, train
+
+from .conftest import ROOT
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "model.pt")["model"]
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_store, monkeypatch):
+    p = tiny_store.replace(**{"train.deterministic": True, "train.epochs": 3, "train.seed": 11})
+    reference = train(p, force=True, tracking_enabled=False)
+    expected = _weights(reference.run_dir)
+
+    real_loss, calls = train_mod.cvls_loss, []
+
+    def killed_mid_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:  # tiny profile: 5 steps per epoch, so this is inside epoch 2
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "cvls_loss", killed_mid_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(p, force=True, tracking_enabled=False)
+    assert not (reference.run_dir / "model.pt").exists()
+    assert load_checkpoint(reference.run_dir / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(train_mod, "cvls_loss", real_loss)
+    resumed = train(p, tracking_enabled=False)
+    got = _weights(resumed.run_dir)
+    assert resumed.run_dir == reference.run_dir and [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert got.keys() == expected.keys()
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), k
+
+
+def test_a_config_seen_twice_trains_once(tiny_store, monkeypatch):
+    p = tiny_store.replace(**{"train.seed": 12})
+    first = train(p, name="twice")
+    fits = []
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: fits.append(1) or [])
+    second = train(p, name="twice")
+    assert second.reused and second.run_id == first.run_id and fits == []
+    client = MlflowClient(tracking.tracking_uri(p))
+    runs = client.search_runs([tracking.init_tracking(p)], f"tags.`cvls.config_hash` = '{first.run_hash}'")
+    assert len(runs) == 1
+    monkeypatch.undo()
+    forced = train(p, name="twice", force=True)
+    assert not forced.reused and forced.run_id != first.run_id
+
+
+def test_run_contents_read_back_through_mlflow(tiny_store):
+    p = tiny_store.replace(**{"train.seed": 13})
+    result = train(p, name="CCL+RHIC+LCF", tags={"suite": "test"})
+    metrics = evaluate_run(p, result.run_dir, result.run_id)
+    client = MlflowClient(tracking.tracking_uri(p))
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert set(run.data.params) == {tracking.mlflow_name(k) for k in p.flat()}
+    assert run.data.params["loss.lambda_seg"] == "0.8"
+    tags = run.data.tags
+    assert tags["variant"] == "CCL+RHIC+LCF" and tags["seed"] == "13" and tags["cvls.config_hash"] == result.run_hash
+    fingerprint = json.loads((p.processed / "summary.json").read_text())["fingerprint"]
+    assert tags["dataset_fingerprint"] == fingerprint and tags["pretrained_backbone"] == "false"
+    assert tags["cvls.git_commit"] and tags["cvls.data_source"] == "synthetic"
+    history = client.get_metric_history(result.run_id, "train_loss")
+    assert [m.step for m in history] == list(range(1, p.train.epochs + 1))
+    assert run.data.metrics["test/mAP"] == metrics["test"]["mAP"]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "eval")}
+    assert artifacts == {"eval/metrics.json", "eval/per_sample.csv", "eval/qualitative.png"}
+    assert "config/params.resolved.yaml" in {a.path for a in client.list_artifacts(result.run_id, "config")}
+
+
+def test_per_sample_ious_reproduce_the_metrics(tiny_store):
+    p = tiny_store.replace(**{"train.seed": 13})
+    result = train(p, name="CCL+RHIC+LCF", tags={"suite": "test"})
+    metrics = evaluate_run(p, result.run_dir, result.run_id)
+    rows = read_per_sample(result.run_dir / "eval" / "per_sample.csv")
+    for split in ("test", "jhmdb", "test_shuffled"):
+        mine = [r for r in rows if r["split"] == split]
+        assert summarize([r["inter"] for r in mine], [r["union"] for r in mine]) == metrics[split]
+    assert {"val", "test", "jhmdb", "test_shuffled"} <= set(metrics)
+
+
+def test_nan_loss_stops_the_run_and_marks_it_failed(tiny_store, monkeypatch):
+    p = tiny_store.replace(**{"train.seed": 14})
+    real_loss = train_mod.cvls_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, parts = real_loss(*args, **kwargs)
+        return loss * float("nan"), parts
+
+    monkeypatch.setattr(train_mod, "cvls_loss", nan_loss)
+    with pytest.raises(Diverged, match="NaN/inf in epoch 1"):
+        train(p, name="nan")
+    client = MlflowClient(tracking.tracking_uri(p))
+    runs = client.search_runs([tracking.init_tracking(p)], "tags.variant = 'nan'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "NaN/inf" in runs[0].data.tags["error"]
+
+
+def test_missing_store_is_a_one_line_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "core.train", "--set", f"paths.outputs={tmp_path}"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "processed store not found" in r.stderr and "Traceback" not in r.stderr
