@@ -235,6 +235,11 @@ class RunHandle:
         self._client = client
         self.run_id = run_id
 
+    @property
+    def client(self) -> Any:
+        """The MlflowClient behind this handle (None when tracking is disabled)."""
+        return self._client
+
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """One batched call for the whole dict (no per-metric round trips)."""
         if self.run_id is None or not metrics:

@@ -118,3 +118,26 @@ def test_missing_store_is_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "core.train", "--set", f"paths.outputs={tmp_path}"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "processed store not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_torchrun_ddp_on_cpu(tiny_store, tmp_path):
+    """The DDP path (gloo on CPU): two ranks train one run; rank 0 alone writes and logs it."""
+    import os
+
+    from core.config import merge_profile
+
+    from .conftest import TINY
+
+    params_file = tmp_path / "params.yaml"
+    merge_profile(ROOT / "params.yaml", TINY, params_file)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "core.train",
+                        "--params", str(params_file), "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=15",
+                        "--set", "train.epochs=1", "--name", "ddp"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    p = tiny_store.replace(**{"train.seed": 15, "train.epochs": 1})
+    client = MlflowClient(tracking.tracking_uri(p))
+    runs = client.search_runs([tracking.init_tracking(p)], "tags.variant = 'ddp'")
+    assert [r.info.status for r in runs] == ["FINISHED"]  # one run, logged once (rank 0)
+    run_dir = p.outputs / "runs" / runs[0].data.tags["cvls.config_hash"]
+    assert (run_dir / "model.pt").is_file() and len(load_checkpoint(run_dir / "checkpoint.pt")["history"]) == 1

@@ -1,0 +1,139 @@
+"""Everything the report reads: the result tables and summaries other stages wrote under outputs/.
+
+The report reads files only (never the model): a missing or malformed input is a one-line
+`UserError` naming the file and the stage that writes it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.config import Params
+from core.errors import UserError
+from core.runs import METRIC_KEYS, SPLITS
+
+# file (relative to outputs) -> the pipeline stage that writes it
+STAGES = {
+    "processed/summary.json": "extract",
+    "raw/synthetic_summary.json": "generate",
+    "eval/metrics.json": "evaluate",
+    "train/run.json": "train",
+    "ablation/results.csv": "ablate",
+    "ablation/per_sample.csv": "ablate",
+    "ablation/histories.csv": "ablate",
+    "studies/rhic_ratio.csv": "study_rhic",
+    "studies/lambda_sensitivity.csv": "study_lambda",
+}
+METRIC_COLUMNS = tuple(f"{s}/{m}" for s in SPLITS for m in METRIC_KEYS)
+REQUIRED_COLUMNS = {
+    "ablation/results.csv": ("variant", "seed", "ccl", "rhic", "lcf", "run_hash"),
+    "ablation/per_sample.csv": ("variant", "seed", "split", "pair", "iou"),
+    "ablation/histories.csv": ("variant", "seed", "epoch", "train_loss", "val_loss"),
+    "studies/rhic_ratio.csv": ("point", "x", "seed", "val/mAP", "test/mAP"),
+    "studies/lambda_sensitivity.csv": ("point", "x", "seed", "val/mAP", "test/mAP"),
+}
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    processed: dict[str, Any]  # processed/summary.json
+    synthetic: dict[str, Any] | None  # raw/synthetic_summary.json (synthetic source only)
+    main_metrics: dict[str, dict[str, float]]  # eval/metrics.json: split -> metric -> %
+    main_run: dict[str, Any]  # <run_dir>/run.json of the main run (pretrained, history)
+    results: pd.DataFrame  # ablation/results.csv, one row per (variant, seed)
+    per_sample: pd.DataFrame  # ablation/per_sample.csv
+    histories: pd.DataFrame  # ablation/histories.csv
+    rhic: pd.DataFrame  # studies/rhic_ratio.csv
+    lam: pd.DataFrame  # studies/lambda_sensitivity.csv
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.processed.get("fingerprint", "unknown"))
+
+    @property
+    def variants(self) -> list[str]:
+        """Variants in the order of the result table (params.ablation.variants order)."""
+        return list(dict.fromkeys(self.results["variant"]))
+
+
+def _require(path: Path, stage: str) -> Path:
+    if not path.is_file():
+        raise UserError(f"{path}: missing input of the report (written by the '{stage}' stage; run `dvc repro {stage}`)")
+    return path
+
+
+def _rel(params: Params, rel: str) -> Path:
+    return _require(params.outputs / rel, STAGES[rel])
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: not readable JSON ({err})") from None
+
+
+def read_table(params: Params, rel: str) -> pd.DataFrame:
+    path = _rel(params, rel)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as err:  # pandas' parser errors are ValueErrors
+        raise UserError(f"{path}: not a readable CSV ({' '.join(str(err).split())})") from None
+    missing = [c for c in REQUIRED_COLUMNS.get(rel, ()) if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    if df.empty:
+        raise UserError(f"{path}: no rows")
+    for col in ("ccl", "rhic", "lcf", "reused"):
+        if col in df.columns:
+            df[col] = df[col].map(lambda v: str(v).strip().lower() in ("true", "1", "yes"))
+    if rel != "ablation/per_sample.csv" and rel != "ablation/histories.csv":
+        df = df.reindex(columns=list(dict.fromkeys([*df.columns, *METRIC_COLUMNS])))  # absent split -> NaN
+    return df
+
+
+def run_dir_of(params: Params, run_hash: str) -> Path:
+    """A run's folder, from its config hash (core.train.run_dir_for)."""
+    return params.outputs / "runs" / str(run_hash)
+
+
+def main_run_info(params: Params) -> dict[str, Any]:
+    """<run_dir>/run.json of the main run; run_dir from train/run.json, else outputs/runs/<run_hash>."""
+    pointer = read_json(_rel(params, "train/run.json"))
+    candidates = [Path(pointer["run_dir"])] if pointer.get("run_dir") else []
+    if pointer.get("run_hash"):
+        candidates.append(run_dir_of(params, pointer["run_hash"]))
+    for folder in candidates:
+        if (folder / "run.json").is_file():
+            return read_json(folder / "run.json")
+    where = candidates[0] / "run.json" if candidates else params.outputs / "train/run.json"
+    raise UserError(f"{where}: missing run.json of the main run (written by the 'train' stage)")
+
+
+def load_inputs(params: Params) -> ReportInputs:
+    synthetic = None
+    if params.data.source == "synthetic":
+        synthetic = read_json(_rel(params, "raw/synthetic_summary.json"))
+    return ReportInputs(
+        processed=read_json(_rel(params, "processed/summary.json")),
+        synthetic=synthetic,
+        main_metrics=read_json(_rel(params, "eval/metrics.json")),
+        main_run=main_run_info(params),
+        results=read_table(params, "ablation/results.csv"),
+        per_sample=read_table(params, "ablation/per_sample.csv"),
+        histories=read_table(params, "ablation/histories.csv"),
+        rhic=read_table(params, "studies/rhic_ratio.csv"),
+        lam=read_table(params, "studies/lambda_sensitivity.csv"),
+    )
+
+
+def qualitative_image(params: Params, results: pd.DataFrame, variant: str, seed: int) -> Path:
+    """<outputs>/runs/<run_hash>/eval/qualitative.png of one (variant, seed) row of results.csv."""
+    rows = results[(results["variant"] == variant) & (results["seed"] == seed)]
+    if rows.empty:
+        raise UserError(f"{params.outputs / 'ablation/results.csv'}: no row for variant {variant!r} seed {seed}")
+    return _require(run_dir_of(params, rows["run_hash"].iloc[0]) / "eval" / "qualitative.png", "ablate")
