@@ -5,15 +5,10 @@ Reads the result tables under params.outputs (never the model) and writes
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Sequence
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.cli import params_from, parser, run_main  # noqa: E402
-from reports.report import build_report  # noqa: E402
+from core.cli import params_from, parser, run_main
+from reports.report import build_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,12 +22,11 @@ from core.io import atomic_path  # noqa: E402
 from reports.tables import Table  # noqa: E402
 
 log = logging.getLogger("cvls")
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # the PDF font subsetter logs every table at INFO
 
 A4 = (8.27, 11.69)  # inches
 MARGIN = 0.6
 BODY, SMALL = 9.0, 8.0  # pt
-CHAR_EM = 0.58  # average glyph width of DejaVu Sans, in em (conservative, for wrapping)
-LINE = 1.45  # line height in em, as drawn with linespacing 1.2
 RC = {
     "pdf.fonttype": 42,  # TrueType: the PDF text is extractable (tests read it back)
     "svg.fonttype": "none",  # SVG keeps text as text
@@ -61,35 +60,53 @@ class Page:
         if self.y > A4[1] - MARGIN + 1e-6:
             log.warning("report page %r overflows its bottom margin by %.2f in", self.name, self.y - (A4[1] - MARGIN))
 
+    def _size(self, artist: Any) -> tuple[float, float]:
+        """An artist's drawn (width, height) in inches."""
+        bb = artist.get_window_extent(renderer=self.fig.canvas.get_renderer())
+        return bb.width / self.fig.dpi, bb.height / self.fig.dpi
+
     def text(self, s: str, *, size: float = BODY, weight: str = "normal", color: str = "black", gap: float = 0.1,
-             family: str | None = None, indent: float = 0.0, box: str | None = None) -> None:
-        """Wrapped text; '\\n' starts a new paragraph line. box: a face colour for a framed banner."""
-        pad = 0.08 if box else 0.0
-        chars = max(20, int((self.width - indent - 2 * pad) * 72 / (size * CHAR_EM)))
-        lines = [w for para in s.split("\n") for w in (textwrap.wrap(para, chars) or [""])]
-        h = len(lines) * size * LINE / 72 + 2 * pad
+             indent: float = 0.0, box: str | None = None) -> None:
+        """Text wrapped to the page width (measured, not guessed); '\n' starts a new line.
+        box: a face colour for a framed banner."""
+        pad = 0.1 if box else 0.0
+        avail = self.width - indent - 2 * pad
+        x, y = self._rect(MARGIN + indent + pad, self.y + pad, 0, 0)[:2]
+        artist = self.fig.text(x, y, s, fontsize=size, weight=weight, color=color, va="top", ha="left", linespacing=1.25)
+        chars = int(avail * 72 / (size * 0.45))
+        while True:
+            artist.set_text("\n".join(w for para in s.split("\n") for w in (textwrap.wrap(para, chars) or [""])))
+            w, h = self._size(artist)
+            if w <= avail or chars <= 10:
+                break
+            chars = min(chars - 1, int(chars * avail / w))
         if box:
-            ax = self.fig.add_axes(self._rect(MARGIN + indent, self.y, self.width - indent, h))
+            ax = self.fig.add_axes(self._rect(MARGIN + indent, self.y, self.width - indent, h + 2 * pad), zorder=-1)
             ax.set_axis_off()
             ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, facecolor=box, edgecolor="0.3", lw=0.8))
-        x, y = self._rect(MARGIN + indent + pad, self.y + pad, 0, 0)[:2]
-        self.fig.text(x, y, "\n".join(lines), fontsize=size, weight=weight, color=color, family=family,
-                      va="top", ha="left", linespacing=1.2)
-        self._advance(h + gap)
+        self._advance(h + 2 * pad + gap)
+
+    def _cell_size(self, s: str, size: float, bold: bool) -> tuple[float, float]:
+        t = self.fig.text(0, 0, s, fontsize=size, weight="bold" if bold else "normal", linespacing=1.2)
+        try:
+            return self._size(t)
+        finally:
+            t.remove()
 
     def table(self, t: Table, *, size: float = SMALL, gap: float = 0.18, full_width: bool = False) -> None:
-        """A booktabs-style table drawn as text: first column left-aligned, others centred."""
+        """A booktabs-style table drawn as text: first column left-aligned, others centred;
+        column widths and row heights measured from the cells."""
         cells = [t.header, *t.rows]
         ncol = len(t.header)
-        em = size * CHAR_EM / 72
-        natural = [max(len(line) for row in cells for line in str(row[c]).split("\n")) * em + 0.16 for c in range(ncol)]
+        bold = [r == 0 or (r - 1) in t.bold_rows for r in range(len(cells))]
+        sizes = [[self._cell_size(str(c), size, bold[r]) for c in row] for r, row in enumerate(cells)]
+        natural = [max(sizes[r][c][0] for r in range(len(cells))) + 0.15 for c in range(ncol)]
+        heights = [max(h for _, h in row) + 0.09 for row in sizes]
         total = sum(natural)
         if total > self.width:
             log.warning("report table on page %r is %.2f in wider than the page", self.name, total - self.width)
         scale = self.width / total if full_width or total > self.width else 1.0
         widths = [w * scale for w in natural]
-        line_h = size * LINE / 72
-        heights = [max(len(str(c).split("\n")) for c in row) * line_h + 0.06 for row in cells]
         w, h = sum(widths), sum(heights)
         ax = self.fig.add_axes(self._rect(MARGIN, self.y, w, h))
         ax.set_xlim(0, w)
@@ -101,13 +118,25 @@ class Page:
                 ax.add_patch(Rectangle((0, y), w, rh, facecolor="0.94", edgecolor="none"))
             x = 0.0
             for c, (cell, cw) in enumerate(zip(row, widths)):
-                bold = r == 0 or (r - 1) in t.bold_rows
-                ax.text(x + 0.08 if c == 0 else x + cw / 2, y + rh / 2, str(cell), fontsize=size, va="center",
-                        ha="left" if c == 0 else "center", weight="bold" if bold else "normal", linespacing=1.2)
+                ax.text(x + 0.07 if c == 0 else x + cw / 2, y + rh / 2, str(cell), fontsize=size, va="center",
+                        ha="left" if c == 0 else "center", weight="bold" if bold[r] else "normal", linespacing=1.2)
                 x += cw
             y += rh
         for yy, lw in ((0, 1.0), (heights[0], 0.6), (h, 1.0)):
             ax.plot([0, w], [yy, yy], color="black", lw=lw, clip_on=False)
+        self._advance(h + gap)
+
+    def legend(self, handles: list[Any], labels: list[str], *, title: str | None = None, gap: float = 0.1) -> None:
+        """A legend below the previous block, centred, in as many columns as fit the page width."""
+        if not handles:
+            return
+        for ncol in range(len(handles), 0, -1):
+            leg = self.fig.legend(handles, labels, ncol=ncol, title=title, loc="upper center", frameon=False,
+                                  bbox_to_anchor=self._rect(MARGIN + self.width / 2, self.y, 0, 0)[:2])
+            w, h = self._size(leg)
+            if w <= self.width or ncol == 1:
+                break
+            leg.remove()
         self._advance(h + gap)
 
     def axes(self, height: float, ncols: int = 1, *, left: float = 0.75, right: float = 0.15, top: float = 0.3,

@@ -49,7 +49,6 @@ def rhic_ratio(ax: Any, df: pd.DataFrame) -> None:
     ax.set_xlabel("RHIC hard:easy pixel ratio")
     ax.set_ylabel("mAP 0.5:0.95 (%)")
     ax.set_title(f"Fig. 6a — RHIC ratio (seeds per point: {df.groupby('point').size().max()})")
-    ax.legend(loc="best", frameon=True)
 
 
 def lambda_sensitivity(ax: Any, df: pd.DataFrame) -> None:
@@ -62,7 +61,6 @@ def lambda_sensitivity(ax: Any, df: pd.DataFrame) -> None:
     ax.set_xlabel("λ (weight of L_seg; L_ccl gets 1 − λ)")
     ax.set_ylabel("mAP 0.5:0.95 (%)")
     ax.set_title(f"Fig. 6b — λ sensitivity (seeds per point: {df.groupby('point').size().max()})")
-    ax.legend(loc="best", frameon=True)
 
 
 def training_curve(ax: Any, histories: pd.DataFrame, column: str, variants: Sequence[str], title: str) -> None:
@@ -73,7 +71,6 @@ def training_curve(ax: Any, histories: pd.DataFrame, column: str, variants: Sequ
     ax.set_ylabel("loss (Eq. 4, per clip)")
     ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(title="variant (band: seed min–max)", loc="upper right")
 
 
 def shuffled_control(ax: Any, results: pd.DataFrame, main: dict[str, dict[str, float]], variants: Sequence[str]) -> None:
@@ -91,7 +88,6 @@ def shuffled_control(ax: Any, results: pd.DataFrame, main: dict[str, dict[str, f
     ax.tick_params(axis="x", labelrotation=20)
     for lab in ax.get_xticklabels():
         lab.set_horizontalalignment("right")
-    ax.legend(title="", loc="upper left")
 
 
 def ours_vs_paper(ax: Any, ours: dict[str, float], reference: dict[str, float], title: str, ref_label: str) -> None:
@@ -100,14 +96,25 @@ def ours_vs_paper(ax: Any, ours: dict[str, float], reference: dict[str, float], 
     x = np.arange(len(keys))
     ax.bar(x - 0.2, [ours.get(k, np.nan) for k in keys], 0.4, label="ours (main run)", color="tab:blue")
     ax.bar(x + 0.2, [reference[k] for k in keys], 0.4, label=ref_label, color="0.65")
-    ax.set_xticks(x, [paper.METRIC_LABELS[k].replace(" 0.5:0.95", "").replace(" IoU", "\nIoU") for k in keys])
-    ax.set_ylabel("%")
+    ax.set_xticks(x, [paper.METRIC_LABELS[k].replace(" 0.5:0.95", "") for k in keys], rotation=45, ha="right",
+                  rotation_mode="anchor")
+    ax.set_ylabel("value (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
-    ax.legend(loc="upper right")
+
+
+def take_legend(ax: Any) -> tuple[list[Any], list[str]]:
+    """The axes' legend entries, removing a legend seaborn drew (the page places legends)."""
+    leg = ax.get_legend()
+    if leg is None:
+        return ax.get_legend_handles_labels()
+    handles, labels = list(leg.legend_handles), [t.get_text() for t in leg.get_texts()]
+    leg.remove()
+    return handles, labels
 
 
 def image(ax: Any, path: Path, title: str) -> None:
     ax.imshow(mpimg.imread(path))
+    ax.set_anchor("N")  # top-aligned under the caption
     ax.set_title(title)
     ax.set_axis_off()

@@ -74,7 +74,8 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     conf = params.report.confidence
     page = Page("table3", PAGE_TITLES["table3"])
-    page.text(f"Test split (A2D-format), in %. Ours: mean ± half-width of the {conf:.0%} Student-t interval over seeds "
+    page.text(f"Test split (A2D-format), in %. mAP is 0.5:0.95. Ours: mean ± CI, the half-width of the {conf:.0%} "
+              "Student-t interval over seeds "
               "(a single seed: the value alone). Paper: Table 3 of the paper, measured on real A2D Sentences; the "
               f"plain text lost the check marks, so the rows follow the {paper.TABLE3_ROW_ORDER_NOTE}.", size=SMALL)
     page.text(f"(a) mAP 0.5:0.95, Overall IoU, Mean IoU — {paper.TABLE3_ROW_ORDER_NOTE}", weight="bold", size=10)
@@ -103,12 +104,14 @@ def significance_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 
 def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     page = Page("fig6", PAGE_TITLES["fig6"])
-    (ax,) = page.axes(4.3)
+    (ax,) = page.axes(3.9)
     figures.rhic_ratio(ax, inp.rhic)
+    page.legend(*figures.take_legend(ax))
     page.text("Ours: full CVLS model, mAP on the val and test splits for each ratio (line: mean over seeds; band and "
               "dots: the seeds). " + paper.FIG6A_BEHAVIOUR, size=SMALL, gap=0.25)
-    (ax,) = page.axes(4.3)
+    (ax,) = page.axes(3.9)
     figures.lambda_sensitivity(ax, inp.lam)
+    page.legend(*figures.take_legend(ax))
     page.text("Ours: full CVLS model, L = λ·L_seg + (1 − λ)·L_ccl (Eq. 4). " + paper.FIG6B_BEHAVIOUR, size=SMALL)
     return page
 
@@ -119,10 +122,13 @@ def main_results_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
               "J-HMDB-format split (no fine-tuning). Paper: CVLS rows of Table 1 (A2D Sentences test) and Table 2 "
               "(J-HMDB Sentences). " + data_notice(params), size=SMALL)
     page.table(tables.main_results(inp.main_metrics, num))
-    left, right = page.axes(3.6, ncols=2, left=0.55, wspace=0.6)
-    figures.ours_vs_paper(left, inp.main_metrics.get("test", {}), paper.TABLE1_A2D, "A2D-format test", "paper Table 1")
+    left, right = page.axes(3.6, ncols=2, left=0.6, wspace=0.7, bottom=0.8)
+    figures.ours_vs_paper(left, inp.main_metrics.get("test", {}), paper.TABLE1_A2D, "A2D-format test", "paper (CVLS row)")
     figures.ours_vs_paper(right, inp.main_metrics.get("jhmdb", {}), paper.TABLE2_JHMDB, "J-HMDB-format (zero-shot)",
-                          "paper Table 2")
+                          "paper (CVLS row)")
+    page.legend(*figures.take_legend(left))
+    page.text("Paper bars: Table 1 (A2D Sentences test) on the left, Table 2 (J-HMDB Sentences) on the right.",
+              size=SMALL)
     return page
 
 
@@ -140,14 +146,17 @@ def shuffled_table(results: pd.DataFrame, main: dict, num: Numbers) -> Table:
 def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     page = Page("training", PAGE_TITLES["training"])
     variants = inp.variants
-    left, right = page.axes(3.4, ncols=2, left=0.6, wspace=0.65)
+    left, right = page.axes(3.0, ncols=2, left=0.6, wspace=0.65)
     figures.training_curve(left, inp.histories, "train_loss", variants, "train loss")
     figures.training_curve(right, inp.histories, "val_loss", variants, "validation loss")
+    figures.take_legend(right)
+    page.legend(*figures.take_legend(left), title="variant")
     page.text("Ablation runs, loss per epoch (line: mean over seeds; band: min–max over seeds). The total loss of "
               "Eq. 4 includes the contrastive term only for variants with CCL, so levels differ across variants.",
               size=SMALL, gap=0.25)
-    (ax,) = page.axes(3.3, bottom=0.95)
+    (ax,) = page.axes(3.0, bottom=0.8)
     figures.shuffled_control(ax, inp.results, inp.main_metrics, variants)
+    page.legend(*figures.take_legend(ax))
     page.text("Each test sample scored again with another sample's sentence: a model that uses the language loses "
               "most of its mAP; one that segments the most salient object does not.", size=SMALL)
     page.table(shuffled_table(inp.results, inp.main_metrics, num))
@@ -158,7 +167,8 @@ def qualitative_page(params: Params, inp: ReportInputs, num: Numbers, images: di
     page = Page("qualitative", PAGE_TITLES["qualitative"])
     page.text("The same test clips for both models: a fixed sample set (the frames with the most other objects, "
               "which include same-class distractors on the benchmark). Green: ground truth; red: prediction. "
-              "The images are the evaluation stage's per-run figures.", size=SMALL)
+              "The images are the evaluation stage's per-run figures, shown scaled; full size: "
+              + "; ".join(str(p) for p in images.values()) + ".", size=SMALL)
     axs = page.axes(page.remaining - 0.1, ncols=len(images), left=0.0, right=0.0, top=0.3, bottom=0.05, wspace=0.2)
     for ax, (title, path) in zip(axs, images.items()):
         figures.image(ax, path, title)

@@ -76,10 +76,10 @@ def seed_intervals(results: pd.DataFrame, column: str, confidence: float) -> dic
 
 def table3(results: pd.DataFrame, confidence: float, num: Numbers) -> Table:
     """Table 3 reproduced: test mAP / Overall IoU / Mean IoU per variant, ours (mean ± CI) vs paper."""
-    ci = f"{confidence:.0%} CI"
     header = ["Variant", "seeds"]
     for m in paper.TABLE3_METRICS:
-        header += [f"{paper.METRIC_LABELS[m]}\nours (± {ci})", f"{paper.METRIC_LABELS[m]}\npaper"]
+        label = paper.METRIC_LABELS[m].replace(" 0.5:0.95", "")
+        header += [f"{label}\nours (± CI)", f"{label}\npaper"]
     t = Table(header)
     stats = {m: seed_intervals(results, f"test/{m}", confidence) for m in paper.TABLE3_METRICS}
     for v in dict.fromkeys(results["variant"]):
@@ -142,7 +142,8 @@ def significance(results: pd.DataFrame, per_sample: pd.DataFrame, *, reps: int, 
                     num.p(key + "/mean_iou/p", boot.p),
                     f"{num.put(key + '/pairs', ia.shape[1])} × {ia.shape[0]}"]
         diff = num.put(key + "/mAP/diff", tt.diff, signed=True)
-        row += [diff if tt.n < 2 else f"{diff} {num.interval(key + '/mAP', tt.lo, tt.hi)}",
+        interval = num.interval(key + "/mAP", tt.lo, tt.hi)
+        row += [diff if interval == DASH else f"{diff} {interval}",
                 num.p(key + "/mAP/p", tt.p), num.put(key + "/seeds", tt.n),
                 num.put(f"paper/step/{a}->{b}/mAP", None if pa is None or pb is None else pb - pa, signed=True)]
         t.rows.append(row)
@@ -166,7 +167,9 @@ def main_results(metrics: dict[str, dict[str, float]], num: Numbers) -> Table:
 def dataset_counts(processed: dict[str, Any], num: Numbers) -> Table:
     cols = ("videos", "sentences", "frames", "eval_pairs")
     t = Table(["split", *cols])
-    for split, c in processed.get("splits", {}).items():
+    splits = processed.get("splits", {})
+    order = [s for s in ("train", "val", "test", "jhmdb") if s in splits] + sorted(set(splits) - {"train", "val", "test", "jhmdb"})
+    for split, c in ((s, splits[s]) for s in order):
         t.rows.append([split, *[num.put(f"dataset/{split}/{k}", c.get(k)) for k in cols]])
     return t
 

@@ -75,7 +75,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SIZES = ("small", "large")
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
-SIZE_RADIUS = {"small": 0.075, "large": 0.125}  # fraction of min(H, W)
+SIZE_RADIUS = {"small": 0.10, "large": 0.16}  # fraction of min(H, W): several feature cells even at stride 4
 MOTIONS = ("left", "right", "up", "down", "still")
 MOTION_VERBS = ("moving", "going", "heading", "sliding")
 STILL_PHRASES = ("standing still", "that is not moving", "staying still", "that is still")

@@ -1,0 +1,21 @@
+"""Loss-weight lambda sensitivity study (Eq. 4): the full model over params.studies.lambdas x seeds.
+
+    python studies/lambda_sensitivity.py [--params params.yaml] [--set k=v ...] [--storage URL] [--n-jobs N]
+
+One Optuna trial per (lambda, seed) sets loss.lambda_seg and train.seed and trains (or reuses) the
+full model (CCL + RHIC + LCF); the objective is validation mAP. Resumable and safe to run with
+several workers or machines on one storage (see core/study.py). Writes
+<outputs>/studies/lambda_sensitivity.{csv,png,svg,json}.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout that is not pip-installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.study import cli  # noqa: E402
+
+if __name__ == "__main__":
+    cli("lambda_sensitivity")

@@ -1,0 +1,407 @@
+"""reports/: the PDF report from realistic result tables written by a fixture (seeded RNG).
+
+The fixture writes every input the report reads, in the formats the other stages write them;
+set REPORT_REAL_OUTPUTS=<outputs folder> to also build the report from a real pipeline run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.config import Params, load_params
+from core.errors import UserError
+from core.metrics import summarize
+from core.runs import METRIC_KEYS, SPLITS
+from reports import paper
+from reports.stats import mean_ci, paired_bootstrap, paired_t
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED_PAGES = ("title", "table3", "significance", "fig6", "main_results", "training", "qualitative")
+SECTION_TITLES = ("CVLS ablation suite — report", "Table 3 reproduced", "Paired significance",
+                  "Fig. 6", "Main results", "Training curves", "Qualitative")
+EFFECT = {"Baseline": 0.0, "CCL": 0.06, "CCL+RHIC": 0.075, "CCL+LCF": 0.09, "CCL+RHIC+LCF": 0.10}
+N_PAIRS = {"val": 40, "test": 90, "jhmdb": 50, "test_shuffled": 90}
+
+
+@pytest.fixture(autouse=True)
+def _no_env_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+
+
+def make_params(outputs: Path, *overrides: str) -> Params:
+    return load_params(ROOT / "params.yaml", [f"paths.outputs={outputs}", "report.bootstrap=300", *overrides])
+
+
+# ---------------------------------------------------------------------------------------------
+# fixture: every input of the report, as the pipeline stages write them
+# ---------------------------------------------------------------------------------------------
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _samples(rng: np.random.Generator, base: np.ndarray, effect: float, noise: float) -> list[tuple[int, int]]:
+    """(inter, union) per sample: a per-sample difficulty `base`, shifted by the variant's effect."""
+    iou = np.clip(base + effect + rng.normal(0, noise, len(base)), 0, 1)
+    union = rng.integers(200, 3000, len(base))
+    return [(int(round(i * u)), int(u)) for i, u in zip(iou, union)]
+
+
+def _run(rng, bases, effect, shuffled_effect=-0.35):
+    """One evaluated run: per-sample rows and metrics per split (core.metrics.summarize)."""
+    rows, metrics = [], {}
+    for split in SPLITS:
+        shift = effect + (shuffled_effect if split == "test_shuffled" else 0.0)
+        iu = _samples(rng, bases[split], shift, 0.08)
+        metrics[split] = summarize([i for i, _ in iu], [u for _, u in iu])
+        for pair, (i, u) in enumerate(iu):
+            rows.append({"split": split, "pair": pair, "sample": pair // 2, "video": f"v{pair // 6:03d}",
+                         "frame": pair % 6, "inter": i, "union": u, "iou": 1.0 if u == 0 else i / u})
+    return rows, metrics
+
+
+def _qualitative_png(path: Path, rng: np.random.Generator, rows: int = 3) -> None:
+    """Like core.evaluate's figure: per sample, frame + ground truth | frame + prediction."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(rows, 2, figsize=(7, 2.9 * rows), squeeze=False)
+    for r in range(rows):
+        frame = np.full((48, 64, 3), 90, np.uint8)
+        boxes = [(int(rng.integers(0, 34)), int(rng.integers(0, 44))) for _ in range(3)]
+        for y, x in boxes:
+            frame[y:y + 14, x:x + 12] = rng.integers(60, 255, 3)
+        for c, colour in enumerate(((0, 200, 0), (230, 40, 40))):
+            img = frame.copy()
+            y, x = boxes[0 if c == 0 or rng.random() < 0.6 else 1]
+            img[y:y + 14, x:x + 12] = (0.45 * img[y:y + 14, x:x + 12] + 0.55 * np.array(colour)).astype(np.uint8)
+            axes[r, c].imshow(img)
+            axes[r, c].set_title('ground truth: "the red dog on the left"' if c == 0 else "prediction", fontsize=8)
+            axes[r, c].axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+
+
+def _metric_cols(metrics: dict) -> dict:
+    return {f"{s}/{k}": metrics.get(s, {}).get(k, math.nan) for s in SPLITS for k in METRIC_KEYS}
+
+
+def write_outputs(params: Params, seed: int = 0) -> None:
+    """Realistic inputs under params.outputs: summaries, main run, ablation and study tables."""
+    out = params.outputs
+    rng = np.random.default_rng(seed)
+    bases = {s: rng.beta(4, 3, n) * 0.8 for s, n in N_PAIRS.items()}
+    fp = "fp" + "%014x" % rng.integers(0, 2**56)
+    (out / "processed").mkdir(parents=True, exist_ok=True)
+    (out / "processed/summary.json").write_text(json.dumps({
+        "source": "synthetic", "fingerprint": fp, "input_size": 64, "vocab_words": 112,
+        "splits": {"train": {"videos": 40, "sentences": 120, "frames": 320, "annotated_frames": 120, "eval_pairs": 360},
+                   "val": {"videos": 7, "sentences": 20, "frames": 56, "annotated_frames": 21, "eval_pairs": 40},
+                   "test": {"videos": 15, "sentences": 45, "frames": 120, "annotated_frames": 45, "eval_pairs": 90},
+                   "jhmdb": {"videos": 12, "sentences": 12, "frames": 96, "annotated_frames": 96, "eval_pairs": 50}},
+        "skipped": {"missing_video": {"count": 1, "examples": ["raw/a2d/Release/clips320H/xyz.mp4"]}}}))
+    (out / "raw").mkdir(parents=True, exist_ok=True)
+    (out / "raw/synthetic_summary.json").write_text(json.dumps(
+        {"source": "synthetic", "generated": True, "seed": 0, "same_class_fraction": 0.83, "distractor_fraction": 0.85}))
+
+    def run_dir(h: str) -> Path:
+        return out / "runs" / h
+
+    # main run (full model, params.yaml as is)
+    main_hash = "main" + "%012x" % rng.integers(0, 2**48)
+    _, main_metrics = _run(rng, bases, EFFECT["CCL+RHIC+LCF"])
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    (out / "eval/metrics.json").write_text(json.dumps(main_metrics))
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e} for e in range(1, 4)]
+    run_dir(main_hash).mkdir(parents=True)
+    (run_dir(main_hash) / "run.json").write_text(json.dumps({"run_id": "r-main", "run_hash": main_hash, "pretrained": False,
+                                                             "history": history}))
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    (out / "train/run.json").write_text(json.dumps({"run_id": "r-main", "run_hash": main_hash,
+                                                    "run_dir": str(run_dir(main_hash))}))
+
+    # ablation
+    results, per_sample, histories = [], [], []
+    qualitative: Path | None = None
+    for name, variant in params.ablation.variants.items():
+        for s in params.ablation.seeds:
+            h = f"{name.replace('+', '_').lower()}-s{s}"
+            rows, metrics = _run(rng, bases, EFFECT.get(name, 0.05) + rng.normal(0, 0.01))
+            results.append({"variant": name, "seed": s, "ccl": variant.ccl, "rhic": variant.rhic, "lcf": variant.lcf,
+                            "run_id": f"id-{h}", "run_hash": h, "reused": False, **_metric_cols(metrics)})
+            per_sample += [{"variant": name, "seed": s, **r} for r in rows]
+            for e in range(1, params.train.epochs + 1):
+                tl = 0.9 * np.exp(-0.25 * e) + 0.1 * variant.ccl + rng.normal(0, 0.01)
+                histories.append({"variant": name, "seed": s, "epoch": e, "train_loss": tl, "train_seg": tl * 0.8,
+                                  "train_ccl": tl * 0.2 * variant.ccl, "val_loss": tl + 0.05 + rng.normal(0, 0.01),
+                                  "lr": params.train.lr, "clips_per_s": 40.0 + rng.normal(0, 2)})
+            png = run_dir(h) / "eval" / "qualitative.png"
+            if not qualitative:
+                _qualitative_png(png, rng, params.eval.qualitative_samples)
+                qualitative = png
+            else:  # one drawn figure serves every run (fast fixture)
+                png.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(qualitative, png)
+    _write_csv(out / "ablation/results.csv", results)
+    for r in per_sample:
+        r.pop("text", None)
+    _write_csv(out / "ablation/per_sample.csv", per_sample)
+    _write_csv(out / "ablation/histories.csv", histories)
+
+    # studies
+    for study, points in (("rhic_ratio", [(r, (lambda h, e: h / e)(*map(float, r.split(":")))) for r in params.studies.rhic_ratios]),
+                          ("lambda_sensitivity", [(str(x), x) for x in params.studies.lambdas])):
+        rows = []
+        for trial, (point, x) in enumerate(points):
+            drop = 0.02 * max(0.0, np.log2(x)) if study == "rhic_ratio" else 0.01 * abs(x - 0.8)
+            for s in params.studies.seeds:
+                _, metrics = _run(rng, bases, EFFECT["CCL+RHIC+LCF"] - drop)
+                rows.append({"study": study, "trial": trial, "point": point, "x": x, "seed": s, "run_id": f"id-{study}-{trial}",
+                             "run_hash": f"{study}-{trial}-s{s}", "reused": False, **_metric_cols(metrics)})
+        _write_csv(out / "studies" / f"{study}.csv", rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# one build shared by the content tests (no MLflow: fast)
+# ---------------------------------------------------------------------------------------------
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One report from the fixture's outputs; `warnings`: what the layout logged (overflows)."""
+    from reports.report import build_report
+
+    params = make_params(tmp_path_factory.mktemp("report_out"), "studies.seeds=[0, 1]")
+    write_outputs(params)
+    records = _Records()
+    logging.getLogger("cvls").addHandler(records)
+    try:
+        result = build_report(params, track=False)
+    finally:
+        logging.getLogger("cvls").removeHandler(records)
+    return SimpleNamespace(params=params, result=result, warnings=records.messages)
+
+
+def test_layout_fits_the_page(built):
+    assert not built.warnings  # no table wider than the page, no page overflowing its margin
+
+
+def pdf_text(path: Path) -> tuple[int, str]:
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(path))
+    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_pdf_pages_figures_and_sections(built):
+    params, result = built.params, built.result
+    assert result.pdf == params.outputs / "report" / "report.pdf"
+    n_pages, text = pdf_text(result.pdf)
+    assert n_pages == len(EXPECTED_PAGES)
+    for name in EXPECTED_PAGES:
+        for ext in ("png", "svg"):
+            f = params.outputs / "report" / f"{name}.{ext}"
+            assert f.is_file() and f.stat().st_size > 1000, f
+    flat = " ".join(text.split())
+    for title in SECTION_TITLES:
+        assert title in flat, title
+    assert "paper row order as reconstructed" in flat
+    assert "DATA IS SYNTHETIC" in flat and "real A2D Sentences" in flat
+    assert not list((params.outputs / "report").glob("*.tmp"))  # atomic writes left nothing behind
+
+
+def test_table3_numbers_match_results_csv(built):
+    params, result = built.params, built.result
+    numbers = json.loads(result.numbers.read_text())
+    _, text = pdf_text(result.pdf)
+    results = pd.read_csv(params.outputs / "ablation/results.csv")
+    for variant, g in results.groupby("variant"):
+        assert numbers[f"table3/{variant}/n_seeds"]["value"] == len(params.ablation.seeds)
+        for m in ("mAP", "overall_iou", "mean_iou", "P@0.5", "P@0.9"):
+            mean = g[f"test/{m}"].mean()
+            ci = mean_ci(g[f"test/{m}"], params.report.confidence)
+            entry = numbers[f"table3/{variant}/test/{m}/mean"]
+            assert entry["text"] == f"{mean:.1f}" and entry["value"] == pytest.approx(round(mean, 1))
+            assert f"{mean:.1f} ± {ci.half:.1f}" in text, (variant, m)
+        for m, v in paper.TABLE3[variant].items():
+            assert numbers[f"paper/table3/{variant}/{m}"]["value"] == v
+    # every number recorded is printed in the PDF, as recorded
+    for key, entry in numbers.items():
+        assert entry["value"] is None or float(entry["text"]) == entry["value"], key
+        assert entry["text"] in text, key
+
+
+def test_significance_and_main_results_numbers(built):
+    params, result = built.params, built.result
+    numbers = json.loads(result.numbers.read_text())
+    steps = [k.split("/")[1] for k in numbers if k.startswith("significance/") and k.endswith("/mean_iou/diff")]
+    assert sorted(steps) == sorted(["Baseline->CCL", "CCL->CCL+RHIC", "CCL->CCL+LCF", "CCL+RHIC->CCL+RHIC+LCF",
+                                    "CCL+LCF->CCL+RHIC+LCF"])
+    # Baseline -> CCL is a clear shift in the fixture (+6 pp IoU): significant
+    assert numbers["significance/Baseline->CCL/mean_iou/diff"]["value"] == pytest.approx(6, abs=2)
+    assert numbers["significance/Baseline->CCL/mean_iou/p"]["value"] < 0.01
+    assert numbers["significance/Baseline->CCL/seeds"]["value"] == len(params.ablation.seeds)
+    main = json.loads((params.outputs / "eval/metrics.json").read_text())
+    for m in METRIC_KEYS:
+        assert numbers[f"main/test/{m}"]["value"] == pytest.approx(round(main["test"][m], 1))
+        assert numbers[f"paper/table2/{m}"]["value"] == paper.TABLE2_JHMDB[m]
+
+
+def test_rendered_page_has_ink_everywhere_expected(built):
+    """Every page PNG is A4 at 150 dpi and none is blank."""
+    import matplotlib.image as mpimg
+
+    params = built.params
+    for name in EXPECTED_PAGES:
+        img = mpimg.imread(params.outputs / "report" / f"{name}.png")
+        assert abs(img.shape[0] - 11.69 * 150) <= 1 and abs(img.shape[1] - 8.27 * 150) <= 1, name
+        assert img[..., :3].std() > 0.05, name
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+# ---------------------------------------------------------------------------------------------
+def test_t_interval_hand_example():
+    iv = mean_ci([1, 2, 3], 0.95)
+    assert iv.mean == 2 and iv.n == 3
+    assert iv.half == pytest.approx(2.484, abs=1e-3)  # t_{0.975,2} = 4.303, s/sqrt(3) = 0.577
+    one = mean_ci([5.0], 0.95)
+    assert one.mean == 5 and math.isnan(one.half)
+
+
+def test_paired_bootstrap_identical_and_shifted():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (3, 200))
+    same = paired_bootstrap(a, a.copy(), reps=500, confidence=0.95)
+    assert same.diff == 0 and same.p == pytest.approx(1.0) and same.lo == same.hi == 0
+    shifted = paired_bootstrap(a, a + 0.05 + rng.normal(0, 0.05, a.shape), reps=500, confidence=0.95)
+    assert shifted.diff == pytest.approx(0.05, abs=0.01)
+    assert shifted.lo < shifted.diff < shifted.hi and shifted.lo > 0
+    assert shifted.p < 0.01
+    noise = paired_bootstrap(a, a + rng.normal(0, 0.05, a.shape), reps=500, confidence=0.95)
+    assert noise.p > 0.05 and noise.lo < 0 < noise.hi
+
+
+def test_paired_t_over_seeds():
+    r = paired_t([30.0, 31.0, 29.5], [33.0, 34.5, 32.0], 0.95)
+    assert r.diff == pytest.approx(3.0) and r.p < 0.05 and r.lo < 3.0 < r.hi
+    assert math.isnan(paired_t([30.0], [33.0], 0.95).p)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors, MLflow, real outputs
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rel", ["ablation/per_sample.csv", "studies/lambda_sensitivity.csv", "eval/metrics.json",
+                                 "processed/summary.json"])
+def test_missing_input_is_one_line_user_error(tmp_path, rel):
+    from reports.report import build_report
+
+    params = make_params(tmp_path)
+    write_outputs(params)
+    (params.outputs / rel).unlink()
+    with pytest.raises(UserError) as err:
+        build_report(params, track=False)
+    msg = str(err.value)
+    assert "\n" not in msg and str(params.outputs / rel) in msg
+
+
+def test_missing_qualitative_image_names_it(tmp_path):
+    from reports.report import build_report
+
+    params = make_params(tmp_path)
+    write_outputs(params)
+    png = params.outputs / "runs" / "baseline-s0" / "eval" / "qualitative.png"
+    png.unlink()
+    with pytest.raises(UserError, match=re.escape(str(png))):
+        build_report(params, track=False)
+
+
+def test_cli_prints_one_line_error(tmp_path, capsys):
+    from core.cli import run_main
+    from reports.build import main
+
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params_file)  # outputs: tmp_path/outputs, empty
+    with pytest.raises(SystemExit) as exit_:
+        run_main(main, ["--params", str(params_file), "--no-mlflow"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "summary.json" in lines[0]
+
+
+def test_report_logged_to_mlflow_parent_run(tmp_path):
+    from mlflow import MlflowClient
+
+    from core import tracking
+    from reports.report import build_report, log_report
+
+    params = make_params(tmp_path)
+    write_outputs(params)
+    result = build_report(params, track=True)
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(params))
+    run = client.get_run(result.run_id)
+    fingerprint = json.loads((params.outputs / "processed/summary.json").read_text())["fingerprint"]
+    assert run.data.tags[tracking.TAG_PARENT_KEY] == "report:" + fingerprint
+    assert run.info.run_name == "report"
+    logged = {Path(a.path).name for a in client.list_artifacts(result.run_id, "report")}
+    assert {"report.pdf", "report_numbers.json"} <= logged
+    assert {f"{p}.{e}" for p in EXPECTED_PAGES for e in ("png", "svg")} <= logged
+    # a rebuild logs into the same parent run (found by its key)
+    assert log_report(params, fingerprint, [result.numbers]) == result.run_id
+
+
+@pytest.mark.skipif(not os.environ.get("REPORT_REAL_OUTPUTS"), reason="set REPORT_REAL_OUTPUTS=<outputs folder>")
+def test_build_from_real_pipeline_outputs(tmp_path):
+    """The report from a real pipeline run's outputs (copied, so the real folder is not written)."""
+    from reports.report import build_report
+
+    real = Path(os.environ["REPORT_REAL_OUTPUTS"]).resolve()
+    params_file = real.parent / "params.yaml"
+    params = (load_params(params_file, [f"paths.outputs={real}"]) if params_file.is_file()
+              else make_params(real))
+    out = tmp_path / "outputs"
+    keep = ("processed/summary.json", "raw/synthetic_summary.json", "eval", "train", "ablation", "studies", "runs")
+    for rel in keep:
+        src = real / rel
+        if src.is_dir():
+            shutil.copytree(src, out / rel, ignore=shutil.ignore_patterns("*.pt", "*.npy"))
+        elif src.is_file():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, out / rel)
+    params = params.replace(**{"paths.outputs": str(out)})
+    result = build_report(params, track=False)
+    n_pages, text = pdf_text(result.pdf)
+    assert n_pages == len(EXPECTED_PAGES)
+    numbers = json.loads(result.numbers.read_text())
+    results = pd.read_csv(out / "ablation/results.csv")
+    for variant, g in results.groupby("variant"):
+        assert numbers[f"table3/{variant}/test/mAP/mean"]["text"] == f"{g['test/mAP'].mean():.1f}"
+    assert "paper row order as reconstructed" in " ".join(text.split())
