@@ -14,10 +14,15 @@ import csv
 import io
 import json
 import logging
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
+import torch
+
 from core import tracking
-from core.cli import params_from, parser, run_main
+from core.cli import params_from, parser, run_main, setup_logging
 from core.config import Params
 from core.io import write_json, write_text
 from core.runs import RunRecord, run_variant
@@ -36,17 +41,32 @@ def suite_key(params: Params) -> str:
     return f"ablation:{params.digest(('data', 'model', 'loss', 'train', 'eval', 'ablation'))}:{fingerprint}"
 
 
+def run_row(params: Params, variant: str, seed: int, parent: str, force: bool) -> RunRecord:
+    return run_variant(variant_params(params, variant, seed), name=variant,
+                       tags={"suite": "ablation", "variant": variant}, parent_run_id=parent, force=force)
+
+
+def _worker_init(threads: int) -> None:
+    setup_logging()
+    torch.set_num_threads(threads)
+
+
 def run_suite(params: Params, force: bool = False) -> list[tuple[str, int, RunRecord]]:
-    """Every (variant, seed) of params.ablation, nested under one MLflow parent run."""
+    """Every (variant, seed) of params.ablation, nested under one MLflow parent run; with
+    ablation.n_jobs > 1 the rows train in that many processes, the CPU threads split between them."""
     parent = tracking.start_parent_run(params, name="ablation: Table 3", tags={"cvls.parent_key": suite_key(params), "suite": "ablation"})
-    out = []
     combos = [(v, s) for v in params.ablation.variants for s in params.ablation.seeds]
-    for i, (variant, seed) in enumerate(combos, 1):
-        log.info("ablation %d/%d: %s seed %d", i, len(combos), variant, seed)
-        record = run_variant(variant_params(params, variant, seed), name=variant,
-                             tags={"suite": "ablation", "variant": variant}, parent_run_id=parent, force=force)
-        out.append((variant, seed, record))
-    return out
+    jobs = min(params.ablation.n_jobs, len(combos))
+    if jobs == 1:
+        return [(v, s, run_row(params, v, s, parent, force)) for v, s in combos]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(run_row, params, v, s, parent, force) for v, s in combos]
+        results = []
+        for (variant, seed), fut in zip(combos, futures):
+            results.append((variant, seed, fut.result()))  # a failed row raises here, after the others finish
+            log.info("ablation %d/%d done: %s seed %d", len(results), len(combos), variant, seed)
+    return results
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

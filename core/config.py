@@ -92,7 +92,7 @@ class DataParams(Section):
 
 
 class ModelParams(Section):
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
+    backbone: Literal["resnet10", "resnet18", "resnet34", "resnet50"] = "resnet18"
     pretrained_weights: Path | None = None
     channels: int = Field(64, ge=8)
     lstm_hidden: int = Field(256, ge=8)
@@ -160,6 +160,7 @@ DEFAULT_VARIANTS = {
 
 class AblationParams(Section):
     seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
+    n_jobs: int = Field(1, ge=1)  # rows trained in parallel processes (threads split between them)
     variants: dict[str, Variant] = Field(default_factory=lambda: dict(DEFAULT_VARIANTS), min_length=1)
 
 

@@ -69,10 +69,15 @@ def predict(model: CVLS, ds: FrameDataset, params: Params, device: torch.device,
 
 def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params: Params, device: torch.device) -> plt.Figure:
     """Frames with predicted vs true mask, for a fixed set of samples: those with the most
-    other objects in the frame (same-class distractors are among them on the benchmark)."""
+    other objects in the frame, one per video (same-class distractors are among them on the benchmark)."""
     n = params.eval.qualitative_samples
-    crowd = [(-len(store.frames[row]["ids"]), i) for i, (_, row) in enumerate(ds.pairs)]
-    picks = [i for _, i in sorted(crowd)[:n]]
+    crowd = sorted((-len(store.frames[row]["ids"]), i) for i, (_, row) in enumerate(ds.pairs))
+    picks, seen = [], set()
+    for _, i in crowd:  # the most crowded frame of each video, so the panels show different clips
+        video = store.frames[ds.pairs[i][1]]["video"]
+        if video not in seen and len(picks) < n:
+            seen.add(video)
+            picks.append(i)
     fig, axes = plt.subplots(len(picks), 2, figsize=(7, 2.9 * len(picks)), squeeze=False)
     for r, i in enumerate(picks):
         item = ds[i]
@@ -83,10 +88,14 @@ def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params:
         pred = binarize(resize_to(prob, tuple(gt.shape)), params.eval.threshold)
         video = store.videos[store.frames[ds.pairs[i][1]]["video"]]
         image = np.asarray(_original_frame(store, ds.pairs[i][1], video))
-        for c, (mask, title, colour) in enumerate(((gt, "ground truth", (0, 200, 0)), (pred, "prediction", (230, 40, 40)))):
+        for c, (mask, title) in enumerate(((gt, "ground truth"), (pred, "prediction"))):
             ax = axes[r, c]
-            ax.imshow(_overlay(image, mask.numpy(), colour))
-            ax.set_title(f"{title}: \"{item['meta']['text']}\"" if c == 0 else title, fontsize=8)
+            ax.imshow(image)
+            # outlines, not fills: a fill in any colour hides an actor of that colour
+            if mask.any():
+                ax.contour(mask.numpy().astype(float), levels=[0.5], colors=["black"], linewidths=3.2)
+                ax.contour(mask.numpy().astype(float), levels=[0.5], colors=["white"], linewidths=1.6)
+            ax.set_title(f"{title}: \"{item['meta']['text']}\"" if c == 0 else f"{title} (IoU {_iou(pred, gt):.2f})", fontsize=9)
             ax.axis("off")
     fig.tight_layout()
     return fig
@@ -99,10 +108,9 @@ def _original_frame(store: SplitStore, row: int, video: dict) -> np.ndarray:
     return frame[0].permute(1, 2, 0).clamp(0, 255).byte().numpy()
 
 
-def _overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    out = image.astype(np.float32)
-    out[mask] = 0.45 * out[mask] + 0.55 * np.asarray(colour, np.float32)
-    return out.clip(0, 255).astype(np.uint8)
+def _iou(pred: torch.Tensor, gt: torch.Tensor) -> float:
+    inter, union = intersection_union(pred, gt)
+    return 1.0 if union == 0 else inter / union
 
 
 def write_per_sample(path: Path, rows: list[dict[str, Any]]) -> None:

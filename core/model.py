@@ -31,6 +31,7 @@ from core.errors import UserError
 log = logging.getLogger("cvls")
 
 RESNET_CHANNELS = {  # output channels of layer1..layer4 = Res2..Res5
+    "resnet10": (64, 128, 256, 512),  # torchvision's ResNet with one BasicBlock per stage
     "resnet18": (64, 128, 256, 512),
     "resnet34": (64, 128, 256, 512),
     "resnet50": (256, 512, 1024, 2048),
@@ -76,7 +77,10 @@ def build_backbone(name: str, weights_path: Path | None) -> Backbone:
     """
     if name not in RESNET_CHANNELS:
         raise UserError(f"model.backbone: unknown backbone {name!r} (one of {', '.join(RESNET_CHANNELS)})")
-    net = getattr(torchvision.models, name)(weights=None)
+    if name == "resnet10":  # the light synthetic-benchmark backbone: no torchvision builder, same class
+        net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+    else:
+        net = getattr(torchvision.models, name)(weights=None)
     if weights_path is None:
         global _warned_scratch
         if not _warned_scratch:

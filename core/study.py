@@ -257,11 +257,16 @@ def storage_lock(url: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
-    engine = _lock_engines.get(url)
-    if engine is None:
-        engine = _lock_engines[url] = sqlalchemy.create_engine(url, poolclass=NullPool)
     name = "cvls-optuna-study"
-    with engine.connect() as conn:  # closing the connection releases the lock in any case
+    try:
+        engine = _lock_engines.get(url)
+        if engine is None:
+            engine = _lock_engines[url] = sqlalchemy.create_engine(
+                url, poolclass=NullPool, connect_args={"connect_timeout": 15})
+        conn = engine.connect()
+    except Exception as err:  # noqa: BLE001 - a missing driver, an unreachable server, bad credentials
+        raise UserError(f"optuna storage {display_url(url)}: cannot connect ({_one_line(err)})") from None
+    with conn:  # closing the connection releases the lock in any case
         if backend == "postgresql":
             key = int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
@@ -465,7 +470,6 @@ class WorkerContext:
 @dataclass
 class WorkerResult:
     ran: list[int] = field(default_factory=list)  # trial numbers this worker completed
-    duplicates: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     missing: list[tuple[str, int]] = field(default_factory=list)  # pairs not COMPLETE at the end
 
@@ -718,7 +722,7 @@ def plot(kind: StudyKind, rows: list[dict[str, Any]], name: str) -> Any:
 
     summary = summarize_points(rows)
     with matplotlib.rc_context({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10}):
-        fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+        fig = Figure(figsize=(7.5, 5.2), layout="constrained")
         ax = fig.subplots()
         xs = list(range(len(summary))) if kind.categorical else [s["x"] for s in summary]
         pos = {s["point"]: x for s, x in zip(summary, xs)}
@@ -729,7 +733,7 @@ def plot(kind: StudyKind, rows: list[dict[str, Any]], name: str) -> Any:
                 continue
             mx = [x for x, m in zip(xs, mean) if m is not None]
             ax.plot(mx, [m for m in mean if m is not None], "-o", color=color, lw=2, ms=6,
-                    label=f"{label} mAP (mean of {n_seeds} seed{'s' if n_seeds != 1 else ''})", zorder=3)
+                    label=f"{label} mAP (mean of {n_seeds} seeds)" if n_seeds > 1 else f"{label} mAP (1 seed)", zorder=3)
             lo = [s[f"min_{split}_mAP"] for s in summary if s[f"min_{split}_mAP"] is not None]
             hi = [s[f"max_{split}_mAP"] for s in summary if s[f"max_{split}_mAP"] is not None]
             if n_seeds > 1:
@@ -745,8 +749,8 @@ def plot(kind: StudyKind, rows: list[dict[str, Any]], name: str) -> Any:
         ax.set_ylabel("mAP 0.5:0.95 (%)")
         ax.set_title(f"{kind.title}\nstudy {name}")
         ax.grid(True, alpha=0.3)
-        if summary:
-            ax.legend(loc="best", frameon=False)
+        if summary:  # below the axes, one column per split: never hides a point
+            fig.legend(loc="outside lower center", ncols=2, frameon=False)
         else:
             ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center", transform=ax.transAxes)
     return fig
@@ -823,6 +827,8 @@ def run_study(kind: StudyKind | str, params: Params, *, storage: str | None = No
               echo: Callable[[str], None] = print) -> StudyResult:
     """Create/resume the study, run it with n_jobs worker processes (1: in this process), write
     the outputs. Safe to run on several machines at once against the same storage."""
+    from optuna.trial import TrialState
+
     from core.train import data_fingerprint
 
     kind = KINDS[kind] if isinstance(kind, str) else kind
@@ -844,7 +850,10 @@ def run_study(kind: StudyKind | str, params: Params, *, storage: str | None = No
     ctx = WorkerContext(kind.name, params, url, name, parent)
     problems: list[str] = []
     failed_workers = 0
-    if n_jobs <= 1:
+    complete = {_pair_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if {gp.pair for gp in points} <= complete:
+        echo("every trial is already COMPLETE: nothing to run")
+    elif n_jobs <= 1:
         res = run_worker(ctx)
         if res.failed:
             problems.append(f"trials {res.failed} failed")
