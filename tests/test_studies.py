@@ -28,7 +28,7 @@ from core.study import (LAMBDA_SENSITIVITY, RHIC_RATIO, WorkerContext, create_st
 
 from .conftest import ROOT
 
-FAST = {"train.epochs": 1, "train.max_steps_per_epoch": 2}
+FAST = {"train.epochs": 1, "train.max_steps_per_epoch": 2, "studies.n_jobs": 1}  # one worker unless a test asks
 
 
 def _params(tiny_store, **over):
