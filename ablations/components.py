@@ -10,21 +10,19 @@ sample's IoU, for paired statistics), histories.csv (training curves), summary.j
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
 from core import tracking
 from core.cli import params_from, parser, run_main, setup_logging
 from core.config import Params
-from core.io import write_json, write_text
+from core.io import write_csv, write_json
 from core.runs import RunRecord, run_variant
 
 log = logging.getLogger("cvls")
@@ -69,15 +67,6 @@ def run_suite(params: Params, force: bool = False) -> list[tuple[str, int, RunRe
     return results
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return buf.getvalue()
-
-
 def write_outputs(params: Params, results: list[tuple[str, int, RunRecord]]) -> None:
     folder = params.outputs / "ablation"
     results_rows, sample_rows, history_rows = [], [], []
@@ -88,12 +77,12 @@ def write_outputs(params: Params, results: list[tuple[str, int, RunRecord]]) -> 
             if r["split"] in PER_SAMPLE_SPLITS:
                 sample_rows.append({"variant": variant, "seed": seed, **{k: r[k] for k in ("split", "pair", "sample", "video", "frame", "inter", "union", "iou")}})
         history_rows.extend({"variant": variant, "seed": seed, **h} for h in rec.history)
-    write_text(folder / "per_sample.csv", _csv(sample_rows))
-    write_text(folder / "histories.csv", _csv(history_rows))
+    write_csv(folder / "per_sample.csv", sample_rows)
+    write_csv(folder / "histories.csv", history_rows)
     trained = sum(not rec.reused for _, _, rec in results)
     write_json(folder / "summary.json", {"runs": len(results), "trained": trained, "reused": len(results) - trained,
                                          "variants": list(params.ablation.variants), "seeds": list(params.ablation.seeds)})
-    write_text(folder / "results.csv", _csv(results_rows))  # last: its presence means the rest is there
+    write_csv(folder / "results.csv", results_rows)  # last: its presence means the rest is there
 
 
 def format_table(params: Params, results: list[tuple[str, int, RunRecord]]) -> str:

@@ -11,7 +11,6 @@ confidence intervals and paired tests) and `qualitative.png`, and logs them to t
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import shutil
@@ -32,7 +31,7 @@ from core.cli import params_from, parser, run_main  # noqa: E402
 from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import SplitStore, open_split  # noqa: E402
-from core.io import atomic_path, write_json, write_text  # noqa: E402
+from core.io import atomic_path, write_csv, write_json  # noqa: E402
 from core.metrics import binarize, intersection_union, resize_to, summarize  # noqa: E402
 from core.model import CVLS  # noqa: E402
 from core.runtime import autocast, pick_device  # noqa: E402
@@ -113,14 +112,6 @@ def _iou(pred: torch.Tensor, gt: torch.Tensor) -> float:
     return 1.0 if union == 0 else inter / union
 
 
-def write_per_sample(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=PER_SAMPLE_FIELDS)
-    w.writeheader()
-    w.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
 def read_per_sample(path: Path) -> list[dict[str, Any]]:
     with open(path, newline="") as f:
         return [{**r, "pair": int(r["pair"]), "inter": int(r["inter"]), "union": int(r["union"]), "iou": float(r["iou"])} for r in csv.DictReader(f)]
@@ -150,7 +141,7 @@ def evaluate_run(params: Params, run_dir: Path, run_id: str | None, *, tracking_
     tmp = out.with_name("eval.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_per_sample(tmp / "per_sample.csv", all_rows)
+    write_csv(tmp / "per_sample.csv", all_rows, PER_SAMPLE_FIELDS)
     test_store = open_split(params.processed, "test")
     fig = qualitative_figure(model, test_store, FrameDataset(test_store, vocab, params.data), params, device)
     fig.savefig(tmp / "qualitative.png", dpi=110)

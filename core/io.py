@@ -5,12 +5,15 @@ that looks complete.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 @contextmanager
@@ -42,3 +45,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """A result table: one row per dict (columns: `columns`, else the first row's keys);
+    NaN is written as an empty cell and booleans as true/false."""
+    cols = list(columns if columns is not None else (rows[0] if rows else []))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: _cell(r.get(c)) for c in cols})
+    write_text(path, buf.getvalue())
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    return v

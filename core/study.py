@@ -37,10 +37,8 @@ machines against the same storage):
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import inspect
-import io
 import json
 import logging
 import math
@@ -54,13 +52,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
-from urllib.parse import unquote
 
 from core import tracking
 from core.cli import params_from, parser, run_main, setup_logging
 from core.config import Params, parse_ratio
 from core.errors import UserError
-from core.io import atomic_path, write_json, write_text
+from core.io import atomic_path, write_csv, write_json
 
 log = logging.getLogger("cvls")
 
@@ -182,7 +179,7 @@ def storage_url(params: Params, override: str | None = None) -> str:
     url = (override or params.studies.storage or "").strip()
     if not url:
         return f"sqlite:///{params.outputs / 'optuna.db'}"
-    db = _sqlite_file(url)
+    db = tracking.sqlite_path(url)
     if db is not None and not db.is_absolute():
         return "sqlite:///" + str(params.resolve(db)) + _sqlite_query(url)
     return url
@@ -190,17 +187,12 @@ def storage_url(params: Params, override: str | None = None) -> str:
 
 def absolute_sqlite(url: str, base: Path) -> str:
     """A relative sqlite:/// path made absolute against `base` (other URLs unchanged)."""
-    db = _sqlite_file(url)
+    db = tracking.sqlite_path(url)
     if db is None or db.is_absolute():
         return url
     return "sqlite:///" + str((base / db).resolve()) + _sqlite_query(url)
 
 
-def _sqlite_file(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
-        return None
-    path = unquote(url[len("sqlite:///"):]).split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
 
 
 def _sqlite_query(url: str) -> str:
@@ -236,7 +228,7 @@ def storage_lock(url: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
 
     SQLite: a file lock next to the DB file. PostgreSQL / MySQL: a session advisory lock.
     Other backends: no lock (the duplicate guard in the worker still applies)."""
-    db = _sqlite_file(url)
+    db = tracking.sqlite_path(url)
     if db is not None:
         import filelock
 
@@ -342,7 +334,7 @@ def _one_line(err: BaseException | None) -> str:
 
 def _locks(url: str) -> bool:
     """Whether `storage_lock` really serialises this backend."""
-    return _sqlite_file(url) is not None or _backend(url) in ("postgresql", "mysql", "mariadb")
+    return tracking.sqlite_path(url) is not None or _backend(url) in ("postgresql", "mysql", "mariadb")
 
 
 def recover_trials(study: Any, storage: Any, url: str) -> list[int]:
@@ -681,18 +673,10 @@ def collect_rows(kind: StudyKind, params: Params, study: Any) -> list[dict[str, 
     return rows
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
+def csv_columns() -> list[str]:
     from core.runs import METRIC_KEYS, SPLITS
 
-    cols = ["study", "trial", "point", "x", "seed", "run_id", "run_hash", "reused"] + [
-        f"{s}/{k}" for s in SPLITS for k in METRIC_KEYS]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: ("" if isinstance(r[c], float) and math.isnan(r[c]) else
-                        str(r[c]).lower() if isinstance(r[c], bool) else r[c]) for c in cols})
-    return buf.getvalue()
+    return ["study", "trial", "point", "x", "seed", "run_id", "run_hash", "reused"] + [f"{s}/{k}" for s in SPLITS for k in METRIC_KEYS]
 
 
 def summarize_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -762,7 +746,7 @@ def write_outputs(kind: StudyKind, params: Params, study: Any, url: str, *, fail
 
     rows = collect_rows(kind, params, study)
     out_dir = params.outputs / "studies"
-    write_text(out_dir / f"{kind.name}.csv", csv_text(rows))
+    write_csv(out_dir / f"{kind.name}.csv", rows, csv_columns())
     fig = plot(kind, rows, study.study_name)  # a bare Figure: no pyplot state, nothing to close
     for fmt in ("png", "svg"):
         with atomic_path(out_dir / f"{kind.name}.{fmt}", suffix=f".{fmt}") as tmp:

@@ -77,7 +77,7 @@ def tracking_uri(params: Params) -> str:
     return f"sqlite:///{params.outputs / 'mlflow.db'}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """The DB file of a sqlite:/// URI (None for other schemes and in-memory SQLite)."""
     if not uri.startswith("sqlite:///"):
         return None
@@ -92,7 +92,7 @@ def _is_remote(uri: str) -> bool:
 @contextmanager
 def _creation_lock(uri: str) -> Iterator[None]:
     """Serialise schema/experiment creation across processes when the store is a SQLite file."""
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         yield
         return

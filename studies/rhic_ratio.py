@@ -9,13 +9,7 @@ several workers or machines on one storage (see core/study.py). Writes
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script from a checkout that is not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.study import cli  # noqa: E402
+from core.study import cli
 
 if __name__ == "__main__":
     cli("rhic_ratio")

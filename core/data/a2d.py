@@ -48,7 +48,7 @@ import h5py
 import numpy as np
 
 from core.data.jhmdb import read_png_frames
-from core.data.textfile import parse_csv_line, read_lines
+from core.data.textfile import csv_records, parse_csv_line, read_lines
 from core.data.types import Expression, Frame, SkipLedger, Split, Video
 from core.data.video import read_frames
 from core.errors import DataError
@@ -198,24 +198,9 @@ def _read_annotations(
 
     A video (of videoset.csv) with rows that were all skipped maps to an empty list.
     """
-    lines = read_lines(path)
-    header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
-    header = parse_csv_line(lines[header_at]) if header_at is not None else None
-    if header is None or not set(ANNOTATION_HEADER) <= set(header):
-        raise DataError(f"{path}:{(header_at or 0) + 1}: expected a CSV header with columns {','.join(ANNOTATION_HEADER)}")
-    col = {name: header.index(name) for name in ANNOTATION_HEADER}
     out: dict[str, list[Expression]] = {}
-    for lineno in range(header_at + 2, len(lines) + 1):  # type: ignore[operator]
-        line = lines[lineno - 1]
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        cells = parse_csv_line(line)
-        if cells is None or len(cells) != len(header):
-            got = "unparseable CSV" if cells is None else f"{len(cells)} columns, header has {len(header)}"
-            ledger.problem("bad_annotation", f"{where}: malformed annotation line ({got}): {line.strip()[:80]!r}")
-            continue
-        vid, inst, text = cells[col["video_id"]], cells[col["instance_id"]], cells[col["query"]]
+    for where, rec in csv_records(path, ANNOTATION_HEADER, ledger):
+        vid, inst, text = rec["video_id"], rec["instance_id"], rec["query"]
         if vid in missed:
             continue  # the whole video is skipped (and counted once) by read_a2d
         if vid in videoset:

@@ -37,7 +37,7 @@ import scipy.io
 from scipy.io.matlab import MatReadError
 from PIL import Image
 
-from core.data.textfile import parse_csv_line, read_lines
+from core.data.textfile import csv_records
 from core.data.types import Expression, Frame, SkipLedger, Video
 from core.errors import DataError
 from core.io import atomic_path, write_text
@@ -122,24 +122,12 @@ def _index_actions(root: Path) -> dict[str, list[str]]:
 
 
 def _read_annotations(path: Path, ledger: SkipLedger) -> dict[str, list[Expression]]:
-    lines = read_lines(path)
-    header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
-    header = parse_csv_line(lines[header_at]) if header_at is not None else None
-    if header is None or not set(ANNOTATION_HEADER) <= set(header):
-        raise DataError(f"{path}:{(header_at or 0) + 1}: expected a CSV header with columns {','.join(ANNOTATION_HEADER)}")
-    col = {name: header.index(name) for name in ANNOTATION_HEADER}
     out: dict[str, list[Expression]] = {}
-    for lineno in range(header_at + 2, len(lines) + 1):  # type: ignore[operator]
-        line = lines[lineno - 1]
-        if not line.strip():
+    for where, rec in csv_records(path, ANNOTATION_HEADER, ledger):
+        if not rec["video_id"]:
+            ledger.problem("bad_annotation", f"{where}: malformed annotation line (no video id)")
             continue
-        where = f"{path}:{lineno}"
-        cells = parse_csv_line(line)
-        if cells is None or len(cells) != len(header) or not cells[col["video_id"]]:
-            got = "unparseable CSV" if cells is None else f"{len(cells)} columns, header has {len(header)}"
-            ledger.problem("bad_annotation", f"{where}: malformed annotation line ({got}): {line.strip()[:80]!r}")
-            continue
-        vid, text = cells[col["video_id"]], cells[col["query"]]
+        vid, text = rec["video_id"], rec["query"]
         if not text:
             ledger.problem("empty_sentence", f"{where}: empty sentence for video {vid!r}")
             continue
