@@ -66,3 +66,56 @@ def test_dvc_repro_runs_every_stage_to_a_report(project):
     rerun = _run([dvc, "repro"], project)
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in rerun}
     assert ran == set(STAGES) - {"generate", "extract"}  # data stages do not depend on the loss
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_mlflow_server_lists_the_suite_and_lines_up_params(project):
+    """`mlflow ui` on the pipeline's DB (loopback only): the ablation parent lists its rows, and
+    the rows carry the same param keys, so the compare view lines them up."""
+    import time
+    import urllib.error
+
+    db = project / "outputs" / "mlflow.db"
+    port = _free_port()
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    server = subprocess.Popen([mlflow, "ui", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=project)
+    api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                exps = _post(f"{api}/experiments/search", {"max_results": 10})
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.time() < deadline, "mlflow ui did not start"
+                time.sleep(1)
+        exp_id = next(e["experiment_id"] for e in exps["experiments"] if e["name"] == "cvls")
+        runs = _post(f"{api}/runs/search", {"experiment_ids": [exp_id], "max_results": 1000})["runs"]
+        tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+        parents = [r for r, t in zip(runs, tags) if t.get("mlflow.runName") == "ablation: Table 3"]
+        assert parents
+        pid = parents[0]["info"]["run_id"]
+        children = [(r, t) for r, t in zip(runs, tags) if t.get("mlflow.parentRunId") == pid]
+        assert sorted(t["variant"] for _, t in children) == sorted(["Baseline", "CCL", "CCL+RHIC", "CCL+LCF", "CCL+RHIC+LCF"] * 2)
+        keys = [frozenset(p["key"] for p in r["data"]["params"]) for r, _ in children]
+        assert len(set(keys)) == 1 and "loss.lambda_seg" in keys[0] and "loss.ccl" in keys[0]
+        assert all(r["info"]["status"] == "FINISHED" for r, _ in children)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -185,8 +185,9 @@ def test_config_hash_tracks_only_model_determining_sections(tmp_path):
     assert len(h) == 16 and int(h, 16) >= 0
     assert tracking.config_hash(base, "fp") == h
     assert tracking.config_hash(base, "other-fp") != h
-    for key, value in [("loss.lcf", False), ("loss.rhic_ratio", "1:1"), ("model.channels", 32),
-                       ("train.lr", 0.01), ("data.clip_frames", 2), ("eval.threshold", 0.4)]:
+    changed = [("loss.lcf", not base.loss.lcf), ("loss.rhic_ratio", "7:1"), ("model.channels", base.model.channels * 2),
+               ("train.lr", base.train.lr * 3), ("data.clip_frames", base.data.clip_frames + 1), ("eval.threshold", 0.37)]
+    for key, value in changed:
         assert tracking.config_hash(base.replace(**{key: value}), "fp") != h, key
     for key, value in [("tracking.experiment", "x"), ("tracking.uri", "sqlite:////tmp/x.db"),
                        ("report.bootstrap", 500), ("ablation.seeds", [7]), ("studies.n_jobs", 3),
