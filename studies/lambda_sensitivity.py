@@ -4,7 +4,7 @@
 
 One Optuna trial per (lambda, seed) sets loss.lambda_seg and train.seed and trains (or reuses) the
 full model (CCL + RHIC + LCF); the objective is validation mAP. Resumable and safe to run with
-several workers or machines on one storage (see core/study.py). Writes
+several workers or machines on one storage (see core/study/). Writes
 <outputs>/studies/lambda_sensitivity.{csv,png,svg,json}.
 """
 from __future__ import annotations

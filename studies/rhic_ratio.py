@@ -4,7 +4,7 @@
 
 One Optuna trial per (ratio, seed) sets loss.rhic_ratio and train.seed and trains (or reuses) the
 full model (CCL + RHIC + LCF); the objective is validation mAP. Resumable and safe to run with
-several workers or machines on one storage (see core/study.py). Writes
+several workers or machines on one storage (see core/study/). Writes
 <outputs>/studies/rhic_ratio.{csv,png,svg,json}.
 """
 from __future__ import annotations

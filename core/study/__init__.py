@@ -1,0 +1,48 @@
+"""Optuna grid studies of the full CVLS model: one piece of machinery for every swept key.
+
+    python studies/rhic_ratio.py          [--params params.yaml] [--set k=v] [--storage URL] [--n-jobs N]
+    python studies/lambda_sensitivity.py  (same options)
+
+A study sweeps one params key over a fixed grid (params.studies.rhic_ratios / .lambdas) for each
+seed in params.studies.seeds. Every (grid point, seed) pair is one Optuna trial that calls
+`core.runs.run_variant` (train, or reuse a FINISHED run with the same config hash, then
+evaluate); the objective is validation mAP (maximised). The trial's flat result row is stored
+as the user attr 'row', so the outputs are written from the study alone.
+
+Guarantees, with any number of workers (`--n-jobs N` processes, or the same command on other
+machines against the same storage):
+- Storage: an Optuna RDB (default sqlite:///<outputs>/optuna.db). Opening the storage, creating
+  the study and enqueueing the grid happen once under `storage_lock` (a file lock next to a
+  SQLite file; an advisory lock on PostgreSQL/MySQL); `load_if_exists=True` everywhere.
+- Study name `<kind>-<digest>`: the digest covers what the trials share (data, model, loss but
+  the swept key, train but the seed, eval, the data fingerprint), so a changed params.yaml
+  starts a new study instead of mixing results.
+- The grid is enqueued explicitly (no sampler): only pairs without a WAITING/RUNNING/COMPLETE
+  trial are enqueued. Workers pop WAITING trials under the same lock and check, in the same
+  critical section, that no other COMPLETE or RUNNING trial has the pair (else the trial is
+  PRUNED with user attr 'duplicate_of' and never trains). A trial created without a grid pair
+  (possible only on a backend without a lock) is PRUNED the same way. Workers never ask the
+  sampler for new points; they stop when every pair is COMPLETE (the budget: grid x seeds
+  COMPLETE trials), waiting meanwhile on pairs RUNNING elsewhere.
+- Resume: RDBStorage heartbeats (params.studies.heartbeat_s, grace 2x); a RUNNING trial whose
+  worker died goes stale, is marked FAIL and re-enqueued (max 3 retries); a run killed mid-way
+  resumes from its checkpoint (core.train). A trial that raised is FAIL and is enqueued again by
+  the next invocation.
+- MLflow: one parent run per study (`study <name>`, found again on resume via cvls.parent_key);
+  each trial's run (or a light reference run when the config was trained elsewhere) is nested
+  under it with tags study, trial, variant, study_point.
+- Outputs (atomic) in <outputs>/studies/: <kind>.csv (one row per (point, seed)), <kind>.png/.svg
+  (val and test mAP vs the swept value, mean line + seeds + min-max band), <kind>.json summary.
+"""
+from core.study.grid import KINDS, LAMBDA_SENSITIVITY, RHIC_RATIO, GridPoint, StudyKind, base_params, grid, study_name, trial_params
+from core.study.outputs import collect_rows, plot, summarize_points, write_outputs
+from core.study.runner import StudyResult, cli, main, run_study
+from core.study.storage import create_study, enqueue_grid, open_storage, open_study, recover_trials, storage_lock, storage_url
+from core.study.worker import WorkerContext, WorkerResult, run_worker
+
+__all__ = [
+    "KINDS", "LAMBDA_SENSITIVITY", "RHIC_RATIO", "GridPoint", "StudyKind", "base_params", "grid", "study_name",
+    "trial_params", "collect_rows", "plot", "summarize_points", "write_outputs", "StudyResult", "cli", "main",
+    "run_study", "create_study", "enqueue_grid", "open_storage", "open_study", "recover_trials", "storage_lock",
+    "storage_url", "WorkerContext", "WorkerResult", "run_worker",
+]

@@ -1,0 +1,295 @@
+"""Optuna storage: URL, cross-process lock, heartbeats, dead-trial recovery, create-once + enqueue-once."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from core import tracking
+from core.config import Params
+from core.errors import UserError
+from core.study.grid import (
+    ATTR_CLAIM,
+    ATTR_POINT,
+    ATTR_SEED,
+    GridPoint,
+    LOCK_TIMEOUT_S,
+    MAX_RETRY,
+    StudyKind,
+    grid,
+    pair_of,
+)
+
+log = logging.getLogger("cvls")
+
+
+def storage_url(params: Params, override: str | None = None) -> str:
+    """--storage > params.studies.storage > sqlite:///<outputs>/optuna.db (absolute).
+
+    A relative SQLite path in params is relative to the project root (like every params path);
+    one given on the command line is made absolute by the caller (relative to the cwd)."""
+    url = (override or params.studies.storage or "").strip()
+    if not url:
+        return f"sqlite:///{params.outputs / 'optuna.db'}"
+    db = tracking.sqlite_path(url)
+    if db is not None and not db.is_absolute():
+        return "sqlite:///" + str(params.resolve(db)) + _sqlite_query(url)
+    return url
+
+
+def absolute_sqlite(url: str, base: Path) -> str:
+    """A relative sqlite:/// path made absolute against `base` (other URLs unchanged)."""
+    db = tracking.sqlite_path(url)
+    if db is None or db.is_absolute():
+        return url
+    return "sqlite:///" + str((base / db).resolve()) + _sqlite_query(url)
+
+
+def _sqlite_query(url: str) -> str:
+    return "?" + url.split("?", 1)[1] if "?" in url else ""
+
+
+def display_url(url: str) -> str:
+    """The URL with any password masked (for messages, logs, tags and the summary)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
+        return url
+
+
+def backend_of(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).get_backend_name()
+    except Exception as err:  # noqa: BLE001
+        raise UserError(f"optuna storage {display_url(url)!r}: not a database URL ({one_line(err)}); "
+                        "expected e.g. sqlite:////abs/path/optuna.db or postgresql://user@host/db") from None
+
+
+_lock_engines: dict[str, Any] = {}
+
+
+@contextmanager
+def storage_lock(url: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Serialise study creation, enqueueing and trial pops across processes and machines.
+
+    SQLite: a file lock next to the DB file. PostgreSQL / MySQL: a session advisory lock.
+    Other backends: no lock (the duplicate guard in the worker still applies)."""
+    db = tracking.sqlite_path(url)
+    if db is not None:
+        import filelock
+
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"optuna storage {url}: cannot create {db.parent} ({one_line(err)})") from None
+        try:
+            with filelock.FileLock(str(db) + ".lock", timeout=timeout_s):
+                yield
+        except filelock.Timeout:
+            raise UserError(f"optuna storage {url}: lock {db}.lock held for over {timeout_s:.0f}s") from None
+        return
+    backend = backend_of(url)
+    if backend not in ("postgresql", "mysql", "mariadb"):
+        yield
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    name = "cvls-optuna-study"
+    try:
+        engine = _lock_engines.get(url)
+        if engine is None:
+            engine = _lock_engines[url] = sqlalchemy.create_engine(
+                url, poolclass=NullPool, connect_args={"connect_timeout": 15})
+        conn = engine.connect()
+    except Exception as err:  # noqa: BLE001 - a missing driver, an unreachable server, bad credentials
+        raise UserError(f"optuna storage {display_url(url)}: cannot connect ({one_line(err)})") from None
+    with conn:  # closing the connection releases the lock in any case
+        if backend == "postgresql":
+            key = int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            release = ("SELECT pg_advisory_unlock(:k)", {"k": key})
+        else:
+            got = conn.execute(sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": int(timeout_s)}).scalar()
+            if got != 1:
+                raise UserError(f"optuna storage {display_url(url)}: lock {name!r} held for over {timeout_s:.0f}s")
+            release = ("SELECT RELEASE_LOCK(:n)", {"n": name})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text(release[0]), release[1])
+
+
+def _retry_callback() -> Any:
+    import optuna
+
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(max_retry=MAX_RETRY)
+
+
+def open_storage(url: str, heartbeat_s: int) -> Any:
+    """An RDBStorage with heartbeats, stale-trial retry; a UserError naming the URL if it fails.
+    Call under `storage_lock(url)` (a fresh SQLite file gets its schema here)."""
+    import optuna
+
+    backend = backend_of(url)
+    engine_kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": 120}}  # waits on a busy DB instead of failing
+    elif backend == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": 15}, "pool_pre_ping": True}
+    elif backend in ("mysql", "mariadb"):
+        engine_kwargs = {"connect_args": {"connect_timeout": 15}}
+    kwargs: dict[str, Any] = {"heartbeat_interval": int(heartbeat_s), "grace_period": 2 * int(heartbeat_s)}
+    sig = inspect.signature(optuna.storages.RDBStorage)
+    kwargs["heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in sig.parameters
+           else "failed_trial_callback"] = _retry_callback()
+    last: Exception | None = None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any failure to open is the user's URL/server
+            last = err
+            if not _is_integrity_error(err):
+                break
+            time.sleep(0.5 * (attempt + 1))  # schema created concurrently elsewhere: try again
+    raise UserError(f"optuna storage {display_url(url)}: cannot open ({one_line(last)})") from None
+
+
+def _is_integrity_error(err: BaseException) -> bool:
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    e: BaseException | None = err
+    while e is not None:
+        if isinstance(e, (IntegrityError, ProgrammingError)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def one_line(err: BaseException | None) -> str:
+    if err is None:
+        return "unknown error"
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text}"[:400]
+
+
+def _locks(url: str) -> bool:
+    """Whether `storage_lock` really serialises this backend."""
+    return tracking.sqlite_path(url) is not None or backend_of(url) in ("postgresql", "mysql", "mariadb")
+
+
+def recover_trials(study: Any, storage: Any, url: str) -> list[int]:
+    """Mark dead workers' trials FAIL and re-enqueue them (RetryHeartbeatStaleTrialCallback, max 3
+    retries); the numbers of the trials failed. Call under `storage_lock`.
+
+    - heartbeat older than the grace period: Optuna's fail_stale_trials;
+    - RUNNING without this claim's ATTR_CLAIM: its worker died between the pop and its first
+      heartbeat, a trial Optuna never sees as stale. Claims are atomic under the lock, so on a
+      locked backend such a trial is abandoned at once; elsewhere after the grace period.
+    """
+    import datetime as dt
+
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    failed = sorted(before - {t.number for t in running})
+    locked = _locks(url)
+    grace = dt.timedelta(seconds=2 * storage.get_heartbeat_interval())
+    callback = storage.get_heartbeat_stale_trial_callback()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in running:
+        claim = t.user_attrs.get(ATTR_CLAIM)
+        if isinstance(claim, dict) and claim.get("trial") == t.number:
+            continue
+        if not locked and (t.datetime_start is None or dt.datetime.now() - t.datetime_start < grace):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        log.warning("trial %d was abandoned by a dead worker before its first heartbeat; retrying it", t.number)
+        failed.append(t.number)
+        if callback is not None:
+            import copy
+
+            callback(study, copy.deepcopy(storage.get_trial(trial_id)))
+    return failed
+
+
+def create_study(kind: StudyKind, params: Params, url: str, name: str) -> tuple[Any, int]:
+    """Create (or load) the study and enqueue the missing grid pairs, all under the lock.
+    Returns (study, number of trials enqueued now)."""
+    import optuna
+
+    for attempt in range(3):
+        try:
+            with storage_lock(url):
+                storage = open_storage(url, params.studies.heartbeat_s)
+                study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+                if "kind" not in study.user_attrs:
+                    study.set_user_attr("kind", kind.name)
+                    study.set_user_attr("swept_key", kind.key)
+                    study.set_user_attr("objective", "val/mAP (%)")
+                recover_trials(study, storage, url)
+                return study, enqueue_grid(study, kind, grid(kind, params))
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            if not _is_integrity_error(err) or attempt == 2:
+                raise UserError(f"optuna storage {display_url(url)}: cannot create study {name} ({one_line(err)})") from None
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def enqueue_grid(study: Any, kind: StudyKind, points: list[GridPoint]) -> int:
+    """Enqueue each pair that has no WAITING, RUNNING or COMPLETE trial (FAIL ones are retried;
+    PRUNED ones are duplicates). Idempotent; call under `storage_lock`."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    have = {pair_of(t) for t in study.get_trials(deepcopy=False, states=live)}
+    n = 0
+    for gp in points:
+        if gp.pair in have:
+            continue
+        study.enqueue_trial(
+            {kind.param: gp.x, "seed": gp.seed},
+            user_attrs={ATTR_POINT: gp.point, ATTR_SEED: gp.seed, "x": gp.x},
+        )
+        have.add(gp.pair)
+        n += 1
+    return n
+
+
+def open_study(url: str, name: str, heartbeat_s: int) -> tuple[Any, Any]:
+    """(study, its RDBStorage) of an existing study."""
+    import optuna
+
+    with storage_lock(url):
+        storage = open_storage(url, heartbeat_s)
+    try:
+        return optuna.load_study(study_name=name, storage=storage), storage
+    except KeyError:
+        raise UserError(f"optuna storage {display_url(url)}: no study named {name}") from None
