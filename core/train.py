@@ -32,7 +32,7 @@ from core.data.dataset import ClipDataset, collate_clips, seed_worker, to_device
 from core.data.store import open_split
 from core.data.vocab import Vocab
 from core.errors import UserError
-from core.io import atomic_path, write_json
+from core.io import atomic_path, write_json, write_text
 from core.losses import cvls_loss
 from core.model import CVLS
 from core.runtime import Dist, autocast, init_distributed, pick_device, rng_state, seed_everything, set_rng_state
@@ -218,7 +218,7 @@ def train(params: Params, *, name: str = "train", tags: dict[str, str] | None = 
         for stale in ("checkpoint.pt", "model.pt", "run.json"):
             (run_dir / stale).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.yaml").write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
+    write_text(run_dir / "params.yaml", yaml.safe_dump(params.to_dict(), sort_keys=False))
     all_tags = {"variant": name, "seed": str(params.train.seed), "dataset_fingerprint": fingerprint, "device": device.type} | (tags or {})
     with tracking.tracked_run(params, name=name, run_hash=run_hash, tags=all_tags, parent_run_id=parent_run_id,
                               enabled=tracking_enabled and dist_.is_main) as handle:
