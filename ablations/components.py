@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
@@ -24,6 +23,7 @@ from core.cli import params_from, parser, run_main, setup_logging
 from core.config import Params
 from core.io import write_csv, write_json
 from core.runs import RunRecord, run_variant
+from core.runtime import cpu_cores
 
 log = logging.getLogger("cvls")
 PER_SAMPLE_SPLITS = ("test", "jhmdb", "test_shuffled")
@@ -57,7 +57,7 @@ def run_suite(params: Params, force: bool = False) -> list[tuple[str, int, RunRe
     jobs = min(params.ablation.n_jobs, len(combos))
     if jobs == 1:
         return [(v, s, run_row(params, v, s, parent, force)) for v, s in combos]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, cpu_cores() // jobs)
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)) as pool:
         futures = [pool.submit(run_row, params, v, s, parent, force) for v, s in combos]
         results = []

@@ -15,7 +15,8 @@ from core.errors import UserError
 from core.study.grid import FULL_VARIANT, KINDS, StudyKind, base_params, grid, pair_of, study_name
 from core.study.outputs import summary_table, write_outputs
 from core.study.storage import absolute_sqlite, backend_of, create_study, display_url, one_line, open_study, storage_url
-from core.study.worker import WorkerContext, cpu_cores, run_worker, worker_process
+from core.runtime import cpu_cores
+from core.study.worker import WorkerContext, run_worker, worker_process
 
 log = logging.getLogger("cvls")
 

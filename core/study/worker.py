@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from core import tracking
-from core.cli import setup_logging
+from core.cli import run_main
 from core.config import Params
 from core.errors import UserError
 from core.study.grid import (
@@ -205,25 +205,13 @@ def _tell_safely(study: Any, trial: Any, **kwargs: Any) -> bool:
 
 def worker_process(ctx: WorkerContext) -> None:
     """Entry point of a spawned worker process: exit 0 ok, 1 pairs left failed, 2 user error."""
-    import sys
 
-    setup_logging()
-    if ctx.threads:
-        import torch
+    def main(_argv: object) -> int:
+        if ctx.threads:
+            import torch
 
-        torch.set_num_threads(ctx.threads)
-    try:
+            torch.set_num_threads(ctx.threads)
         res = run_worker(ctx)
-    except UserError as err:
-        print(f"error: worker {ctx.index}: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(1 if res.failed or res.missing else 0)
+        return 1 if res.failed or res.missing else 0
 
-
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    run_main(main)
