@@ -93,11 +93,22 @@ class DataParams(Section):
 
 class ModelParams(Section):
     backbone: Literal["resnet10", "resnet18", "resnet34", "resnet50"] = "resnet18"
+    # backbone initialisation: random, the language-free pretext stage (core/pretext.py), or a
+    # local ImageNet state_dict file (pretrained_weights)
+    init: Literal["scratch", "pretext", "imagenet"] = "scratch"
     pretrained_weights: Path | None = None
     channels: int = Field(64, ge=8)
     lstm_hidden: int = Field(256, ge=8)
     proj_hidden: int = Field(256, ge=8)
     proj_dim: int = Field(128, ge=8)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelParams":
+        if self.init == "imagenet" and self.pretrained_weights is None:
+            raise ValueError("init is 'imagenet' but pretrained_weights (a local state_dict file) is not set")
+        if self.init != "imagenet" and self.pretrained_weights is not None:
+            raise ValueError(f"pretrained_weights is set but init is {self.init!r}; set init: imagenet to use the file")
+        return self
 
 
 class LossParams(Section):
@@ -130,6 +141,17 @@ class TrainParams(Section):
     bf16: bool = True
     channels_last: bool = True
     max_steps_per_epoch: int | None = Field(None, ge=1)
+
+
+class PretrainParams(Section):
+    """The language-free pretext that initialises the backbone when model.init is 'pretext'."""
+
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(2e-3, gt=0.0)
+    tau: float = Field(0.1, gt=0.0)  # temperature of the cross-frame instance InfoNCE
+    seed: int = 0
+    checkpoint_every: int = Field(250, ge=1)
 
 
 class EvalParams(Section):
@@ -202,6 +224,7 @@ class Params(Section):
     model: ModelParams = ModelParams()
     loss: LossParams = LossParams()
     train: TrainParams = TrainParams()
+    pretrain: PretrainParams = PretrainParams()
     eval: EvalParams = EvalParams()
     tracking: TrackingParams = TrackingParams()
     ablation: AblationParams = AblationParams()
@@ -240,6 +263,20 @@ class Params(Section):
     @property
     def processed(self) -> Path:
         return self.outputs / "processed"
+
+    @property
+    def pretext_weights(self) -> Path:
+        """Where the pretext stage leaves the backbone state_dict (model.init: pretext)."""
+        return self.outputs / "pretrain" / "backbone.pt"
+
+    @property
+    def backbone_weights(self) -> Path | None:
+        """The state_dict file the backbone starts from; None = random init."""
+        if self.model.init == "pretext":
+            return self.pretext_weights
+        if self.model.init == "imagenet":
+            return self.resolve(self.model.pretrained_weights)  # type: ignore[arg-type]
+        return None
 
     # ---- serialisation ----
     def to_dict(self) -> dict[str, Any]:

@@ -42,7 +42,7 @@ PER_SAMPLE_FIELDS = ("split", "pair", "sample", "video", "frame", "inter", "unio
 
 
 def load_model(params: Params, run_dir: Path, device: torch.device) -> CVLS:
-    model = build_model(params, load_vocab(params))
+    model = build_model(params, load_vocab(params), init=False)  # the checkpoint holds every weight
     model.load_state_dict(load_checkpoint(run_dir / "model.pt")["model"])
     return model.to(device).eval()
 

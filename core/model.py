@@ -72,8 +72,8 @@ class Backbone(nn.Module):
 def build_backbone(name: str, weights_path: Path | None) -> Backbone:
     """ResNet Res2..Res5; ImageNet weights from a LOCAL state_dict file when given.
 
-    Nothing is downloaded: with `weights_path=None` the network starts from random init (logged
-    once). A missing, unreadable or mismatching file is a `UserError` naming the file.
+    Nothing is downloaded: with `weights_path=None` the network starts from random init.
+    A missing, unreadable or mismatching file is a `UserError` naming the file.
     """
     if name not in RESNET_CHANNELS:
         raise UserError(f"model.backbone: unknown backbone {name!r} (one of {', '.join(RESNET_CHANNELS)})")
@@ -81,20 +81,23 @@ def build_backbone(name: str, weights_path: Path | None) -> Backbone:
         net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
     else:
         net = getattr(torchvision.models, name)(weights=None)
-    if weights_path is None:
-        global _warned_scratch
-        if not _warned_scratch:
-            log.warning("model.pretrained_weights is null: the %s backbone trains from scratch (no ImageNet weights)", name)
-            _warned_scratch = True
-    else:
+    if weights_path is not None:
         _load_imagenet(net, name, Path(weights_path))
     return Backbone(net, RESNET_CHANNELS[name], pretrained=weights_path is not None)
 
 
+def note_random_init(name: str) -> None:
+    """Say once per process that the backbone trains from random init (model.init: scratch)."""
+    global _warned_scratch
+    if not _warned_scratch:
+        log.warning("model.init is scratch: the %s backbone trains from random init (no weights file)", name)
+        _warned_scratch = True
+
+
 def _load_imagenet(net: nn.Module, name: str, path: Path) -> None:
-    where = f"model.pretrained_weights: {path}"
+    where = f"backbone weights {path}"
     if not path.is_file():
-        raise UserError(f"{where}: file not found (give a local torchvision {name} ImageNet state_dict, or null)")
+        raise UserError(f"{where}: file not found (model.pretrained_weights: a local torchvision {name} ImageNet state_dict)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of every kind: the file is not a state_dict
@@ -273,17 +276,12 @@ class ProjectionHead(nn.Module):
 class CVLS(nn.Module):
     """The whole network. `forward` mirrors Fig. 3; `project` is g(·) for the contrastive loss.
 
-    `root` resolves a relative `mp.pretrained_weights` (pass `params.root`: params paths are
-    relative to the folder of params.yaml, never to the current directory).
+    `weights`: a torchvision ResNet state_dict file the backbone starts from (ImageNet, or the
+    pretext stage's); None = random init. `Params.backbone_weights` resolves it from params.
     """
 
-    def __init__(self, mp: ModelParams, lp: LossParams, vocab_size: int, *, root: Path | None = None):
+    def __init__(self, mp: ModelParams, lp: LossParams, vocab_size: int, *, weights: Path | None = None):
         super().__init__()
-        weights = mp.pretrained_weights
-        if weights is not None and not Path(weights).is_absolute():
-            if root is None:
-                raise ValueError(f"relative model.pretrained_weights {weights} needs root= (params.root)")
-            weights = Path(root) / weights
         c = mp.channels
         self.text = TextEncoder(vocab_size + 1, mp.lstm_hidden, c)
         self.visual = VisualEncoder(build_backbone(mp.backbone, weights), c)
@@ -294,7 +292,7 @@ class CVLS(nn.Module):
 
     @property
     def pretrained(self) -> bool:
-        """Whether the backbone started from ImageNet weights (recorded with every run)."""
+        """Whether the backbone started from a weights file (recorded with every run)."""
         return self.visual.backbone.pretrained
 
     def forward(self, frames: Tensor, tokens: Tensor, lengths: Tensor) -> Output:

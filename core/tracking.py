@@ -166,11 +166,12 @@ def config_hash(params: Params, data_fingerprint: str) -> str:
     Tracking, report, ablation, studies and paths keys do not change it.
     """
     d = params.to_dict()
-    blob = json.dumps(
-        {"sections": {k: d[k] for k in IDENTITY_SECTIONS}, "data_fingerprint": data_fingerprint},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return config_hash_of({"sections": {k: d[k] for k in IDENTITY_SECTIONS}, "data_fingerprint": data_fingerprint})
+
+
+def config_hash_of(identity: dict[str, Any]) -> str:
+    """16 hex digits of sha256 over the JSON of `identity` (keys sorted)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=16)

@@ -33,6 +33,15 @@ def data_notice(params: Params) -> str:
     return "Data: the real A2D Sentences / J-HMDB Sentences benchmarks. " + paper.SOURCE_NOTE
 
 
+def backbone_init(params: Params) -> str:
+    """How the backbone started, as the title page states it."""
+    if params.model.init == "pretext":
+        return f"pretext, {params.pretrain.steps} steps, no sentences"
+    if params.model.init == "imagenet":
+        return f"ImageNet file {params.model.pretrained_weights.name}"  # type: ignore[union-attr]
+    return "random (scratch)"
+
+
 def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     page = Page("title", PAGE_TITLES["title"])
     page.text("Contrastive Video-Language Segmentation (Liang et al., arXiv 2109.14131): ablations, studies and "
@@ -40,12 +49,11 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     synthetic = params.data.source == "synthetic"
     page.text(data_notice(params), weight="bold", color="darkred" if synthetic else "black",
               box="#fde8e8" if synthetic else "#eef3fb", gap=0.2)
-    pretrained = inp.main_run.get("pretrained")
     p, s = params, params.studies
     info = Table(["setting", "value", "setting", "value"])
     kv = [
         ("data source", f"{p.data.source} ({'generated' if synthetic else 'real'})"), ("fingerprint", inp.fingerprint),
-        ("backbone", p.model.backbone), ("pretrained (ImageNet)", {True: "yes", False: "no"}.get(pretrained, "unknown")),
+        ("backbone", p.model.backbone), ("backbone init", backbone_init(params)),
         ("git commit", git_commit(params.root)[:12]), ("date", dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
         ("input size", f"{inp.processed.get('input_size', p.data.input_size)} px"), ("epochs", str(p.train.epochs)),
         ("batch (clips)", str(p.train.batch_size)), ("lr (Adam)", f"{p.train.lr:g}"),

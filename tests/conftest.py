@@ -25,11 +25,13 @@ def tiny_params(outputs: Path, **overrides: object) -> Params:
 
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Params:
-    """Tiny synthetic benchmark, generated and extracted once per test session."""
+    """Tiny synthetic benchmark, generated, extracted and pretext-trained once per test session."""
     from core.data.extract import extract
     from core.data.synthetic import generate
+    from core.pretext import pretrain
 
     params = tiny_params(tmp_path_factory.mktemp("tiny"))
     generate(params)
     extract(params)
+    pretrain(params)
     return params

@@ -32,6 +32,10 @@ def test_params_yaml_states_every_key():
         ("data.source=real", "data: source is 'real' but a2d_root is not set"),
         ("studies.lambdas=[0.5, 2]", "lambda 2"),
         ("data.allow_skip=[nonsense]", "data.allow_skip.0"),
+        ("model.init=imagenet", "model: init is 'imagenet' but pretrained_weights"),
+        ("model.pretrained_weights=r50.pth", "model: pretrained_weights is set but init is 'pretext'"),
+        ("model.init=coco", "model.init"),
+        ("pretrain.steps=0", "pretrain.steps"),
     ],
 )
 def test_bad_values_name_the_key(override, needle):
@@ -39,6 +43,14 @@ def test_bad_values_name_the_key(override, needle):
         load_params(ROOT / "params.yaml", [override])
     msg = str(err.value)
     assert needle in msg and "\n" not in msg
+
+
+def test_backbone_weights_follow_model_init(tmp_path):
+    p = load_params(ROOT / "params.yaml", ["paths.outputs=out"])
+    assert p.model.init == "pretext" and p.backbone_weights == ROOT / "out" / "pretrain" / "backbone.pt"
+    assert p.replace(**{"model.init": "scratch"}).backbone_weights is None
+    imagenet = p.replace(**{"model.init": "imagenet", "model.pretrained_weights": "w/r10.pth"})
+    assert imagenet.backbone_weights == ROOT / "w" / "r10.pth"  # relative to params.yaml's folder
 
 
 def test_unknown_key_in_file(tmp_path):

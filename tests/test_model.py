@@ -127,8 +127,9 @@ def test_backbone_levels_and_scratch_warning_once(monkeypatch, caplog):
     monkeypatch.setattr(model_mod, "_warned_scratch", False)
     with caplog.at_level(logging.WARNING, logger="cvls"):
         net = build_backbone("resnet18", None)
-        build_backbone("resnet34", None)
-    assert sum("from scratch" in r.getMessage() for r in caplog.records) == 1
+        model_mod.note_random_init("resnet18")
+        model_mod.note_random_init("resnet34")
+    assert sum("random init" in r.getMessage() for r in caplog.records) == 1
     assert net.pretrained is False
     levels = net(torch.randn(1, 3, 64, 64))
     assert [tuple(x.shape[1:]) for x in levels] == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
@@ -141,10 +142,8 @@ def test_backbone_loads_a_local_imagenet_state_dict(tmp_path):
     net = build_backbone("resnet18", path)
     assert net.pretrained is True
     assert torch.equal(net.body.conv1.weight, src.conv1.weight) and torch.equal(net.body.layer3[1].bn2.running_mean, src.layer3[1].bn2.running_mean)
-    model = CVLS(TINY.model_copy(update={"pretrained_weights": "resnet18.pth"}), LossParams(), vocab_size=12, root=tmp_path)
-    assert model.pretrained is True
-    with pytest.raises(ValueError, match="root"):
-        CVLS(TINY.model_copy(update={"pretrained_weights": "resnet18.pth"}), LossParams(), vocab_size=12)
+    model = CVLS(TINY, LossParams(), vocab_size=12, weights=path)
+    assert model.pretrained is True and torch.equal(model.visual.backbone.body.conv1.weight, src.conv1.weight)
 
 
 def test_backbone_weights_problems_are_user_errors(tmp_path):

@@ -76,7 +76,8 @@ def test_run_contents_read_back_through_mlflow(tiny_store):
     tags = run.data.tags
     assert tags["variant"] == "CCL+RHIC+LCF" and tags["seed"] == "13" and tags["cvls.config_hash"] == result.run_hash
     fingerprint = json.loads((p.processed / "summary.json").read_text())["fingerprint"]
-    assert tags["dataset_fingerprint"] == fingerprint and tags["pretrained_backbone"] == "false"
+    assert tags["dataset_fingerprint"] == fingerprint
+    assert tags["pretrained_backbone"] == "true" and tags["backbone_init"] == "pretext"  # the tiny profile runs the pretext
     assert tags["cvls.git_commit"] and tags["cvls.data_source"] == "synthetic"
     history = client.get_metric_history(result.run_id, "train_loss")
     assert [m.step for m in history] == list(range(1, p.train.epochs + 1))

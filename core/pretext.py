@@ -1,0 +1,203 @@
+"""Language-free pretext training of the backbone: the offline stand-in for ImageNet weights.
+
+    python -m core.pretext [--params params.yaml] [--set key=value ...]     # DVC stage `pretrain`
+
+The paper starts ResNet-50 from ImageNet. Nothing can be downloaded here, and from random
+init the synthetic default does not learn to use the sentence within its CPU budget (the
+numbers are in README.md). With `model.init: pretext` this stage first trains the visual
+encoder (ResNet + SEM + top-down merge) on the training clips *without their sentences*, on
+two targets every A2D-format dataset has, its instance masks:
+
+    objectness  Eq. 3's BCE with the union of all instance masks as the target;
+    identity    InfoNCE across consecutive frames: an instance's pooled feature (Eq. 1
+                pooling) in frame t must pick the same instance in frame t+1 among every
+                instance of the batch there, and back (temperature pretrain.tau).
+
+Telling instances apart forces the features to encode colour, shape, size, motion and
+position, which is what the sentences talk about, without any sentence. As with ImageNet,
+only the ResNet is kept: `outputs/pretrain/backbone.pt` is a torchvision ResNet state_dict
+that every run loads through the same path as an ImageNet file. The stage is one tracked
+MLflow run, checkpointed every `pretrain.checkpoint_every` steps (a killed stage resumes from
+its last checkpoint) and reused when its config and data are unchanged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from core import tracking
+from core.cli import params_from, parser, run_main
+from core.config import Params
+from core.data.dataset import to_device
+from core.io import atomic_path, write_json
+from core.losses import instance_features, region_weights, segmentation_loss
+from core.model import ProjectionHead, VisualEncoder, build_backbone
+from core.runtime import Dist, autocast, pick_device, rng_state, seed_everything, set_rng_state
+from core.train import Diverged, clip_loader, data_fingerprint, load_checkpoint, load_vocab, save_checkpoint
+
+log = logging.getLogger("cvls")
+
+
+class PretextHead(nn.Module):
+    """Objectness logit (1×1 conv on F) and an instance projection (same MLP shape as g(·))."""
+
+    def __init__(self, channels: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.objectness = nn.Conv2d(channels, 1, 1)
+        self.project = ProjectionHead(channels, hidden, out_dim)
+
+
+def cross_frame_nce(z: Tensor, valid: Tensor, tau: float) -> Tensor:
+    """Identity InfoNCE between consecutive frames, both directions, vectorised over frames.
+
+    z [B,T,K,D] L2-normalised instance embeddings, valid [B,T,K]. For frame pair (t, t+1),
+    instance (b,k) of frame t is the anchor, (b,k) in frame t+1 the positive, every other valid
+    instance of the batch in frame t+1 a negative; then the same from t+1 back to t. Mean over
+    the (pair, instance) rows valid in both frames; 0 when there are none (T = 1).
+    """
+    if z.shape[1] < 2:
+        return z.sum() * 0.0
+    a = z[:, :-1].transpose(0, 1).flatten(1, 2).float()  # [T-1, B·K, D]
+    p = z[:, 1:].transpose(0, 1).flatten(1, 2).float()
+    va = valid[:, :-1].transpose(0, 1).flatten(1)  # [T-1, B·K]
+    vp = valid[:, 1:].transpose(0, 1).flatten(1)
+    logits = torch.einsum("tnd,tmd->tnm", a, p) / tau
+    fwd = logits.masked_fill(~vp[:, None, :], float("-inf"))
+    bwd = logits.transpose(1, 2).masked_fill(~va[:, None, :], float("-inf"))
+    diag = logits.diagonal(dim1=1, dim2=2)
+    loss = (fwd.logsumexp(-1) + bwd.logsumexp(-1)) / 2 - diag  # [T-1, B·K]
+    pair = va & vp
+    loss = torch.where(pair, loss, torch.zeros_like(loss))
+    return loss.sum() / pair.sum().clamp_min(1)
+
+
+def pretext_loss(visual: VisualEncoder, head: PretextHead, batch: dict[str, Tensor], tau: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """objectness + identity on one clip batch (the training batch contract, sentences unused)."""
+    frames, masks = batch["frames"], batch["masks"]
+    b, t, _, s, _ = frames.shape
+    feat = visual(frames.flatten(0, 1))  # [B·T, C, h, w]
+    logit = F.interpolate(head.objectness(feat), size=(s, s), mode="bilinear", align_corners=False)
+    obj = segmentation_loss(logit.view(b, t, s, s), masks.amax(dim=2), batch["frame_valid"])
+    regions = region_weights(masks, feat.shape[-2:])[:, :, :-1]  # instances, no background
+    z = head.project(instance_features(feat.unflatten(0, (b, t)), regions))  # [B,T,K,D]
+    valid = batch["present"] & (regions.sum(dim=(-2, -1)) > 0) & batch["frame_valid"][:, :, None]
+    ident = cross_frame_nce(z, valid, tau)
+    return obj + ident, {"objectness": obj.detach(), "identity": ident.detach()}
+
+
+def pretext_hash(params: Params) -> str:
+    """Identity of a pretext run: its section, the data, and the model keys of what it trains."""
+    d, m = params.to_dict(), params.model
+    model = {"backbone": m.backbone, "channels": m.channels, "proj_hidden": m.proj_hidden, "proj_dim": m.proj_dim}
+    return tracking.config_hash_of({"pretrain": d["pretrain"], "data": d["data"], "model": model, "fingerprint": data_fingerprint(params)})
+
+
+def pretrain(params: Params) -> dict:
+    """Run (or reuse) the pretext and place its backbone at `params.pretext_weights`.
+
+    Returns the stage summary (also written next to the weights). With model.init other than
+    'pretext' nothing is trained and the summary says so.
+    """
+    out_dir = params.pretext_weights.parent
+    if params.model.init != "pretext":
+        summary = {"skipped": f"model.init is {params.model.init!r}: no pretext needed"}
+        write_json(out_dir / "summary.json", summary)
+        return summary
+    h = pretext_hash(params)
+    run_dir = params.outputs / "runs" / f"pretext-{h}"
+    final = run_dir / "backbone.pt"
+    info_path = run_dir / "run.json"
+    if final.is_file() and info_path.is_file():
+        log.info("reusing pretext run %s", h)
+        summary = json.loads(info_path.read_text())
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tracking.tracked_run(params, name="pretext", run_hash=f"pretext-{h}", tags={"variant": "pretext", "stage": "pretext"}) as handle:
+            t0 = time.perf_counter()
+            history = _fit(params, run_dir, handle)
+            summary = {"run_id": handle.run_id, "run_hash": h, "steps": params.pretrain.steps, "history": history,
+                       "seconds": round(time.perf_counter() - t0, 1)}
+        write_json(info_path, summary)
+    with atomic_path(params.pretext_weights, suffix=".pt") as tmp:
+        shutil.copyfile(final, tmp)
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _fit(params: Params, run_dir: Path, handle: tracking.RunHandle) -> list[dict[str, float]]:
+    pp = params.pretrain
+    seed_everything(pp.seed, params.train.deterministic)
+    device = pick_device(params.train.device)
+    channels_last = params.train.channels_last and device.type == "cuda"
+    m = params.model
+    visual = VisualEncoder(build_backbone(m.backbone, None), m.channels)
+    head = PretextHead(m.channels, m.proj_hidden, m.proj_dim)
+    net = nn.ModuleDict({"visual": visual, "head": head}).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=pp.lr, fused=True)
+    step, history = 0, []
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        step, history = ckpt["step"], ckpt["history"]
+        log.info("resuming the pretext from step %d/%d", step, pp.steps)
+    # the training loader, with the pretext's batch size and seed
+    loader_params = params.replace(**{"train.batch_size": pp.batch_size, "train.seed": pp.seed})
+    vocab = load_vocab(params)
+    n_batches = len(clip_loader(loader_params, "train", vocab, True, 0, Dist()))
+    sums = torch.zeros(2, device=device)
+    since = 0
+    bar = tqdm(total=pp.steps, initial=step, desc="pretext", unit="step")
+    while step < pp.steps:
+        for batch in clip_loader(loader_params, "train", vocab, True, step // n_batches, Dist()):
+            batch = to_device(batch, device, channels_last)
+            with autocast(device, params.train):
+                loss, parts = pretext_loss(visual, head, batch, pp.tau)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += torch.stack([parts["objectness"].float(), parts["identity"].float()])
+            step, since = step + 1, since + 1
+            bar.update(1)
+            if step % pp.checkpoint_every == 0 or step == pp.steps:
+                obj, ident = (sums / since).tolist()
+                if not math.isfinite(obj + ident):
+                    raise Diverged(f"pretext loss became NaN/inf by step {step}; lower pretrain.lr")
+                history.append({"step": step, "objectness": obj, "identity": ident})
+                handle.log_metrics({"pretext_objectness": obj, "pretext_identity": ident}, step=step)
+                bar.set_postfix(objectness=f"{obj:.3f}", identity=f"{ident:.3f}")
+                save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+                                            "step": step, "history": history})
+                sums.zero_()
+                since = 0
+            if step >= pp.steps:
+                break
+    bar.close()
+    save_checkpoint(run_dir / "backbone.pt", visual.backbone.body.state_dict())
+    return history
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser("Language-free pretext: the backbone's start weights (model.init: pretext)").parse_args(argv)
+    params = params_from(args)
+    summary = pretrain(params)
+    print(summary.get("skipped") or f"pretext backbone {params.pretext_weights} (run {summary['run_id']}, {summary['steps']} steps)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,89 @@
+import json
+import math
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import core.pretext as pretext
+from core.errors import UserError
+from core.model import build_backbone
+from core.train import run_fingerprint
+
+from .conftest import tiny_params
+
+
+def test_cross_frame_nce_equals_a_hand_computation():
+    tau = 0.5
+    # two clips, one instance each, the same embedding in both frames; clip 0 along x, clip 1 along y
+    z = torch.tensor([[[[1.0, 0.0]], [[1.0, 0.0]]], [[[0.0, 1.0]], [[0.0, 1.0]]]])  # [B=2,T=2,K=1,D=2]
+    valid = torch.ones(2, 2, 1, dtype=torch.bool)
+    expected = math.log(1 + math.exp(-1 / tau))  # logits [[1/τ, 0], [0, 1/τ]], every row and column alike
+    assert pretext.cross_frame_nce(z, valid, tau).item() == pytest.approx(expected, rel=1e-6)
+
+    # an invalid instance (padding, or absent in a frame) is neither anchor nor negative
+    pad = F.normalize(torch.tensor([1.0, 0.1]), dim=0)
+    z3 = torch.cat([z, pad.expand(2, 2, 1, 2)], dim=2)  # K=2, slot 1 invalid everywhere
+    valid3 = torch.cat([valid, torch.zeros(2, 2, 1, dtype=torch.bool)], dim=2)
+    assert pretext.cross_frame_nce(z3, valid3, tau).item() == pytest.approx(expected, rel=1e-6)
+    # a single frame has no pairs: 0, and still differentiable
+    zero = pretext.cross_frame_nce(z[:, :1].requires_grad_(), valid[:, :1], tau)
+    assert zero.item() == 0.0 and zero.requires_grad
+
+
+def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
+    p = tiny_store  # conftest ran pretrain() once
+    summary = json.loads((p.pretext_weights.parent / "summary.json").read_text())
+    assert [h["step"] for h in summary["history"]] == [3, 6]
+    assert all(math.isfinite(h["objectness"]) and math.isfinite(h["identity"]) for h in summary["history"])
+    net = build_backbone(p.model.backbone, p.pretext_weights)  # the ImageNet loading path
+    state = torch.load(p.pretext_weights, weights_only=True)
+    assert net.pretrained and torch.equal(net.body.conv1.weight, state["conv1.weight"])
+    again = pretext.pretrain(p)  # same config and data: reused, nothing trained
+    assert again["run_id"] == summary["run_id"]
+
+
+def test_a_killed_pretext_resumes_from_its_checkpoint(tiny_store, tmp_path, monkeypatch):
+    p = tiny_params(tmp_path / "out")
+    shutil.copytree(tiny_store.processed, p.processed)
+    calls = {"n": 0}
+    real = pretext.pretext_loss
+
+    def dies_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # a kill after the step-3 checkpoint
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pretext, "pretext_loss", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        pretext.pretrain(p)
+    assert not p.pretext_weights.exists()
+    calls["n"] = -100  # no more kills
+    summary = pretext.pretrain(p)
+    assert calls["n"] == -100 + 3  # steps 4..6 only: steps 1..3 came from the checkpoint
+    assert [h["step"] for h in summary["history"]] == [3, 6]
+    assert p.pretext_weights.is_file()
+
+
+def test_other_inits_skip_the_pretext_and_missing_weights_are_one_line_errors(tiny_store, tmp_path):
+    p = tiny_params(tmp_path / "out", **{"model.init": "scratch"})
+    assert "no pretext needed" in pretext.pretrain(p)["skipped"]
+    missing = tiny_params(tmp_path / "out2")
+    shutil.copytree(tiny_store.processed, missing.processed)
+    with pytest.raises(UserError, match="pretext backbone not found; run the pretext stage first") as err:
+        run_fingerprint(missing)
+    assert "\n" not in str(err.value)
+
+
+def test_run_identity_follows_the_start_weights(tiny_store, tmp_path):
+    p = tiny_params(tmp_path / "out")
+    shutil.copytree(tiny_store.processed, p.processed)
+    shutil.copytree(tiny_store.pretext_weights.parent, p.pretext_weights.parent)
+    before = run_fingerprint(p)
+    state = torch.load(p.pretext_weights, weights_only=True)
+    state["conv1.weight"] += 1.0  # e.g. the pretext retrained with other params
+    torch.save(state, p.pretext_weights)
+    assert run_fingerprint(p) != before
+    assert run_fingerprint(p.replace(**{"model.init": "scratch"})).split("+")[0] == before.split("+")[0]
