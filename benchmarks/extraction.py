@@ -1,0 +1,79 @@
+"""Benchmark 5 - extraction: frames/s of the extraction stage / frames/s of a bare PyAV decode.
+
+What: core.data.extract.extract (the whole stage: read the A2D layout incl. h5 masks, decode,
+resize, cache chunks, assemble and fingerprint the store) from an empty cache, against a bare
+PyAV loop over the same mp4 files (av.open, decode every frame, nothing else), interleaved;
+ratio = t(bare decode) / t(extraction), i.e. frames/s of both counted over the same frames
+(all frames of the files). A second bare loop that also converts every frame to RGB
+(frame.to_ndarray) is shown for reference. The stage reads the benchmark's generated raw set
+(outputs/bench/, made once if missing) with J-HMDB left out so both sides read the same files.
+Target: >= 0.8.
+
+    python benchmarks/extraction.py                    # default synthetic set (~1.5 min on 2 cores)
+    python benchmarks/extraction.py --profile full     # small 240x320 set extracted at 320x320
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import av
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import common  # noqa: E402
+from core.config import load_params  # noqa: E402
+from core.data.a2d import read_a2d  # noqa: E402
+from core.data.extract import extract  # noqa: E402
+from core.data.types import SkipLedger  # noqa: E402
+
+TARGET = 0.8
+
+
+def bare_decode(paths: list[Path], rgb: bool) -> int:
+    """Decode every frame of every file; the frame count."""
+    n = 0
+    for path in paths:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                if rgb:
+                    frame.to_ndarray(format="rgb24")
+                n += 1
+    return n
+
+
+def main() -> int:
+    args = common.parser(__doc__, reps=3, warmup=1, batch=False).parse_args()
+    ctx = common.Context(args)
+    data = common.ensure_raw(common.data_params(ctx))
+    work = data.outputs.parent / f"extract-{args.profile}"
+    # the same code path as the pipeline's stage, reading the generated A2D files in place (as real data)
+    params = load_params(args.params, common.data_overrides(ctx, "data.source=real", f"data.a2d_root={data.raw_a2d}",
+                                                            "data.jhmdb_root=null", f"paths.outputs={work}"))
+    allowed = frozenset(params.data.allow_skip) | {"missing_video"}
+    files = [v.source for v in read_a2d(params.raw_a2d, SkipLedger(allowed=allowed))]
+    frames = bare_decode(files, rgb=False)
+    summaries: list[dict] = []
+
+    def stage() -> None:
+        common.fresh_dir(work)
+        with common.quiet():
+            summaries.append(extract(params))
+
+    cands = {"extraction stage": stage, "bare PyAV decode": lambda: bare_decode(files, False),
+             "bare decode + to RGB": lambda: bare_decode(files, True)}
+    times = common.interleaved(cands, args.reps, args.warmup, ctx.device)
+    med = {n: common.stats(t)["median_s"] for n, t in times.items()}
+    rows = [[n, med[n], frames / med[n], med["bare PyAV decode"] / med[n]] for n in cands]
+    stored = sum(c["frames"] for c in summaries[-1]["splits"].values())
+    ctx.note(f"{len(files)} mp4 files, {frames} frames in them; the stage stores {stored} frames resized to "
+             f"{params.data.input_size}x{params.data.input_size} (it decodes each file up to its last annotated frame)")
+    value = med["bare PyAV decode"] / med["extraction stage"]
+    common.finish("extraction", ctx, "Benchmark 5: extraction stage vs bare PyAV decode",
+                  ["candidate", "median s", "frames/s", "x bare decode"], rows,
+                  {"files": len(files), "frames": frames, "stored_frames": stored, "times_s": times},
+                  [common.headline("extraction frames/s / bare PyAV decode frames/s", value, TARGET, at_most=False)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
