@@ -7,7 +7,7 @@ one process, interleaved; ratio = median(full) / median(backbone). For the break
 times the visual encoder alone (backbone + SEM + top-down merge) and the Baseline step.
 Target: <= 1.35x at full size (heads and losses cost at most a third of the backbone).
 
-    python benchmarks/backbone_floor.py --profile full    # the target's setting (batch 1 on CPU, ~1 min)
+    python benchmarks/backbone_floor.py --profile full    # the target's setting (batch 1, 3 reps on CPU, ~1.2 min)
     python benchmarks/backbone_floor.py                   # CPU default profile (~15 s)
 """
 from __future__ import annotations

@@ -9,8 +9,8 @@ ratio = t(bare decode) / t(extraction), i.e. frames/s of both counted over the s
 (outputs/bench/, made once if missing) with J-HMDB left out so both sides read the same files.
 Target: >= 0.8.
 
-    python benchmarks/extraction.py                    # default synthetic set (~1.5 min on 2 cores)
-    python benchmarks/extraction.py --profile full     # small 240x320 set extracted at 320x320
+    python benchmarks/extraction.py                    # the default synthetic set (~1 min on 2 cores)
+    python benchmarks/extraction.py --profile full     # a small 240x320 set extracted at 320x320 (~20 s)
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ as its own row. The store is generated + extracted once under outputs/bench/ if 
 full profile uses a small 320x320 set).
 Target: >= 3x on the CPU default profile; reported for the full profile too.
 
-    python benchmarks/input_pipeline.py                   # CPU default (~40 s, + ~25 s once for the data)
-    python benchmarks/input_pipeline.py --profile full    # 320x320 store, ResNet-50 step (batch 1, 2 batches on CPU)
+    python benchmarks/input_pipeline.py                   # CPU default (~40 s, + ~40 s once to make the data)
+    python benchmarks/input_pipeline.py --profile full    # 320x320 store, ResNet-50 step (batch 1, 2 batches on CPU, ~1 min)
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ batch (--objects instances per clip), in one process, the variants interleaved; 
 median(variant) / median(Baseline). The variants differ only in loss.ccl / rhic / lcf.
 Target: full CVLS (CCL+RHIC+LCF) <= 1.10x Baseline, on the default and on the full profile.
 
-    python benchmarks/method_overhead.py                  # CPU default profile (~30 s on 2 cores)
-    python benchmarks/method_overhead.py --profile full   # ResNet-50 at 320 (batch 1 on CPU, ~1.5 min)
+    python benchmarks/method_overhead.py                  # CPU default profile (~15 s on 2 cores)
+    python benchmarks/method_overhead.py --profile full   # ResNet-50 at 320 (batch 1, 3 reps on CPU, ~1.2 min)
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ t(16) / t(2) <= 8 (vectorised: no Python loop per instance or per frame); also r
 log-log slope of t against K (1 = linear).
 
     python benchmarks/object_scaling.py                    # CPU default profile (~30 s)
-    python benchmarks/object_scaling.py --profile full     # ResNet-50 at 320 (batch 1 on CPU, ~1.5 min)
+    python benchmarks/object_scaling.py --profile full     # ResNet-50 at 320 (batch 1, 3 reps on CPU, ~1.5 min)
     python benchmarks/object_scaling.py --objects-list 2 4 8 16 32
 """
 from __future__ import annotations

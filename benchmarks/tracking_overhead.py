@@ -11,9 +11,9 @@ validation and checkpoints), so the ratio overstates a full-length run's: the ab
 overhead in seconds is printed, and the run length at which it would be 2%.
 Target: <= 1.02.
 
-    python benchmarks/tracking_overhead.py                        # 2 epochs x 10 steps (~1.5 min)
+    python benchmarks/tracking_overhead.py                        # 2 epochs x 10 steps, 3 reps (~1.5 min on 2 cores)
     python benchmarks/tracking_overhead.py --epochs 5 --steps 93  # a default-length run (slow)
-    python benchmarks/tracking_overhead.py --profile full         # full size (1 epoch x 2 steps on CPU)
+    python benchmarks/tracking_overhead.py --profile full         # 1 epoch x 2 steps, batch 1, 1 rep on CPU (~2.5 min)
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def warm_run(params: Params, tracked: bool) -> None:
 
 
 def main() -> int:
-    p = common.parser(__doc__, reps=5, cpu_full_reps=2)
+    p = common.parser(__doc__, reps=3, cpu_full_reps=1)
     p.add_argument("--epochs", type=int, default=None, help="train.epochs of the timed run (default 2; 1 for full on CPU)")
     p.add_argument("--steps", type=int, default=None, help="train.max_steps_per_epoch of the timed run (default 10; 2 for full on CPU)")
     args = p.parse_args()
