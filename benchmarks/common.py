@@ -31,10 +31,10 @@ from core.config import Params, load_params
 from core.data.dataset import to_device
 from core.data.vocab import Vocab
 from core.io import write_json
-from core.losses import cvls_loss
 from core.model import CVLS
-from core.runtime import autocast, cpu_cores, pick_device
+from core.runtime import cpu_cores, pick_device
 from core.train import build_model as core_build_model
+from core.train import make_optimizer, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "outputs" / "benchmarks"  # the JSON results
@@ -301,19 +301,10 @@ class TrainStep:
                  net: Callable[..., Any] | None = None):
         self.params, self.model, self.device, self.batch = params, model, device, batch
         self.net = model if net is None else net  # e.g. a torch.compile wrapper of `model`
-        tp = params.train
-        self.opt = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=True)  # as fit
+        self.opt = make_optimizer(model, params.train)
 
     def __call__(self) -> torch.Tensor:
-        tp, batch = self.params.train, self.batch
-        with autocast(self.device, tp):
-            out = self.net(batch["frames"], batch["tokens"], batch["lengths"])
-            loss, _ = cvls_loss(self.model, out, batch, self.params.loss)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tp.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tp.grad_clip)
-        self.opt.step()
+        loss, _ = train_step(self.net, self.model, self.opt, self.batch, self.params, self.device)
         return loss.detach()
 
 

@@ -145,6 +145,26 @@ def unwrap(model: torch.nn.Module) -> CVLS:
     return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
 
 
+def make_optimizer(model: torch.nn.Module, tp: Any) -> torch.optim.Adam:
+    # fused: one multi-tensor kernel for all parameters instead of several ops per tensor
+    return torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=True)
+
+
+def train_step(net: Any, model: CVLS, opt: torch.optim.Optimizer, batch: dict[str, Any], params: Params,
+               device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step on an on-device batch (Eq. 4 loss); `net` may wrap `model` (DDP, compile)."""
+    tp = params.train
+    with autocast(device, tp):
+        out = net(batch["frames"], batch["tokens"], batch["lengths"])
+        loss, parts = cvls_loss(model, out, batch, params.loss)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if tp.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip)
+    opt.step()
+    return loss, parts
+
+
 # ---------------------------------------------------------------- the loop
 def fit(params: Params, run_dir: Path, handle: tracking.RunHandle, dist_: Dist, device: torch.device, resume: bool) -> list[dict[str, float]]:
     """Train to params.train.epochs, checkpointing every epoch; returns the per-epoch history."""
@@ -154,8 +174,7 @@ def fit(params: Params, run_dir: Path, handle: tracking.RunHandle, dist_: Dist, 
     model = build_model(params, vocab).to(device)
     if device.type == "cuda" and tp.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # fused: one multi-tensor kernel for all parameters instead of several ops per tensor
-    opt = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=True)
+    opt = make_optimizer(model, tp)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tp.plateau_factor, patience=tp.plateau_patience)
     history: list[dict[str, float]] = []
     start = 0
@@ -184,14 +203,7 @@ def fit(params: Params, run_dir: Path, handle: tracking.RunHandle, dist_: Dist, 
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tp.epochs}", unit="batch", disable=not dist_.is_main, leave=False)
         for batch in bar:
             batch = to_device(batch, device, channels_last)
-            with autocast(device, tp):
-                out = net(batch["frames"], batch["tokens"], batch["lengths"])
-                loss, parts = cvls_loss(model, out, batch, params.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tp.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip)
-            opt.step()
+            loss, parts = train_step(net, model, opt, batch, params, device)
             bad |= ~torch.isfinite(loss.detach())
             sums += torch.stack([loss.detach().float(), parts["seg"].float(), parts["ccl"].float()])
             steps += 1
