@@ -54,7 +54,6 @@ IDENTITY_SECTIONS = ("data", "model", "loss", "train", "eval")  # what determine
 _LOCK_TIMEOUT_S = 600
 _ready: dict[tuple[str, str], str] = {}  # (uri, experiment) -> experiment id, per process
 _ready_lock = threading.Lock()
-_env_set_by_us: str | None = None  # MLFLOW_TRACKING_URI as written by our mlflow.set_tracking_uri
 _BAD_NAME_CHARS = re.compile(r"[^\w./\- :]")
 
 
@@ -64,7 +63,7 @@ _BAD_NAME_CHARS = re.compile(r"[^\w./\- :]")
 def tracking_uri(params: Params) -> str:
     """MLFLOW_TRACKING_URI env var > params.tracking.uri > sqlite:///<outputs>/mlflow.db."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if env and env != _env_set_by_us:  # mlflow.set_tracking_uri also writes this env var
+    if env:
         return env
     uri = params.tracking.uri
     if uri:
@@ -110,23 +109,17 @@ def _client(uri: str):
 
 
 def init_tracking(params: Params) -> str:
-    """Point MLflow at `tracking_uri(params)`, create the schema and the experiment once; its id.
+    """Create the schema and the experiment at `tracking_uri(params)` once; the experiment id.
 
     Safe when several processes call it at once on a fresh SQLite file (a file lock next to the
     DB serialises the migration); cheap on later calls in the same process.
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
 
+    # Only MlflowClient(uri) is used, never the global mlflow.set_tracking_uri: MLflow >= 3
+    # implements that by writing MLFLOW_TRACKING_URI, which would then pass for the user's choice.
     uri = tracking_uri(params)
     name = params.tracking.experiment
-    # so mlflow.* calls (and child processes) use the same store; MLflow >= 3 implements this by
-    # setting the MLFLOW_TRACKING_URI env var, which must not then pass for the user's choice
-    global _env_set_by_us
-    env_before = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    if env_before != uri:
-        _env_set_by_us = uri
     key = (uri, name)
     if key in _ready:
         return _ready[key]

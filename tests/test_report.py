@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,11 +37,6 @@ N_PAIRS = {"val": 40, "test": 90, "jhmdb": 50, "test_shuffled": 90}
 @pytest.fixture(autouse=True)
 def _no_env_uri(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield
-    if "mlflow" in sys.modules:
-        import mlflow
-
-        mlflow.set_tracking_uri(None)
 
 
 def make_params(outputs: Path, *overrides: str) -> Params:

@@ -20,11 +20,6 @@ PARAMS_YAML = ROOT / "params.yaml"
 @pytest.fixture(autouse=True)
 def _no_env_uri(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield
-    if "mlflow" in sys.modules:  # leave no global tracking URI behind for other tests
-        import mlflow
-
-        mlflow.set_tracking_uri(None)
 
 
 def make_params(tmp_path, *overrides):
@@ -62,7 +57,8 @@ def test_init_tracking_is_idempotent_and_keeps_artifacts_under_outputs(tmp_path,
     exp = client_for(p).get_experiment(exp_id)
     assert exp.name == p.tracking.experiment
     assert exp.artifact_location.startswith((tmp_path / "out" / "mlartifacts").as_uri())
-    # mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI; that must not pin later params
+    # no global state: the env var stays the user's alone, so it never pins later params
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     other = make_params(tmp_path / "other")
     assert tracking.tracking_uri(other) == f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
 
