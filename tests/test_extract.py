@@ -110,8 +110,19 @@ def _copy_raw(tiny_store, tmp_path):
     return p
 
 
-def test_corrupt_mp4_names_the_file_or_is_counted(tiny_store, tmp_path):
+def test_worker_processes_build_the_same_store(tiny_store, tmp_path):
     p = _copy_raw(tiny_store, tmp_path)
+    serial = extract(p.replace(**{"data.extract_workers": 1}))
+    for done in (p.processed, p.outputs / "extract_cache"):
+        shutil.rmtree(done)
+    parallel = extract(p.replace(**{"data.extract_workers": 2}))
+    assert parallel["fingerprint"] == serial["fingerprint"]
+    assert parallel["skipped"] == serial["skipped"]  # worker ledgers merged into one
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_mp4_names_the_file_or_is_counted(tiny_store, tmp_path, workers):
+    p = _copy_raw(tiny_store, tmp_path).replace(**{"data.extract_workers": workers})
     vid = next(iter(read_a2d(p.raw_a2d, SkipLedger()))).video_id
     mp4 = a2d.video_path(p.raw_a2d, vid)
     mp4.write_bytes(mp4.read_bytes()[:300])  # truncated

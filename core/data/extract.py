@@ -13,10 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing as mp
+import os
 import shutil
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.cli import params_from, parser, run_main
-from core.config import Params
+from core.config import DataParams, Params
 from core.data.a2d import load_frames, read_a2d
 from core.data.jhmdb import read_jhmdb
 from core.data.store import SPLITS
@@ -273,17 +277,57 @@ def strip_masks(v: Video) -> Video:
     return replace(v, frames=tuple(replace(f, masks=np.zeros((len(f.instance_ids), 0, 0), bool)) for f in v.frames))
 
 
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # parallel across videos; intra-op threads on tiny frames only contend
+
+
+def _chunk_job(video: Video, cache: Path, size: int, window: int, allowed: frozenset[str]) -> tuple[Path | None, SkipLedger]:
+    ledger = SkipLedger(allowed=allowed)
+    return chunk_for(video, cache, size, window, ledger), ledger
+
+
+def chunk_all(sources: Iterable[tuple[str, Video]], cache: Path, data: DataParams, ledger: SkipLedger
+              ) -> Iterator[tuple[str, Video, Path | None]]:
+    """`chunk_for` over every video, in input order, on `data.extract_workers` processes.
+
+    At most a few videos per worker are in flight, so memory stays bounded on the real
+    datasets; a worker's `DataError` (a problem not in allow_skip) is raised here, in order.
+    """
+    workers = data.extract_workers or os.cpu_count() or 1
+    if workers == 1:
+        for split, video in sources:
+            yield split, video, chunk_for(video, cache, data.input_size, data.window, ledger)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    pending: deque = deque()
+
+    def oldest() -> tuple[str, Video, Path | None]:
+        split, video, future = pending.popleft()
+        path, worker_ledger = future.result()
+        ledger.merge(worker_ledger)
+        return split, video, path
+
+    try:
+        for split, video in sources:
+            pending.append((split, video, pool.submit(_chunk_job, video, cache, data.input_size, data.window, ledger.allowed)))
+            if len(pending) >= 4 * workers:
+                yield oldest()
+        while pending:
+            yield oldest()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def extract(params: Params) -> dict:
     d = params.data
     ledger = SkipLedger(allowed=frozenset(d.allow_skip))
     cache = params.outputs / "extract_cache"
     cache.mkdir(parents=True, exist_ok=True)
     entries: list[VideoEntry] = []
-    for split, video in tqdm(read_sources(params, ledger), desc="extract: decode videos", unit="video"):
-        path = chunk_for(video, cache, d.input_size, d.window, ledger)
-        if path is None:
-            continue
-        entries.append(VideoEntry(strip_masks(video), path, split))
+    chunks = chunk_all(read_sources(params, ledger), cache, d, ledger)
+    for split, video, path in tqdm(chunks, desc="extract: decode videos", unit="video"):
+        if path is not None:
+            entries.append(VideoEntry(strip_masks(video), path, split))
     held_out = val_videos([e.video.video_id for e in entries if e.split == "train"], d.val_fraction)
     for e in entries:
         if e.video.video_id in held_out:

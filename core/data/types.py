@@ -78,5 +78,12 @@ class SkipLedger:
             raise DataError(f"{message} (to skip such cases instead, add '{problem_class}' to data.allow_skip)")
         self.quirk(problem_class, message)
 
+    def merge(self, other: "SkipLedger") -> None:
+        """Add the counts and examples of `other` (a worker process's ledger)."""
+        for reason, n in other.counts.items():
+            self.counts[reason] += n
+            ex = self.examples.setdefault(reason, [])
+            ex.extend(other.examples.get(reason, [])[: max(0, 5 - len(ex))])
+
     def as_dict(self) -> dict[str, dict]:
         return {k: {"count": v, "examples": self.examples.get(k, [])} for k, v in sorted(self.counts.items())}

@@ -37,10 +37,13 @@ def read_frames(path: Path, indices: Sequence[int]) -> np.ndarray:
                 raise DataError(f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # one reformatter per file: frame.to_ndarray(format=...) builds a new swscale
+            # context for every frame, which costs several times the decode itself
+            rgb = av.video.reformatter.VideoReformatter()
             for i, frame in enumerate(container.decode(stream)):
                 decoded = i + 1
                 if i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")
+                    got[i] = rgb.reformat(frame, format="rgb24").to_ndarray()
                 if i >= wanted[-1]:
                     break
     except DataError:
