@@ -81,7 +81,7 @@ class DataParams(Section):
     vocab_size: int = Field(1000, ge=2)
     max_tokens: int = Field(20, ge=1, le=200)
     val_fraction: float = Field(0.15, ge=0.0, lt=0.5)
-    extract_workers: int = Field(0, ge=0, le=256)  # processes decoding videos in extraction; 0 = one per core
+    extract_workers: int = Field(1, ge=0, le=256)  # processes decoding videos in extraction; 0 = one per core
     allow_skip: tuple[Literal[SKIP_CLASSES], ...] = ()  # type: ignore[valid-type]
     augment: AugmentParams = AugmentParams()
 
