@@ -97,9 +97,10 @@ def pretext_loss(visual: VisualEncoder, head: PretextHead, batch: dict[str, Tens
 
 def pretext_hash(params: Params) -> str:
     """Identity of a pretext run: its section, the data, and the model keys of what it trains."""
-    d, m = params.to_dict(), params.model
+    m = params.model
     model = {"backbone": m.backbone, "channels": m.channels, "proj_hidden": m.proj_hidden, "proj_dim": m.proj_dim}
-    return tracking.config_hash_of({"pretrain": d["pretrain"], "data": d["data"], "model": model, "fingerprint": data_fingerprint(params)})
+    return tracking.config_hash_of({**tracking.identity_sections(params, ("pretrain", "data")), "model": model,
+                                    "fingerprint": data_fingerprint(params)})
 
 
 def pretrain(params: Params) -> dict:

@@ -31,7 +31,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 from urllib.parse import unquote
 
 import yaml
@@ -50,6 +50,7 @@ TAG_ERROR = "error"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests runs by
 CONFIG_ARTIFACT = "config/params.resolved.yaml"
 IDENTITY_SECTIONS = ("data", "model", "loss", "train", "eval")  # what determines a trained model
+OPERATIONAL_KEYS = (("data", "extract_workers"),)  # how fast, not what: never part of an identity
 
 _LOCK_TIMEOUT_S = 600
 _ready: dict[tuple[str, str], str] = {}  # (uri, experiment) -> experiment id, per process
@@ -158,8 +159,16 @@ def config_hash(params: Params, data_fingerprint: str) -> str:
 
     Tracking, report, ablation, studies and paths keys do not change it.
     """
+    return config_hash_of({"sections": identity_sections(params, IDENTITY_SECTIONS), "data_fingerprint": data_fingerprint})
+
+
+def identity_sections(params: Params, names: Sequence[str]) -> dict[str, Any]:
+    """The named params sections as plain dicts, without the OPERATIONAL_KEYS."""
     d = params.to_dict()
-    return config_hash_of({"sections": {k: d[k] for k in IDENTITY_SECTIONS}, "data_fingerprint": data_fingerprint})
+    out = {k: dict(d[k]) for k in names}
+    for section, key in OPERATIONAL_KEYS:
+        out.get(section, {}).pop(key, None)
+    return out
 
 
 def config_hash_of(identity: dict[str, Any]) -> str:

@@ -42,6 +42,9 @@ def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
     assert net.pretrained and torch.equal(net.body.conv1.weight, state["conv1.weight"])
     again = pretext.pretrain(p)  # same config and data: reused, nothing trained
     assert again["run_id"] == summary["run_id"]
+    # an operational key is not part of the identity; a data key is
+    assert pretext.pretext_hash(p.replace(**{"data.extract_workers": 0})) == pretext.pretext_hash(p)
+    assert pretext.pretext_hash(p.replace(**{"data.clip_frames": 1})) != pretext.pretext_hash(p)
 
 
 def test_a_killed_pretext_resumes_from_its_checkpoint(tiny_store, tmp_path, monkeypatch):

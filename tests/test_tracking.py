@@ -187,7 +187,7 @@ def test_config_hash_tracks_only_model_determining_sections(tmp_path):
         assert tracking.config_hash(base.replace(**{key: value}), "fp") != h, key
     for key, value in [("tracking.experiment", "x"), ("tracking.uri", "sqlite:////tmp/x.db"),
                        ("report.bootstrap", 500), ("ablation.seeds", [7]), ("studies.n_jobs", 3),
-                       ("paths.outputs", str(tmp_path / "elsewhere"))]:
+                       ("paths.outputs", str(tmp_path / "elsewhere")), ("data.extract_workers", 0)]:
         assert tracking.config_hash(base.replace(**{key: value}), "fp") == h, key
 
 
