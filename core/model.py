@@ -139,6 +139,11 @@ class TextEncoder(nn.Module):
         self.num_ids = num_ids  # vocab_size + 1 (<pad>); one-hot width, as in the paper
         self.fwd = nn.LSTM(num_ids, hidden, batch_first=True)
         self.bwd = nn.LSTM(num_ids, hidden, batch_first=True)
+        for lstm in (self.fwd, self.bwd):
+            # one-hot times W_ih is a lookup of one column: initialise the columns as word
+            # embeddings (nn.Embedding's N(0, 1)). PyTorch's U(±1/√H) is meant for dense
+            # inputs; with one-hot words it leaves every sentence almost the same vector.
+            nn.init.normal_(lstm.weight_ih_l0)
         self.att_hidden = nn.Linear(2 * hidden, 2 * hidden)  # W, b
         self.att_score = nn.Linear(2 * hidden, 1, bias=False)  # w
         self.out = nn.Linear(2 * hidden, out_dim)
