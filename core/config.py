@@ -183,6 +183,7 @@ DEFAULT_VARIANTS = {
 
 class AblationParams(Section):
     seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
+    epochs: int | None = Field(None, ge=1)  # train.epochs of every row (a suite budget); None = train.epochs
     n_jobs: int = Field(1, ge=1)  # rows trained in parallel processes (threads split between them)
     variants: dict[str, Variant] = Field(default_factory=lambda: dict(DEFAULT_VARIANTS), min_length=1)
 
@@ -190,6 +191,7 @@ class AblationParams(Section):
 class StudyParams(Section):
     storage: str | None = None  # None -> sqlite:///<outputs>/optuna.db
     seeds: tuple[int, ...] = Field((0,), min_length=1)
+    epochs: int | None = Field(None, ge=1)  # train.epochs of every trial; None = train.epochs
     rhic_ratios: tuple[str, ...] = ("1:5", "1:4", "1:3", "1:2", "1:1", "2:1", "3:1", "4:1")
     lambdas: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     n_jobs: int = Field(1, ge=1)

@@ -55,11 +55,12 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         ("data source", f"{p.data.source} ({'generated' if synthetic else 'real'})"), ("fingerprint", inp.fingerprint),
         ("backbone", p.model.backbone), ("backbone init", backbone_init(params)),
         ("git commit", git_commit(params.root)[:12]), ("date", dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
-        ("input size", f"{inp.processed.get('input_size', p.data.input_size)} px"), ("epochs", str(p.train.epochs)),
+        ("input size", f"{inp.processed.get('input_size', p.data.input_size)} px"), ("epochs (main run)", str(p.train.epochs)),
         ("batch (clips)", str(p.train.batch_size)), ("lr (Adam)", f"{p.train.lr:g}"),
         ("λ (lambda_seg)", f"{p.loss.lambda_seg:g}"), ("τ (tau)", f"{p.loss.tau:g}"),
         ("RHIC ratio", p.loss.rhic_ratio), ("θ (mask threshold)", f"{p.eval.threshold:g}"),
         ("ablation seeds", ", ".join(map(str, p.ablation.seeds))), ("study seeds", ", ".join(map(str, s.seeds))),
+        ("ablation epochs", str(p.ablation.epochs or p.train.epochs)), ("study epochs", str(s.epochs or p.train.epochs)),
         ("bootstrap reps", str(p.report.bootstrap)), ("confidence", f"{p.report.confidence:.0%}"),
     ]
     info.rows = [[*kv[i], *(kv[i + 1] if i + 1 < len(kv) else ("", ""))] for i in range(0, len(kv), 2)]
