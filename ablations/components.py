@@ -31,9 +31,7 @@ PER_SAMPLE_SPLITS = ("test", "jhmdb", "test_shuffled")
 
 def variant_params(params: Params, variant: str, seed: int) -> Params:
     """One Table-3 row: the variant's switches, the seed, and the suite's training budget."""
-    sw = params.ablation.variants[variant]
-    return params.replace(**{"loss.ccl": sw.ccl, "loss.rhic": sw.rhic, "loss.lcf": sw.lcf, "train.seed": seed,
-                             "train.epochs": params.ablation.epochs or params.train.epochs})
+    return params.with_variant(variant).replace(**{"train.seed": seed, "train.epochs": params.ablation.epochs or params.train.epochs})
 
 
 def suite_key(params: Params) -> str:

@@ -46,12 +46,12 @@ class PartStep:
 def main() -> int:
     args = common.parser(__doc__, reps=15, cpu_full_reps=3, synthetic=True).parse_args()
     ctx = common.Context(args)
-    full = common.with_variant(ctx.params, FULL)
+    full = ctx.params.with_variant(FULL)
     batch = common.synthetic_batch(full, ctx.batch_size, args.objects, ctx.device, ctx.channels_last)
     cands = {
         "backbone": PartStep(ctx, common.build_model(full, ctx.device, ctx.channels_last).visual.backbone, batch["frames"]),
         "visual encoder": PartStep(ctx, common.build_model(full, ctx.device, ctx.channels_last).visual, batch["frames"]),
-        "Baseline step": common.make_step(common.with_variant(ctx.params, "Baseline"), ctx, batch),
+        "Baseline step": common.make_step(ctx.params.with_variant("Baseline"), ctx, batch),
         f"{FULL} step": common.make_step(full, ctx, batch),
     }
     times = common.interleaved(cands, args.reps, args.warmup, ctx.device)

@@ -245,12 +245,6 @@ def jsonable(v: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ model + batch
-def with_variant(params: Params, name: str) -> Params:
-    """params with the loss switches of the Table-3 row `name` (params.yaml ablation.variants)."""
-    v = params.ablation.variants[name]
-    return params.replace(**{"loss.ccl": v.ccl, "loss.rhic": v.rhic, "loss.lcf": v.lcf})
-
-
 def vocab_size(params: Params) -> int:
     """Words incl. <unk> (len(vocab.words) + 1) of a synthetic batch: the configured upper bound
     data.vocab_size, which the real A2D vocabulary reaches."""
@@ -301,7 +295,7 @@ class TrainStep:
                  net: Callable[..., Any] | None = None):
         self.params, self.model, self.device, self.batch = params, model, device, batch
         self.net = model if net is None else net  # e.g. a torch.compile wrapper of `model`
-        self.opt = make_optimizer(model, params.train)
+        self.opt = make_optimizer(model, params.train.lr, params.train.weight_decay)
 
     def __call__(self) -> torch.Tensor:
         loss, _ = train_step(self.net, self.model, self.opt, self.batch, self.params, self.device)

@@ -47,7 +47,7 @@ def peak_tflops(name: str, given: float | None) -> float | None:
 
 
 def modes(params: Params, compile_: bool) -> dict[str, tuple[Params, bool]]:
-    full = common.with_variant(params, FULL)
+    full = params.with_variant(FULL)
     out = {"fp32": (full.replace(**{"train.bf16": False, "train.channels_last": False}), False),
            "bf16+cl": (full.replace(**{"train.bf16": True, "train.channels_last": True}), False)}
     if compile_:

@@ -26,7 +26,7 @@ def main() -> int:
     ctx = common.Context(args)
     batch = common.synthetic_batch(ctx.params, ctx.batch_size, args.objects, ctx.device, ctx.channels_last)
     names = [n for n in common.VARIANT_ORDER if n in ctx.params.ablation.variants] or list(ctx.params.ablation.variants)
-    steps = {n: common.make_step(common.with_variant(ctx.params, n), ctx, batch) for n in names}
+    steps = {n: common.make_step(ctx.params.with_variant(n), ctx, batch) for n in names}
     times = common.interleaved(steps, args.reps, args.warmup, ctx.device)
     base = names[0]
     rows, variants = [], {}

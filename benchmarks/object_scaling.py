@@ -59,7 +59,7 @@ def main() -> int:
     p.add_argument("--objects-list", type=int, nargs="+", default=[2, 4, 8, 16], help="objects per clip (default 2 4 8 16)")
     args = p.parse_args()
     ctx = common.Context(args)
-    params = common.with_variant(ctx.params, FULL)
+    params = ctx.params.with_variant(FULL)
     ctx.params = params
     ks = sorted(args.objects_list)
     cands = {}

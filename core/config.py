@@ -296,6 +296,11 @@ class Params(Section):
             _set_dotted(data, key, value)
         return _validate(data, self._root, source="override")
 
+    def with_variant(self, name: str) -> "Params":
+        """A copy with the loss switches of the Table-3 row `name` (ablation.variants)."""
+        v = self.ablation.variants[name]
+        return self.replace(**{"loss.ccl": v.ccl, "loss.rhic": v.rhic, "loss.lcf": v.lcf})
+
     def digest(self, keys: tuple[str, ...]) -> str:
         """Stable short hash of the given top-level sections (run identity, cache keys)."""
         d = self.to_dict()

@@ -35,12 +35,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (hex), read in chunks."""
-    h = hashlib.sha256()
+def hash_file(h: Any, path: str | os.PathLike) -> None:
+    """Feed a file's bytes into the hashlib object `h`, in chunks (files of any size)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    hash_file(h, path)
     return h.hexdigest()
 
 

@@ -43,7 +43,7 @@ from core.io import atomic_path, write_json
 from core.losses import instance_features, region_weights, segmentation_loss
 from core.model import ProjectionHead, VisualEncoder, build_backbone
 from core.runtime import Dist, autocast, pick_device, rng_state, seed_everything, set_rng_state
-from core.train import Diverged, clip_loader, data_fingerprint, load_checkpoint, load_vocab, save_checkpoint
+from core.train import Diverged, clip_loader, data_fingerprint, load_checkpoint, load_vocab, make_optimizer, save_checkpoint
 
 log = logging.getLogger("cvls")
 
@@ -146,7 +146,7 @@ def _fit(params: Params, run_dir: Path, handle: tracking.RunHandle) -> list[dict
     net = nn.ModuleDict({"visual": visual, "head": head}).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=pp.lr, fused=True)
+    opt = make_optimizer(net, pp.lr)
     step, history = 0, []
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.is_file():

@@ -145,9 +145,9 @@ def unwrap(model: torch.nn.Module) -> CVLS:
     return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
 
 
-def make_optimizer(model: torch.nn.Module, tp: Any) -> torch.optim.Adam:
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     # fused: one multi-tensor kernel for all parameters instead of several ops per tensor
-    return torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def train_step(net: Any, model: CVLS, opt: torch.optim.Optimizer, batch: dict[str, Any], params: Params,
@@ -174,7 +174,7 @@ def fit(params: Params, run_dir: Path, handle: tracking.RunHandle, dist_: Dist, 
     model = build_model(params, vocab).to(device)
     if device.type == "cuda" and tp.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, tp)
+    opt = make_optimizer(model, tp.lr, tp.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tp.plateau_factor, patience=tp.plateau_patience)
     history: list[dict[str, float]] = []
     start = 0

@@ -35,7 +35,7 @@ from core.data.store import SPLITS
 from core.data.types import SkipLedger, Video
 from core.data.vocab import Vocab, tokenize
 from core.errors import DataError
-from core.io import atomic_path, write_json
+from core.io import atomic_path, hash_file, write_json
 
 log = logging.getLogger("cvls")
 CHUNK_VERSION = 1
@@ -249,9 +249,7 @@ def fingerprint(folder: Path) -> str:
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "summary.json":
             h.update(p.relative_to(folder).as_posix().encode())
-            with open(p, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    h.update(block)
+            hash_file(h, p)
     return h.hexdigest()[:16]
 
 
