@@ -1,12 +1,18 @@
 """params.yaml -> one validated, frozen config object (the single source of truth).
 
-Every knob of the suite is a field below; an unknown key, a wrong type or an out-of-range
-value is a `ParamsError` naming the key, raised before any work starts. Command-line
-overrides (`--set loss.lcf=false`) go through the same validation.
+Every knob of the suite is a field below; an unknown key, a missing key, a wrong type or an
+out-of-range value is a `ParamsError` naming the dotted key, raised before any work starts.
+Command-line overrides (`--set loss.lcf=false`) go through the same validation.
+
+params.yaml is the only place defaults live: the models below carry types, ranges and
+cross-field checks but no default values, so every key and every section is required (a second
+copy here had drifted from params.yaml: 48 vs 1200 training videos). Profiles are partial on
+purpose: `merge_profile` writes one INTO params.yaml and validates the whole.
 
 Relative paths in params are resolved against the folder holding params.yaml (the project
 root), never against the current directory.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,17 +48,17 @@ class Section(BaseModel):
 class SyntheticParams(Section):
     """The embedded default benchmark, written in the A2D Sentences on-disk layout."""
 
-    seed: int = 0
-    train_videos: int = Field(48, ge=2)
-    test_videos: int = Field(16, ge=1)
-    jhmdb_videos: int = Field(12, ge=1)
-    frames_per_video: int = Field(8, ge=2, le=500)
-    annotated_per_video: int = Field(3, ge=1)
-    height: int = Field(64, ge=32, le=1080)
-    width: int = Field(80, ge=32, le=1920)
-    actors_min: int = Field(2, ge=2, le=8)
-    actors_max: int = Field(4, ge=2, le=8)
-    distractor_fraction: float = Field(0.85, ge=0.0, le=1.0)
+    seed: int
+    train_videos: int = Field(ge=2)
+    test_videos: int = Field(ge=1)
+    jhmdb_videos: int = Field(ge=1)
+    frames_per_video: int = Field(ge=2, le=500)
+    annotated_per_video: int = Field(ge=1)
+    height: int = Field(ge=32, le=1080)
+    width: int = Field(ge=32, le=1920)
+    actors_min: int = Field(ge=2, le=8)
+    actors_max: int = Field(ge=2, le=8)
+    distractor_fraction: float = Field(ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> "SyntheticParams":
@@ -66,24 +72,24 @@ class SyntheticParams(Section):
 
 
 class AugmentParams(Section):
-    hflip: bool = True  # flips swap 'left'/'right' in the sentence, so position words stay true
-    crop_scale_min: float = Field(0.7, gt=0.0, le=1.0)
+    hflip: bool  # flips swap 'left'/'right' in the sentence, so position words stay true
+    crop_scale_min: float = Field(gt=0.0, le=1.0)
 
 
 class DataParams(Section):
-    source: Literal["synthetic", "real"] = "synthetic"
-    a2d_root: Path | None = None
-    jhmdb_root: Path | None = None
-    synthetic: SyntheticParams = SyntheticParams()
-    input_size: int = Field(64, ge=32, le=1024)
-    clip_frames: int = Field(3, ge=1, le=64)
-    window: int = Field(0, ge=0, le=32)
-    vocab_size: int = Field(1000, ge=2)
-    max_tokens: int = Field(20, ge=1, le=200)
-    val_fraction: float = Field(0.15, ge=0.0, lt=0.5)
-    extract_workers: int = Field(1, ge=0, le=256)  # processes decoding videos in extraction; 0 = one per core
-    allow_skip: tuple[Literal[SKIP_CLASSES], ...] = ()  # type: ignore[valid-type]
-    augment: AugmentParams = AugmentParams()
+    source: Literal["synthetic", "real"]
+    a2d_root: Path | None
+    jhmdb_root: Path | None
+    synthetic: SyntheticParams
+    input_size: int = Field(ge=32, le=1024)
+    clip_frames: int = Field(ge=1, le=64)
+    window: int = Field(ge=0, le=32)
+    vocab_size: int = Field(ge=2)
+    max_tokens: int = Field(ge=1, le=200)
+    val_fraction: float = Field(ge=0.0, lt=0.5)
+    extract_workers: int = Field(ge=0, le=256)  # processes decoding videos in extraction; 0 = one per core
+    allow_skip: tuple[Literal[SKIP_CLASSES], ...]  # type: ignore[valid-type]
+    augment: AugmentParams
 
     @model_validator(mode="after")
     def _check(self) -> "DataParams":
@@ -93,15 +99,15 @@ class DataParams(Section):
 
 
 class ModelParams(Section):
-    backbone: Literal["resnet10", "resnet18", "resnet34", "resnet50"] = "resnet18"
+    backbone: Literal["resnet10", "resnet18", "resnet34", "resnet50"]
     # backbone initialisation: random, the language-free pretext stage (core/pretext.py), or a
     # local ImageNet state_dict file (pretrained_weights)
-    init: Literal["scratch", "pretext", "imagenet"] = "scratch"
-    pretrained_weights: Path | None = None
-    channels: int = Field(64, ge=8)
-    lstm_hidden: int = Field(256, ge=8)
-    proj_hidden: int = Field(256, ge=8)
-    proj_dim: int = Field(128, ge=8)
+    init: Literal["scratch", "pretext", "imagenet"]
+    pretrained_weights: Path | None
+    channels: int = Field(ge=8)
+    lstm_hidden: int = Field(ge=8)
+    proj_hidden: int = Field(ge=8)
+    proj_dim: int = Field(ge=8)
 
     @model_validator(mode="after")
     def _check(self) -> "ModelParams":
@@ -113,12 +119,12 @@ class ModelParams(Section):
 
 
 class LossParams(Section):
-    ccl: bool = True
-    rhic: bool = True
-    lcf: bool = True
-    lambda_seg: float = Field(0.8, ge=0.0, le=1.0, description="Eq. 4: weight of L_seg; L_ccl gets 1-lambda_seg")
-    tau: float = Field(0.07, gt=0.0)
-    rhic_ratio: str = "1:3"
+    ccl: bool
+    rhic: bool
+    lcf: bool
+    lambda_seg: float = Field(ge=0.0, le=1.0, description="Eq. 4: weight of L_seg; L_ccl gets 1-lambda_seg")
+    tau: float = Field(gt=0.0)
+    rhic_ratio: str
 
     @field_validator("rhic_ratio")
     @classmethod
@@ -128,42 +134,41 @@ class LossParams(Section):
 
 
 class TrainParams(Section):
-    seed: int = 0
-    epochs: int = Field(8, ge=1)
-    batch_size: int = Field(4, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    plateau_patience: int = Field(2, ge=0)
-    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
-    grad_clip: float | None = Field(None, gt=0.0)
-    num_workers: int = Field(1, ge=0)
-    deterministic: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = True
-    channels_last: bool = True
-    max_steps_per_epoch: int | None = Field(None, ge=1)
+    seed: int
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)
+    plateau_patience: int = Field(ge=0)
+    plateau_factor: float = Field(gt=0.0, lt=1.0)
+    grad_clip: float | None = Field(gt=0.0)
+    num_workers: int = Field(ge=0)
+    deterministic: bool
+    device: Literal["auto", "cpu", "cuda"]
+    bf16: bool
+    channels_last: bool
+    max_steps_per_epoch: int | None = Field(ge=1)
 
 
 class PretrainParams(Section):
     """The language-free pretext that initialises the backbone when model.init is 'pretext'."""
 
-    steps: int = Field(1500, ge=1)
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(2e-3, gt=0.0)
-    tau: float = Field(0.1, gt=0.0)  # temperature of the cross-frame instance InfoNCE
-    seed: int = 0
-    checkpoint_every: int = Field(250, ge=1)
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
+    tau: float = Field(gt=0.0)  # temperature of the cross-frame instance InfoNCE
+    seed: int
 
 
 class EvalParams(Section):
-    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="theta: foreground if p > theta * max(p)")
-    batch_size: int = Field(16, ge=1)
-    qualitative_samples: int = Field(6, ge=0)
+    threshold: float = Field(gt=0.0, lt=1.0, description="theta: foreground if p > theta * max(p)")
+    batch_size: int = Field(ge=1)
+    qualitative_samples: int = Field(ge=0)
 
 
 class TrackingParams(Section):
-    uri: str | None = None  # None -> sqlite:///<outputs>/mlflow.db ; MLFLOW_TRACKING_URI overrides
-    experiment: str = "cvls"
+    uri: str | None  # None -> sqlite:///<outputs>/mlflow.db ; MLFLOW_TRACKING_URI overrides
+    experiment: str
 
 
 class Variant(Section):
@@ -172,30 +177,21 @@ class Variant(Section):
     lcf: bool
 
 
-DEFAULT_VARIANTS = {
-    "Baseline": Variant(ccl=False, rhic=False, lcf=False),
-    "CCL": Variant(ccl=True, rhic=False, lcf=False),
-    "CCL+RHIC": Variant(ccl=True, rhic=True, lcf=False),
-    "CCL+LCF": Variant(ccl=True, rhic=False, lcf=True),
-    "CCL+RHIC+LCF": Variant(ccl=True, rhic=True, lcf=True),
-}
-
-
 class AblationParams(Section):
-    seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
-    epochs: int | None = Field(None, ge=1)  # train.epochs of every row (a suite budget); None = train.epochs
-    n_jobs: int = Field(1, ge=1)  # rows trained in parallel processes (threads split between them)
-    variants: dict[str, Variant] = Field(default_factory=lambda: dict(DEFAULT_VARIANTS), min_length=1)
+    seeds: tuple[int, ...] = Field(min_length=1)
+    epochs: int | None = Field(ge=1)  # train.epochs of every row (a suite budget); None = train.epochs
+    n_jobs: int = Field(ge=1)  # rows trained in parallel processes (threads split between them)
+    variants: dict[str, Variant] = Field(min_length=1)
 
 
 class StudyParams(Section):
-    storage: str | None = None  # None -> sqlite:///<outputs>/optuna.db
-    seeds: tuple[int, ...] = Field((0,), min_length=1)
-    epochs: int | None = Field(None, ge=1)  # train.epochs of every trial; None = train.epochs
-    rhic_ratios: tuple[str, ...] = ("1:5", "1:4", "1:3", "1:2", "1:1", "2:1", "3:1", "4:1")
-    lambdas: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-    n_jobs: int = Field(1, ge=1)
-    heartbeat_s: int = Field(30, ge=1)
+    storage: str | None  # None -> sqlite:///<outputs>/optuna.db
+    seeds: tuple[int, ...] = Field(min_length=1)
+    epochs: int | None = Field(ge=1)  # train.epochs of every trial; None = train.epochs
+    rhic_ratios: tuple[str, ...]
+    lambdas: tuple[float, ...]
+    n_jobs: int = Field(ge=1)
+    heartbeat_s: int = Field(ge=1)
 
     @field_validator("rhic_ratios")
     @classmethod
@@ -214,26 +210,26 @@ class StudyParams(Section):
 
 
 class ReportParams(Section):
-    bootstrap: int = Field(2000, ge=100)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    bootstrap: int = Field(ge=100)
+    confidence: float = Field(gt=0.5, lt=1.0)
 
 
 class PathParams(Section):
-    outputs: Path = Path("outputs")
+    outputs: Path
 
 
 class Params(Section):
-    data: DataParams = DataParams()
-    model: ModelParams = ModelParams()
-    loss: LossParams = LossParams()
-    train: TrainParams = TrainParams()
-    pretrain: PretrainParams = PretrainParams()
-    eval: EvalParams = EvalParams()
-    tracking: TrackingParams = TrackingParams()
-    ablation: AblationParams = AblationParams()
-    studies: StudyParams = StudyParams()
-    report: ReportParams = ReportParams()
-    paths: PathParams = PathParams()
+    data: DataParams
+    model: ModelParams
+    loss: LossParams
+    train: TrainParams
+    pretrain: PretrainParams
+    eval: EvalParams
+    tracking: TrackingParams
+    ablation: AblationParams
+    studies: StudyParams
+    report: ReportParams
+    paths: PathParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -330,16 +326,34 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value  # unknown leaf keys are caught by validation (extra='forbid')
 
 
+def _names_section(loc: tuple[Any, ...]) -> bool:
+    """Whether a dotted location is a whole section (a nested model such as data.synthetic)."""
+    cls: Any = Params
+    for part in loc:
+        field = getattr(cls, "model_fields", {}).get(str(part))
+        if field is None:
+            return False
+        cls = field.annotation
+    return isinstance(cls, type) and issubclass(cls, Section)
+
+
 def _format_error(err: ValidationError, source: str) -> str:
-    parts = []
+    """Every problem on one line, each as 'dotted.key: what is wrong' (the CLI prints one line)."""
+    parts, last_missing = [], -1
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+        loc_parts = tuple(x for x in e["loc"] if not str(x).startswith("function-after"))
+        loc = ".".join(str(x) for x in loc_parts)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not a parameter of the suite; check the spelling)"
+        elif e["type"] == "missing":  # no defaults in the models: the file left the key out
+            msg = "missing section" if _names_section(loc_parts) else "missing key"
+            last_missing = len(parts)
         elif e["type"] != "value_error" and "input" in e and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
         parts.append(f"{loc or '<top>'}: {msg}")
+    if last_missing >= 0:  # the hint once, after the last missing key, not after each of them
+        parts[last_missing] += " (params.yaml must list every key of the suite)"
     return f"{source}: " + "; ".join(parts)
 
 

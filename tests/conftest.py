@@ -1,8 +1,11 @@
 """Shared fixtures: the repo's params.yaml with the tiny profile, in a temp outputs folder."""
+
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,6 +18,18 @@ TINY = ROOT / "profiles" / "tiny.yaml"
 
 torch.set_num_threads(1)  # CI has 2 cores; tests stay predictable
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@functools.cache
+def default_params() -> Params:
+    """The repo's params.yaml as is: the only place defaults live, so tests take sections from it."""
+    return load_params(ROOT / "params.yaml")
+
+
+def params_section(name: str, **changes: Any) -> Any:
+    """Section `name` of params.yaml with `changes`, validated again: params_section("loss", lcf=False)."""
+    section = getattr(default_params(), name)
+    return type(section).model_validate({**section.model_dump(), **changes})
 
 
 def tiny_params(outputs: Path, **overrides: object) -> Params:

@@ -1,10 +1,13 @@
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from core.config import load_params, merge_profile, parse_ratio
+from core.config import flatten, load_params, merge_profile, parse_ratio
 from core.errors import ParamsError
 
 from .conftest import ROOT, TINY
@@ -12,8 +15,6 @@ from .conftest import ROOT, TINY
 
 def test_params_yaml_states_every_key():
     """params.yaml is the single source of truth: it spells out every field of the schema."""
-    from core.config import flatten
-
     file_keys = set(flatten(yaml.safe_load((ROOT / "params.yaml").read_text())))
     assert file_keys == set(load_params(ROOT / "params.yaml").flat())
 
@@ -53,11 +54,107 @@ def test_backbone_weights_follow_model_init(tmp_path):
     assert imagenet.backbone_weights == ROOT / "w" / "r10.pth"  # relative to params.yaml's folder
 
 
+def params_copy(tmp_path: Path, edit) -> Path:
+    """params.yaml, changed by `edit(data)`, written to tmp_path/params.yaml."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(data)
+    out = tmp_path / "params.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
 def test_unknown_key_in_file(tmp_path):
-    p = tmp_path / "params.yaml"
-    p.write_text("loss:\n  lamda: 0.5\n")
+    p = params_copy(tmp_path, lambda d: d["loss"].update(lamda=0.5))
     with pytest.raises(ParamsError, match=r"params.yaml: loss.lamda: unknown key"):
         load_params(p)
+
+
+HINT = "(params.yaml must list every key of the suite)"
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda d: d["data"]["synthetic"].pop("seed"), f"data.synthetic.seed: missing key {HINT}"),
+        (lambda d: d["train"].pop("grad_clip"), f"train.grad_clip: missing key {HINT}"),  # null is a value
+        (lambda d: d["ablation"]["variants"]["CCL"].pop("lcf"), f"ablation.variants.CCL.lcf: missing key {HINT}"),
+        (lambda d: d.pop("eval"), f"eval: missing section {HINT}"),
+        (lambda d: d["data"].pop("augment"), f"data.augment: missing section {HINT}"),
+    ],
+)
+def test_missing_key_or_section_is_one_line_naming_it_and_the_file(tmp_path, edit, expected):
+    """No defaults in core/config.py: a key left out of params.yaml is an error, never a silent value."""
+    p = params_copy(tmp_path, edit)
+    with pytest.raises(ParamsError) as err:
+        load_params(p)
+    assert str(err.value) == f"{p}: {expected}"
+
+
+def test_missing_hint_once_and_other_problems_kept(tmp_path):
+    def edit(d):
+        del d["loss"]["lambda_seg"], d["loss"]["tau"]
+        d["loss"]["lamda"] = 0.5  # a typo shows up as both: the key it replaced is missing
+
+    with pytest.raises(ParamsError) as err:
+        load_params(params_copy(tmp_path, edit))
+    msg = str(err.value)
+    assert msg.endswith(
+        f"loss.lambda_seg: missing key; loss.tau: missing key {HINT}; loss.lamda: unknown key "
+        "(not a parameter of the suite; check the spelling)"
+    )
+    assert msg.count(HINT) == 1 and "\n" not in msg
+
+
+def test_empty_params_file_names_every_section(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("# nothing\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: data: missing section; model: missing section;")
+    assert msg.endswith(f"paths: missing section {HINT}")
+
+
+def test_set_override_can_supply_a_missing_key_and_validates_it(tmp_path):
+    p = params_copy(tmp_path, lambda d: d["data"]["synthetic"].pop("seed"))
+    assert load_params(p, ["data.synthetic.seed=7"]).data.synthetic.seed == 7
+    with pytest.raises(ParamsError, match=r"seed=x: data.synthetic.seed: Input should be a valid integer"):
+        load_params(p, ["data.synthetic.seed=x"])
+    with pytest.raises(ParamsError, match=rf"--set train.lr=0.1: data.synthetic.seed: missing key {re.escape(HINT)}$"):
+        load_params(p, ["train.lr=0.1"])
+
+
+def test_merge_profile_is_partial_but_the_merged_file_must_be_complete(tmp_path):
+    """Profiles are partial files merged INTO params.yaml; the base still has to list every key."""
+    for profile in sorted((ROOT / "profiles").glob("*.yaml")):
+        out = tmp_path / profile.stem / "params.yaml"
+        out.parent.mkdir()
+        merge_profile(ROOT / "params.yaml", profile, out)
+        merged = yaml.safe_load(out.read_text())
+        assert set(flatten(merged)) == set(flatten(yaml.safe_load((ROOT / "params.yaml").read_text())))
+        load_params(out)
+    base = params_copy(tmp_path, lambda d: d["report"].pop("confidence"))
+    with pytest.raises(ParamsError, match=rf"\+ .*tiny.yaml: report.confidence: missing key {re.escape(HINT)}$"):
+        merge_profile(base, TINY, tmp_path / "merged.yaml")
+    assert not (tmp_path / "merged.yaml").exists()
+
+
+def test_models_carry_no_defaults():
+    """Every field of every section is required: params.yaml is the only place a default lives."""
+    from pydantic import BaseModel
+
+    from core.config import Params
+
+    def walk(model: type[BaseModel], prefix: str = ""):
+        for name, field in model.model_fields.items():
+            yield prefix + name, field
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from walk(field.annotation, f"{prefix}{name}.")
+
+    with_default = [key for key, field in walk(Params) if not field.is_required()]
+    assert with_default == []
+    schema = json.dumps(Params.model_json_schema())
+    assert '"default":' not in schema  # nothing for docs to print but params.yaml
 
 
 def test_yaml_syntax_error_names_line(tmp_path):
@@ -101,7 +198,9 @@ def test_merge_profile_roundtrip(tmp_path):
 def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "core.data.extract", "--params", str(ROOT / "params.yaml"), "--set", "loss.lamda=1"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # exactly one line

@@ -1,11 +1,11 @@
 """Eqs. 1-4 and 6-7 (core/losses.py) against hand computations and explicit loops."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from core.config import LossParams, ModelParams
 from core.losses import (
     contrastive_loss,
     cvls_loss,
@@ -18,9 +18,14 @@ from core.losses import (
 )
 from core.model import CVLS
 
+from .conftest import params_section
+
 torch.set_num_threads(1)
 
-TINY = ModelParams(channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8)
+# params.yaml's model section, shrunk; resnet18 from random init (the weights tests save resnet18 files)
+TINY = params_section(
+    "model", backbone="resnet18", init="scratch", channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8
+)
 
 
 def make_batch(b: int = 2, t: int = 3, k: int = 3, s: int = 32, vocab: int = 12) -> dict[str, torch.Tensor]:
@@ -48,9 +53,13 @@ def make_batch(b: int = 2, t: int = 3, k: int = 3, s: int = 32, vocab: int = 12)
 def test_info_nce_matches_hand_computation():
     tau = 0.5
     anchor = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    positives = torch.tensor([[[0.8, 0.6, 0.0], [0.0, 0.6, 0.8], [5.0, 5.0, 5.0]], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    positives = torch.tensor(
+        [[[0.8, 0.6, 0.0], [0.0, 0.6, 0.8], [5.0, 5.0, 5.0]], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]
+    )
     pos_valid = torch.tensor([[True, True, False], [False, False, False]])  # clip 1 has no positive
-    negatives = torch.tensor([[[0.6, 0.8, 0.0], [-1.0, 0.0, 0.0], [9.0, 9.0, 9.0]], [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]])
+    negatives = torch.tensor(
+        [[[0.6, 0.8, 0.0], [-1.0, 0.0, 0.0], [9.0, 9.0, 9.0]], [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]]
+    )
     neg_valid = torch.tensor([[True, True, False], [True, True, True]])
     # clip 0: s·z_p = 0.8, 0.0 ; s·z_n = 0.6, -1.0
     negsum = math.exp(0.6 / tau) + math.exp(-1.0 / tau)
@@ -160,7 +169,7 @@ def test_segmentation_loss_ignores_padded_frames():
 
 def test_all_switches_off_is_exactly_bce_whatever_lambda():
     torch.manual_seed(0)
-    lp = LossParams(ccl=False, rhic=False, lcf=False, lambda_seg=0.3)
+    lp = params_section("loss", ccl=False, rhic=False, lcf=False, lambda_seg=0.3)
     model = CVLS(TINY, lp, vocab_size=12)
     batch = make_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
@@ -176,7 +185,7 @@ def test_all_switches_off_is_exactly_bce_whatever_lambda():
 
 def test_total_is_lambda_weighted_and_parts_detached():
     torch.manual_seed(0)
-    lp = LossParams(lambda_seg=0.8)
+    lp = params_section("loss", lambda_seg=0.8)
     model = CVLS(TINY, lp, vocab_size=12)
     batch = make_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
@@ -195,7 +204,7 @@ def test_referent_masks_pick_the_referent_slot():
 @pytest.mark.parametrize("rhic", [True, False])
 def test_contrastive_gradient_reaches_both_encoders_not_the_decoder(rhic):
     torch.manual_seed(0)
-    lp = LossParams(rhic=rhic, lcf=True)
+    lp = params_section("loss", rhic=rhic, lcf=True)
     model = CVLS(TINY, lp, vocab_size=12)
     batch = make_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
@@ -214,8 +223,8 @@ def test_contrastive_gradient_reaches_both_encoders_not_the_decoder(rhic):
 
 
 def test_lcf_switch_of_the_loss_must_match_the_model():
-    model = CVLS(TINY, LossParams(lcf=False), vocab_size=12)
+    model = CVLS(TINY, params_section("loss", lcf=False), vocab_size=12)
     batch = make_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
     with pytest.raises(ValueError, match="without LCF"):
-        contrastive_loss(model, out, batch, LossParams(lcf=True))
+        contrastive_loss(model, out, batch, params_section("loss", lcf=True))

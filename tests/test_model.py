@@ -1,4 +1,5 @@
 """The CVLS network (core/model.py): shapes, text encoder, SEM, LCF, backbone loading, overfitting."""
+
 import logging
 import time
 
@@ -7,15 +8,19 @@ import torch
 import torchvision
 
 import core.model as model_mod
-from core.config import LossParams, ModelParams
 from core.errors import UserError
 from core.losses import cvls_loss
 from core.metrics import binarize
 from core.model import CVLS, TextEncoder, build_backbone, coord_map
 
+from .conftest import params_section
+
 torch.set_num_threads(1)
 
-TINY = ModelParams(channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8)
+# params.yaml's model section, shrunk; resnet18 from random init (the weights tests save resnet18 files)
+TINY = params_section(
+    "model", backbone="resnet18", init="scratch", channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8
+)
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
@@ -45,7 +50,7 @@ def padded_batch(s: int = 32) -> dict[str, torch.Tensor]:
 
 def test_shapes_padded_frames_backward_and_no_nan_with_empty_referent():
     torch.manual_seed(0)
-    lp = LossParams()
+    lp = params_section("loss")
     model = CVLS(TINY, lp, vocab_size=12)
     batch = padded_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
@@ -62,7 +67,7 @@ def test_shapes_padded_frames_backward_and_no_nan_with_empty_referent():
 
 
 def test_model_without_lcf_has_no_gate():
-    model = CVLS(TINY, LossParams(lcf=False), vocab_size=12)
+    model = CVLS(TINY, params_section("loss", lcf=False), vocab_size=12)
     batch = padded_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
     assert model.lcf is None and out.gate is None
@@ -70,7 +75,7 @@ def test_model_without_lcf_has_no_gate():
 
 
 def test_lcf_with_zero_weights_and_bias_halves_every_channel():
-    model = CVLS(TINY, LossParams(lcf=True), vocab_size=12)
+    model = CVLS(TINY, params_section("loss", lcf=True), vocab_size=12)
     with torch.no_grad():
         model.lcf.linear.weight.zero_()
         model.lcf.linear.bias.zero_()
@@ -113,7 +118,8 @@ def test_coord_map_of_a_2x4_grid():
     assert torch.allclose(xmin[0], torch.tensor([-1.0, -0.5, 0.0, 0.5]))
     assert torch.allclose(xmax[1], torch.tensor([-0.5, 0.0, 0.5, 1.0]))
     assert torch.allclose(xctr[0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))
-    assert torch.allclose(ymin[:, 0], torch.tensor([-1.0, 0.0])) and torch.allclose(ymax[:, 3], torch.tensor([0.0, 1.0]))
+    assert torch.allclose(ymin[:, 0], torch.tensor([-1.0, 0.0]))
+    assert torch.allclose(ymax[:, 3], torch.tensor([0.0, 1.0]))
     assert torch.allclose(yctr[:, 2], torch.tensor([-0.5, 0.5]))
     assert torch.all(inv_w == 0.25) and torch.all(inv_h == 0.5)
     assert coord_map(2, 4, torch.device("cpu"), torch.float32) is c  # built once per size
@@ -129,7 +135,7 @@ def test_coord_map_built_in_inference_mode_still_serves_training():
 
 
 def test_projection_head_is_shared_and_unit_norm():
-    model = CVLS(TINY, LossParams(), vocab_size=12)
+    model = CVLS(TINY, params_section("loss"), vocab_size=12)
     z = model.project(torch.randn(2, 3, 4, 16))
     assert z.shape == (2, 3, 4, 8) and z.dtype == torch.float32
     assert torch.allclose(z.norm(dim=-1), torch.ones(2, 3, 4), atol=1e-6)
@@ -153,8 +159,9 @@ def test_backbone_loads_a_local_imagenet_state_dict(tmp_path):
     torch.save(src.state_dict(), path)
     net = build_backbone("resnet18", path)
     assert net.pretrained is True
-    assert torch.equal(net.body.conv1.weight, src.conv1.weight) and torch.equal(net.body.layer3[1].bn2.running_mean, src.layer3[1].bn2.running_mean)
-    model = CVLS(TINY, LossParams(), vocab_size=12, weights=path)
+    assert torch.equal(net.body.conv1.weight, src.conv1.weight)
+    assert torch.equal(net.body.layer3[1].bn2.running_mean, src.layer3[1].bn2.running_mean)
+    model = CVLS(TINY, params_section("loss"), vocab_size=12, weights=path)
     assert model.pretrained is True and torch.equal(model.visual.backbone.body.conv1.weight, src.conv1.weight)
 
 
@@ -179,7 +186,7 @@ def test_backbone_weights_problems_are_user_errors(tmp_path):
 
 def test_channels_last_and_bf16_autocast_match_the_plain_model():
     torch.manual_seed(0)
-    lp = LossParams()
+    lp = params_section("loss")
     model = CVLS(TINY, lp, vocab_size=12).eval()
     batch = padded_batch()
     with torch.no_grad():
@@ -228,8 +235,8 @@ def test_full_model_overfits_one_clip():
     """Full CVLS (CCL+RHIC+LCF, resnet18, C=32) learns to segment the referred square: the two
     sentences share the frames, so IoU > 0.9 on both needs the language branch."""
     torch.manual_seed(0)
-    lp = LossParams()
-    model = CVLS(ModelParams(channels=32), lp, vocab_size=6)
+    lp = params_section("loss")
+    model = CVLS(params_section("model", backbone="resnet18", init="scratch", channels=32), lp, vocab_size=6)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = two_object_clip()
     target = torch.stack([batch["masks"][0, :, 0], batch["masks"][1, :, 1]]).bool()  # [B,T,S,S]
