@@ -13,4 +13,15 @@ class ParamsError(UserError):
 
 
 class DataError(UserError):
-    """A dataset file is missing, malformed or inconsistent."""
+    """A dataset file is missing, malformed or inconsistent.
+
+    `str(err)` is the one line users see. Code reads the structured fields instead of parsing
+    it: `detail` is what is wrong (without any how-to-skip hint), and `problem_class` is the
+    `data.allow_skip` class that would have skipped it (None when it cannot be skipped; see
+    `SkipLedger.problem`, which sets both).
+    """
+
+    def __init__(self, message: str, *, problem_class: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.problem_class = problem_class
+        self.detail = message if detail is None else detail

@@ -1,8 +1,10 @@
-"""Atomic output: write to a temp file in the same folder, fsync, then rename.
+"""Atomic output: write to a temp file (or folder) in the same folder, then rename.
 
 A kill at any point leaves either the old file or the new one, never a half-written one
-that looks complete.
+that looks complete. Files: `atomic_path` and the `write_*` helpers; whole folders:
+`staged_dir` (build in a temp sibling) and `publish_dir` (swap it into place).
 """
+
 from __future__ import annotations
 
 import csv
@@ -11,6 +13,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +36,43 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temp folder next to `final`; publish it as `final` only if the block succeeds.
+
+    Temp and old siblings that a killed earlier attempt left behind are removed first.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700: publish it as a plain mkdir would
+    try:
+        yield tmp
+        publish_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Swap the complete folder `tmp` into place as `final` (same file system).
+
+    The old `final` is moved aside first, never mutated, and removed once the new one is in
+    place: a kill leaves the old folder, the new one, or (between the two renames) none.
+    """
+    tmp, final = Path(tmp), Path(final)
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def hash_file(h: Any, path: str | os.PathLike) -> None:

@@ -1,6 +1,8 @@
 """A2D Sentences reader and writers, on tiny fixtures in the real on-disk layout."""
+
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import h5py
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.config import SKIP_CLASSES
-from core.data import a2d
+from core.data import a2d, a2d_write
 from core.data.a2d import VideosetRow, load_frames, read_a2d, video_path
 from core.data.types import SkipLedger
 from core.data.video import write_mp4
@@ -47,33 +49,41 @@ def _hand_h5(path: Path, **datasets: np.ndarray) -> None:
 
 def build(root: Path) -> Path:
     """vidA (train, ours), vidB (test, hand-made h5), vidM (missed), vidC (no sentences)."""
-    a2d.write_videoset(root, [_row("vidA", 0), _row("vidB", 1), _row("vidM", 0), _row("vidC", 1)])
-    a2d.write_missed_videos(root, ["vidM"])
+    a2d_write.write_videoset(root, [_row("vidA", 0), _row("vidB", 1), _row("vidM", 0), _row("vidC", 1)])
+    a2d_write.write_missed_videos(root, ["vidM"])
     for vid in ("vidA", "vidB", "vidC"):
         _mp4(root, vid)
-    a2d.write_frame_h5(root, "vidA", 2, [1, 2], _masks_a())
+    a2d_write.write_frame_h5(root, "vidA", 2, [1, 2], _masks_a())
     single = np.zeros((1, H, W), bool)
     single[0, 5, 0] = single[0, 5, 1] = True  # id 1 only; id 2 is absent from frame 5
-    a2d.write_frame_h5(root, "vidA", 5, [1], single)
+    a2d_write.write_frame_h5(root, "vidA", 5, [1], single)
     # vidB by hand: reMask is (W, H) for one instance, (N, W, H) for several
     one = np.zeros((W, H), np.float64)
     one[7, 1] = 1.0  # x=7, y=1
-    _hand_h5(root / a2d.INSTANCES / "vidB" / "00001.h5", instance=np.array([[3.0]]), reMask=one, reBBox=np.array([7.0, 1, 7, 1]))
+    _hand_h5(
+        root / a2d.INSTANCES / "vidB" / "00001.h5",
+        instance=np.array([[3.0]]),
+        reMask=one,
+        reBBox=np.array([7.0, 1, 7, 1]),
+    )
     two = np.zeros((2, W, H), np.uint8)
     two[0, 9, 5] = 1  # id 3 at x=9, y=5
     two[1, 0, 0] = 1  # id 4 at x=0, y=0
     _hand_h5(root / a2d.INSTANCES / "vidB" / "00004.h5", instance=np.array([3.0, 4.0]), reMask=two)
-    a2d.write_frame_h5(root, "vidC", 1, [1], single)
-    a2d.write_annotations(root, [
-        ("vidA", "1", "the man, on the left"),  # line 2
-        ("vidA", "2", "a dog running"),  # 3
-        ("vidA", "1 (copy)", "the man on the left"),  # 4
-        ("vidM", "1", "a bird flying"),  # 5
-        ("vidB", "3", "  a ball rolling "),  # 6
-        ("vidA", "7", "a ghost"),  # 7: id 7 is in no frame
-        ("vidB", "4", "a cat"),  # 8
-        ("vidM", "2", "another bird"),  # 9
-    ])
+    a2d_write.write_frame_h5(root, "vidC", 1, [1], single)
+    a2d_write.write_annotations(
+        root,
+        [
+            ("vidA", "1", "the man, on the left"),  # line 2
+            ("vidA", "2", "a dog running"),  # 3
+            ("vidA", "1 (copy)", "the man on the left"),  # 4
+            ("vidM", "1", "a bird flying"),  # 5
+            ("vidB", "3", "  a ball rolling "),  # 6
+            ("vidA", "7", "a ghost"),  # 7: id 7 is in no frame
+            ("vidB", "4", "a cat"),  # 8
+            ("vidM", "2", "another bird"),  # 9
+        ],
+    )
     return root
 
 
@@ -117,14 +127,60 @@ def test_reads_videos_frames_masks_and_sentences(tmp_path):
     assert [(e.text, e.referent) for e in va.expressions] == [("the man, on the left", 1), ("a dog running", 2)]
     assert [e.source for e in va.expressions] == [f"{ann(root)}:2", f"{ann(root)}:3"]
     assert [(e.text, e.referent, e.source) for e in vb.expressions] == [
-        ("a ball rolling", 3, f"{ann(root)}:6"), ("a cat", 4, f"{ann(root)}:8")]
+        ("a ball rolling", 3, f"{ann(root)}:6"),
+        ("a cat", 4, f"{ann(root)}:8"),
+    ]
     # quirks: missed video counted once (two sentences), the copy row, the invisible referent
     assert dict(ledger.counts) == {
-        "missed_video": 1, "copy_instance_row": 1, "referent_never_visible": 1, "video_without_sentences": 1}
+        "missed_video": 1,
+        "copy_instance_row": 1,
+        "referent_never_visible": 1,
+        "video_without_sentences": 1,
+    }
     assert ledger.examples["video_without_sentences"] == ["vidC"]
     assert ledger.examples["missed_video"] == ["vidM"]
     assert ledger.examples["copy_instance_row"][0].startswith(f"{ann(root)}:4")
     assert ledger.examples["referent_never_visible"][0].startswith(f"{ann(root)}:7")
+
+
+def _add_excluded_video(root: Path, vid: str = "e7Kjy13woXg") -> None:
+    """The real release's e7Kjy13woXg: in videoset.csv, with an mp4, h5 masks and two
+    annotation rows (a2d_annotation.txt lines 4444-4445 there), all otherwise valid."""
+    videoset = root / "Release" / "videoset.csv"
+    videoset.write_text(videoset.read_text() + f"{vid},11,0.0,1.0,{H},{W},8,2,0\n")  # as _row(vid, 0)
+    _mp4(root, vid)
+    a2d_write.write_frame_h5(root, vid, 2, [1, 2], _masks_a())
+    _append_line(root, f"{vid},1,the man on the left")
+    _append_line(root, f"{vid},2,a dog running")
+
+
+def test_excluded_video_is_dropped_by_id_and_counted(tmp_path):
+    """e7Kjy13woXg is excluded wherever it appears, as public A2D loaders do; others unchanged."""
+    before_ledger = SkipLedger()
+    before = list(read_a2d(build(tmp_path / "a"), before_ledger))
+    root = build(tmp_path / "b")
+    _add_excluded_video(root)
+    ledger = SkipLedger()  # nothing allowed: the excluded video raises nothing
+    videos = list(read_a2d(root, ledger))
+    assert [v.video_id for v in videos] == ["vidA", "vidB"]
+    assert [(e.text, e.referent) for v in videos for e in v.expressions] == [
+        (e.text, e.referent) for v in before for e in v.expressions
+    ]
+    assert dict(ledger.counts) == {**before_ledger.counts, "excluded_video": 1}
+    (example,) = ledger.examples["excluded_video"]
+    assert example.startswith("e7Kjy13woXg: public A2D loaders exclude it by id")
+    assert "videoset.csv" in example and "2 rows of a2d_annotation.txt" in example
+    assert "a2d_annotation_with_instances/e7Kjy13woXg" in example
+
+
+def test_excluded_video_rows_outside_videoset_are_not_an_error(tmp_path):
+    # without the id rule, rows of a video missing from videoset.csv are bad_annotation
+    root = build(tmp_path)
+    _append_line(root, "e7Kjy13woXg,1,a man")
+    ledger = SkipLedger()
+    assert [v.video_id for v in read_a2d(root, ledger)] == ["vidA", "vidB"]
+    assert ledger.counts["excluded_video"] == 1
+    assert ledger.examples["excluded_video"][0].endswith("(found in 1 row of a2d_annotation.txt)")
 
 
 def test_instance_absent_from_a_frame_is_kept(tmp_path):
@@ -135,8 +191,8 @@ def test_instance_absent_from_a_frame_is_kept(tmp_path):
 
 
 def test_writer_layout_is_transposed_like_matlab(tmp_path):
-    a2d.write_frame_h5(tmp_path, "v", 3, [1, 2], _masks_a())
-    a2d.write_frame_h5(tmp_path, "v", 12, [5], _masks_a()[:1])
+    a2d_write.write_frame_h5(tmp_path, "v", 3, [1, 2], _masks_a())
+    a2d_write.write_frame_h5(tmp_path, "v", 12, [5], _masks_a()[:1])
     with h5py.File(tmp_path / a2d.INSTANCES / "v" / "00003.h5") as f:
         assert f["instance"].dtype == np.float64 and f["instance"][()].tolist() == [1.0, 2.0]
         assert f["reMask"].shape == (2, W, H) and f["reMask"][0, 4, 2] == 1  # x=4, y=2
@@ -144,11 +200,11 @@ def test_writer_layout_is_transposed_like_matlab(tmp_path):
     with h5py.File(tmp_path / a2d.INSTANCES / "v" / "00012.h5") as f:
         assert f["reMask"].shape == (W, H)  # 2-D for a single instance
         assert f["reBBox"].shape == (4, 1)
-    a2d.write_videoset(tmp_path, [_row("v", 1)])
+    a2d_write.write_videoset(tmp_path, [_row("v", 1)])
     assert (tmp_path / "Release" / "videoset.csv").read_text() == "v,11,0.0,1.0,6,10,8,2,1\n"
-    a2d.write_annotations(tmp_path, [("v", "1", "a, b")])
+    a2d_write.write_annotations(tmp_path, [("v", "1", "a, b")])
     assert ann(tmp_path).read_text() == 'video_id,instance_id,query\nv,1,"a, b"\n'
-    a2d.write_missed_videos(tmp_path, ["x", "y"])
+    a2d_write.write_missed_videos(tmp_path, ["x", "y"])
     assert (tmp_path / "text_annotations" / "a2d_missed_videos.txt").read_text() == "x\ny\n"
 
 
@@ -201,10 +257,24 @@ def _raises_then_counts(root: Path, cls: str, match: str) -> SkipLedger:
     with pytest.raises(DataError, match=match) as err:
         list(read_a2d(root, SkipLedger()))
     assert cls in str(err.value)  # the message says how to skip instead
+    assert err.value.problem_class == cls and "to skip" not in err.value.detail  # structured fields
     ledger = SkipLedger(allowed=frozenset({cls}))
     list(read_a2d(root, ledger))
     assert ledger.counts[cls] == 1
+    assert ledger.examples[cls] == [err.value.detail]  # the same detail, counted instead of raised
     return ledger
+
+
+def test_problem_error_carries_class_and_detail():
+    """Callers read the fields; the one-line message users see is unchanged."""
+    with pytest.raises(DataError) as err:
+        SkipLedger().problem("bad_h5", "x/00001.h5: unreadable h5")
+    e = err.value
+    assert (e.problem_class, e.detail) == ("bad_h5", "x/00001.h5: unreadable h5")
+    assert str(e) == "x/00001.h5: unreadable h5 (to skip such cases instead, add 'bad_h5' to data.allow_skip)"
+    assert pickle.loads(pickle.dumps(e)).__dict__ == e.__dict__  # survives an extraction worker
+    plain = DataError("x.mp4: video file not found")  # an error no allow_skip class covers
+    assert (plain.problem_class, plain.detail) == (None, "x.mp4: video file not found")
 
 
 @pytest.mark.parametrize("drop", ["instance", "reMask"])
@@ -227,32 +297,23 @@ def test_unreadable_h5(tmp_path):
 
 def test_mask_size_mismatch(tmp_path):
     root = build(tmp_path)
-    a2d.write_frame_h5(root, "vidA", 5, [1], np.ones((1, H, W + 2), bool))
+    a2d_write.write_frame_h5(root, "vidA", 5, [1], np.ones((1, H, W + 2), bool))
     _raises_then_counts(root, "mask_size", r"vidA/00005.h5: mask is 6x12 .* 6x10")
 
 
-def test_malformed_annotation_line(tmp_path):
+@pytest.mark.parametrize(
+    "line, problem, message",
+    [
+        ("vidA,1", "bad_annotation", "malformed"),
+        ("vidA,x1,a man", "bad_annotation", "instance id 'x1'"),
+        ("vidZ,1,a man", "bad_annotation", "video 'vidZ' is not in"),
+        ("vidA,2,   ", "empty_sentence", "empty sentence"),
+    ],
+)
+def test_bad_annotation_line_names_its_line(tmp_path, line, problem, message):
     root = build(tmp_path)
-    lineno = _append_line(root, "vidA,1")
-    _raises_then_counts(root, "bad_annotation", f"{ann(root)}:{lineno}: malformed")
-
-
-def test_non_integer_instance_id(tmp_path):
-    root = build(tmp_path)
-    lineno = _append_line(root, "vidA,x1,a man")
-    _raises_then_counts(root, "bad_annotation", f"{ann(root)}:{lineno}: instance id 'x1'")
-
-
-def test_video_not_in_videoset(tmp_path):
-    root = build(tmp_path)
-    lineno = _append_line(root, "vidZ,1,a man")
-    _raises_then_counts(root, "bad_annotation", f"{ann(root)}:{lineno}: video 'vidZ' is not in")
-
-
-def test_empty_sentence(tmp_path):
-    root = build(tmp_path)
-    lineno = _append_line(root, "vidA,2,   ")
-    _raises_then_counts(root, "empty_sentence", f"{ann(root)}:{lineno}: empty sentence")
+    lineno = _append_line(root, line)
+    _raises_then_counts(root, problem, f"{ann(root)}:{lineno}: {message}")
 
 
 def test_video_without_mp4(tmp_path):

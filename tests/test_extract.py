@@ -1,4 +1,5 @@
 """Extraction stage: synthetic -> processed store round trip, bad inputs, atomicity, resume."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from core.data import a2d, extract as extract_mod
+from core.data import a2d, a2d_write
+from core.data import chunks as chunks_mod
 from core.data.a2d import read_a2d
 from core.data.extract import extract, val_videos
 from core.data.store import open_split
@@ -75,7 +77,7 @@ def test_frames_decode_to_the_referent_colour(tiny_store):
 def test_rerun_reuses_cached_videos_and_is_identical(tiny_store, monkeypatch):
     before = json.loads((tiny_store.processed / "summary.json").read_text())["fingerprint"]
     calls = []
-    monkeypatch.setattr(extract_mod, "load_frames", lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(chunks_mod, "load_frames", lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
     summary = extract(tiny_store)
     assert calls == [] and summary["fingerprint"] == before
 
@@ -83,7 +85,7 @@ def test_rerun_reuses_cached_videos_and_is_identical(tiny_store, monkeypatch):
 def test_killed_extraction_leaves_no_complete_looking_store_and_resumes(tmp_path, monkeypatch):
     p = tiny_params(tmp_path)
     generate(p)
-    real = extract_mod.load_frames
+    real = chunks_mod.load_frames
     seen = []
 
     def dies_after_three(video, indices):
@@ -92,13 +94,13 @@ def test_killed_extraction_leaves_no_complete_looking_store_and_resumes(tmp_path
         seen.append(video.video_id)
         return real(video, indices)
 
-    monkeypatch.setattr(extract_mod, "load_frames", dies_after_three)
+    monkeypatch.setattr(chunks_mod, "load_frames", dies_after_three)
     with pytest.raises(KeyboardInterrupt):
         extract(p)
     assert not (p.processed / "summary.json").exists()
     assert len(list((p.outputs / "extract_cache").glob("*.npz"))) == 3  # work done is kept
     resumed = []
-    monkeypatch.setattr(extract_mod, "load_frames", lambda v, i: resumed.append(v.video_id) or real(v, i))
+    monkeypatch.setattr(chunks_mod, "load_frames", lambda v, i: resumed.append(v.video_id) or real(v, i))
     summary = extract(p)
     assert not set(seen) & set(resumed)  # the three finished videos were not decoded again
     assert (p.processed / "summary.json").exists() and summary["splits"]["train"]["sentences"] > 0
@@ -126,11 +128,14 @@ def test_corrupt_mp4_names_the_file_or_is_counted(tiny_store, tmp_path, workers)
     vid = next(iter(read_a2d(p.raw_a2d, SkipLedger()))).video_id
     mp4 = a2d.video_path(p.raw_a2d, vid)
     mp4.write_bytes(mp4.read_bytes()[:300])  # truncated
-    with pytest.raises(DataError, match=rf"{vid}\.mp4: .*(corrupt|truncated).*data.allow_skip"):
+    with pytest.raises(DataError, match=rf"{vid}\.mp4: .*(corrupt|truncated).*data.allow_skip") as err:
         extract(p)
     assert not (p.processed / "summary.json").exists()
+    # structured fields, also across a worker process: the class, and the detail without the hint
+    assert err.value.problem_class == "corrupt_video"
+    assert f"{vid}.mp4: " in err.value.detail and "to skip" not in err.value.detail
     summary = extract(p.replace(**{"data.allow_skip": ["corrupt_video"]}))
-    assert summary["skipped"]["corrupt_video"]["count"] == 1
+    assert summary["skipped"]["corrupt_video"] == {"count": 1, "examples": [err.value.detail]}
 
 
 def test_mask_size_differs_from_decoded_frames(tiny_store, tmp_path):
@@ -138,7 +143,7 @@ def test_mask_size_differs_from_decoded_frames(tiny_store, tmp_path):
     video = next(iter(read_a2d(p.raw_a2d, SkipLedger())))
     for f in video.frames:  # rewrite every mask of the video 2 px wider than its mp4
         wide = np.ones((len(f.instance_ids), video.height, video.width + 2), bool)
-        a2d.write_frame_h5(p.raw_a2d, video.video_id, f.index + 1, f.instance_ids, wide)
+        a2d_write.write_frame_h5(p.raw_a2d, video.video_id, f.index + 1, f.instance_ids, wide)
     with pytest.raises(DataError, match=rf"{video.video_id}\.mp4: decoded frames are .* but the annotations say"):
         extract(p)
     assert extract(p.replace(**{"data.allow_skip": ["mask_size"]}))["skipped"]["mask_size"]["count"] == 1
@@ -148,3 +153,29 @@ def test_missing_root_is_one_clear_error(tmp_path):
     p = tiny_params(tmp_path)
     with pytest.raises(DataError, match=r"raw/a2d: A2D dataset root not found; run the generate stage"):
         extract(p)
+
+
+def test_excluded_video_changes_nothing_else_in_the_store(tiny_store, tmp_path):
+    """e7Kjy13woXg (real release: in videoset.csv, rows at a2d_annotation.txt:4444-4445) is
+    excluded by id: with it added, valid in every file, the store is byte-identical."""
+    p = _copy_raw(tiny_store, tmp_path)
+    without = extract(p)
+    root, vid = p.raw_a2d, "e7Kjy13woXg"
+    donor = next(iter(read_a2d(root, SkipLedger())))  # a valid video, copied under the id
+    videoset = root / "Release" / "videoset.csv"
+    row = next(line for line in videoset.read_text().splitlines() if line.startswith(f"{donor.video_id},"))
+    videoset.write_text(videoset.read_text() + row.replace(donor.video_id, vid, 1) + "\n")
+    shutil.copy(a2d.video_path(root, donor.video_id), a2d.video_path(root, vid))
+    shutil.copytree(root / a2d.INSTANCES / donor.video_id, root / a2d.INSTANCES / vid)
+    with open(root / a2d.ANNOTATIONS, "a") as f:
+        f.writelines(f"{vid},{e.referent},{e.text}\n" for e in donor.expressions)
+    (p.outputs / ".processed.tmp-killed").mkdir()  # left by a killed earlier run
+    summary = extract(p)
+    assert summary["fingerprint"] == without["fingerprint"] and summary["splits"] == without["splits"]
+    excluded = summary["skipped"].pop("excluded_video")
+    assert excluded["count"] == 1 and excluded["examples"][0].startswith(f"{vid}: public A2D loaders exclude it by id")
+    assert summary["skipped"] == without["skipped"]
+    ids = {v["id"] for s in ("train", "val", "test") for v in open_split(p.processed, s).videos}
+    assert vid not in ids and donor.video_id in ids
+    # the store was swapped in by core.io.staged_dir: no temp or old sibling is left
+    assert sorted(x.name for x in p.outputs.iterdir()) == ["extract_cache", "processed", "raw"]

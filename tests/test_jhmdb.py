@@ -1,4 +1,5 @@
 """J-HMDB Sentences reader (test protocol) and writers, on tiny fixtures in the real layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,11 +41,14 @@ def build(root: Path) -> Path:
     pm[1, 8, 0] = pm[2, 7, 1] = pm[0, 0, 2] = 1
     (root / "puppet_mask" / "run" / "r2").mkdir(parents=True)
     scipy.io.savemat(root / "puppet_mask" / "run" / "r2" / "puppet_mask.mat", {"part_mask": pm})
-    jhmdb.write_annotations(root, [
-        ("j1", "man jumping high"),  # line 2
-        ("r2", "  a person running "),  # 3
-        ("r2", "someone runs"),  # 4
-    ])
+    jhmdb.write_annotations(
+        root,
+        [
+            ("j1", "man jumping high"),  # line 2
+            ("r2", "  a person running "),  # 3
+            ("r2", "someone runs"),  # 4
+        ],
+    )
     return root
 
 
@@ -132,9 +136,11 @@ def _raises_then_counts(root: Path, cls: str, match: str) -> list:
     with pytest.raises(DataError, match=match) as err:
         list(read_jhmdb(root, SkipLedger()))
     assert cls in str(err.value)
+    assert err.value.problem_class == cls and "to skip" not in err.value.detail  # structured fields
     ledger = SkipLedger(allowed=frozenset({cls}))
     videos = list(read_jhmdb(root, ledger))
     assert ledger.counts[cls] == 1
+    assert ledger.examples[cls] == [err.value.detail]  # the same detail, counted instead of raised
     return videos
 
 

@@ -1,4 +1,4 @@
-"""A2D Sentences: the on-disk layout, its reader and its writers.
+"""A2D Sentences: the on-disk layout and its reader.
 
 Layout (as distributed, and as public code such as MTTR reads it), under one root:
 
@@ -20,6 +20,12 @@ Layout (as distributed, and as public code such as MTTR reads it), under one roo
 `read_a2d` turns this into `Video` records (masks back in image orientation [N, H, W]).
 Documented quirks are always skipped and counted in the ledger (`SkipLedger.quirk`):
 
+    excluded_video           a video excluded by id wherever it appears (videoset.csv,
+                             annotation rows, h5 masks), counted once: EXCLUDED_VIDEOS holds
+                             only e7Kjy13woXg. The real a2d_annotation.txt does have rows for
+                             it (lines 4444-4445), but public A2D loaders drop it by id
+                             (appending it to the ids read from a2d_missed_videos.txt), so a
+                             store that kept it would not match their train/test sets
     missed_video             a video of videoset.csv listed in a2d_missed_videos.txt
     copy_instance_row        the annotation row whose instance id is '1 (copy)'
     video_without_sentences  a video of videoset.csv with no annotation row at all
@@ -32,13 +38,11 @@ Bad input goes through `SkipLedger.problem` (raises `DataError` unless the class
 data.allow_skip): missing_video, bad_h5, mask_size, bad_annotation, empty_sentence. A missing
 root, videoset.csv or a2d_annotation.txt always raises.
 
-The writers at the bottom produce the same layout (used by the synthetic generator and the
-tests); every file is written atomically.
+`core.data.a2d_write` writes the same layout (the synthetic generator and the tests).
 """
+
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +56,6 @@ from core.data.textfile import csv_records, parse_csv_line, read_lines
 from core.data.types import Expression, Frame, SkipLedger, Split, Video
 from core.data.video import read_frames
 from core.errors import DataError
-from core.io import atomic_path, write_text
 
 VIDEOSET = Path("Release") / "videoset.csv"
 CLIPS = Path("Release") / "clips320H"
@@ -64,6 +67,10 @@ ANNOTATION_HEADER = ("video_id", "instance_id", "query")
 COPY_ROW_RE = re.compile(r"^\d+ \(copy\)$")  # the one known duplicated row: '1 (copy)'
 H5_NAME_RE = re.compile(r"^(\d+)\.h5$")
 SUBSETS: dict[int, Split] = {0: "train", 1: "test"}
+# video id -> why it is excluded (a documented quirk: see the module docstring)
+EXCLUDED_VIDEOS: dict[str, str] = {
+    "e7Kjy13woXg": "public A2D loaders exclude it by id",
+}
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,9 @@ def load_frames(video: Video, indices: Sequence[int]) -> np.ndarray:
 def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
     """Yield every usable A2D video (train and test) with its annotated frames and sentences.
 
-    Only videos that are in videoset.csv, not missed, and have at least one surviving
-    sentence are yielded, in videoset.csv order. The mp4 is checked to exist, not decoded.
+    Only videos that are in videoset.csv, not excluded (EXCLUDED_VIDEOS), not missed, and
+    have at least one surviving sentence are yielded, in videoset.csv order. The mp4 is
+    checked to exist, not decoded.
     """
     root = Path(root)
     if not root.is_dir():
@@ -121,14 +129,25 @@ def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
             raise DataError(f"{root / rel}: required A2D Sentences file not found")
     videoset = _read_videoset(root / VIDEOSET, ledger)
     missed = _read_missed(root / MISSED)
-    expressions = _read_annotations(root / ANNOTATIONS, videoset, missed, ledger)
+    excluded_rows: dict[str, int] = {}
+    expressions = _read_annotations(root / ANNOTATIONS, videoset, missed, ledger, excluded_rows)
+    for vid, reason in EXCLUDED_VIDEOS.items():
+        found = [VIDEOSET.name] if vid in videoset else []
+        if vid in excluded_rows:
+            n = excluded_rows[vid]
+            found.append(f"{n} row{'s' if n > 1 else ''} of {ANNOTATIONS.name}")
+        found += [f"{INSTANCES.name}/{vid}"] if (root / INSTANCES / vid).is_dir() else []
+        if found:
+            ledger.quirk("excluded_video", f"{vid}: {reason} (found in {', '.join(found)})")
     for vid, row in videoset.items():
+        if vid in EXCLUDED_VIDEOS:
+            continue  # counted above; its masks are never read
         if vid in missed:
             ledger.quirk("missed_video", vid)
             continue
         if vid not in expressions:
-            # in videoset.csv but without a single annotation row (e.g. e7Kjy13woXg in the
-            # real release): not a sample, counted so the ledger explains every video
+            # in videoset.csv but without a single annotation row: not a sample, counted so
+            # the ledger explains every video
             ledger.quirk("video_without_sentences", vid)
             continue
         exprs = expressions[vid]
@@ -139,10 +158,6 @@ def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
             yield video
 
 
-
-
-
-
 def _read_videoset(path: Path, ledger: SkipLedger) -> dict[str, VideosetRow]:
     rows: dict[str, VideosetRow] = {}
     for lineno, line in enumerate(read_lines(path), start=1):
@@ -151,7 +166,11 @@ def _read_videoset(path: Path, ledger: SkipLedger) -> dict[str, VideosetRow]:
         cells = parse_csv_line(line)
         row = _videoset_row(cells) if cells is not None else None
         if row is None:
-            ledger.problem("bad_annotation", f"{path}:{lineno}: malformed videoset row (expected 9 columns: vid, label, start_time, end_time, height, width, total_frames, annotated_frames, subset with subset 0 or 1): {line.strip()[:80]!r}")
+            ledger.problem(
+                "bad_annotation",
+                f"{path}:{lineno}: malformed videoset row (expected 9 columns: vid, label, start_time, end_time, "
+                f"height, width, total_frames, annotated_frames, subset with subset 0 or 1): {line.strip()[:80]!r}",
+            )
             continue
         if row.vid in rows:
             ledger.problem("bad_annotation", f"{path}:{lineno}: video {row.vid!r} listed twice")
@@ -165,9 +184,15 @@ def _videoset_row(cells: list[str]) -> VideosetRow | None:
         return None
     try:
         row = VideosetRow(
-            vid=cells[0], label=_int(cells[1]), start_time=float(cells[2]), end_time=float(cells[3]),
-            height=_int(cells[4]), width=_int(cells[5]), total_frames=_int(cells[6]),
-            annotated_frames=_int(cells[7]), subset=_int(cells[8]),
+            vid=cells[0],
+            label=_int(cells[1]),
+            start_time=float(cells[2]),
+            end_time=float(cells[3]),
+            height=_int(cells[4]),
+            width=_int(cells[5]),
+            total_frames=_int(cells[6]),
+            annotated_frames=_int(cells[7]),
+            subset=_int(cells[8]),
         )
     except ValueError:
         return None
@@ -192,15 +217,23 @@ def _read_missed(path: Path) -> set[str]:
 
 
 def _read_annotations(
-    path: Path, videoset: dict[str, VideosetRow], missed: set[str], ledger: SkipLedger
+    path: Path,
+    videoset: dict[str, VideosetRow],
+    missed: set[str],
+    ledger: SkipLedger,
+    excluded_rows: dict[str, int],
 ) -> dict[str, list[Expression]]:
     """video id -> its sentences, in file order. Quirks and bad lines are skipped here.
 
-    A video (of videoset.csv) with rows that were all skipped maps to an empty list.
+    A video (of videoset.csv) with rows that were all skipped maps to an empty list. Rows of
+    an excluded video (EXCLUDED_VIDEOS) are not checked, only counted in `excluded_rows`.
     """
     out: dict[str, list[Expression]] = {}
     for where, rec in csv_records(path, ANNOTATION_HEADER, ledger):
         vid, inst, text = rec["video_id"], rec["instance_id"], rec["query"]
+        if vid in EXCLUDED_VIDEOS:
+            excluded_rows[vid] = excluded_rows.get(vid, 0) + 1
+            continue  # the whole video is skipped (and counted once) by read_a2d
         if vid in missed:
             continue  # the whole video is skipped (and counted once) by read_a2d
         if vid in videoset:
@@ -235,12 +268,20 @@ def _read_video(root: Path, row: VideosetRow, exprs: list[Expression], ledger: S
         if e.referent in visible:
             kept.append(e)
         else:
-            ledger.quirk("referent_never_visible", f"{e.source}: instance {e.referent} of {row.vid!r} is in none of its {len(frames)} annotated frames")
+            ledger.quirk(
+                "referent_never_visible",
+                f"{e.source}: instance {e.referent} of {row.vid!r} is in none of its {len(frames)} annotated frames",
+            )
     if not kept:
         return None
     return Video(
-        video_id=row.vid, split=SUBSETS[row.subset], source=mp4, height=frames[0].masks.shape[1], width=frames[0].masks.shape[2],
-        frames=tuple(frames), expressions=tuple(kept),
+        video_id=row.vid,
+        split=SUBSETS[row.subset],
+        source=mp4,
+        height=frames[0].masks.shape[1],
+        width=frames[0].masks.shape[2],
+        frames=tuple(frames),
+        expressions=tuple(kept),
     )
 
 
@@ -265,7 +306,11 @@ def _read_frames(root: Path, row: VideosetRow, ledger: SkipLedger) -> list[Frame
         if frames and frame.masks.shape[1:] != frames[0].masks.shape[1:]:
             h, w = frame.masks.shape[1:]
             h0, w0 = frames[0].masks.shape[1:]
-            ledger.problem("mask_size", f"{path}: mask is {h}x{w} (HxW) but the video's other annotated frames are {h0}x{w0} ({frames[0].source})")
+            ledger.problem(
+                "mask_size",
+                f"{path}: mask is {h}x{w} (HxW) but the video's other annotated frames are {h0}x{w0} "
+                f"({frames[0].source})",
+            )
             continue
         frames.append(frame)
     return frames
@@ -280,7 +325,9 @@ def _read_h5(path: Path, number: int, row: VideosetRow, ledger: SkipLedger) -> F
         with h5py.File(path, "r") as f:
             missing = [k for k in ("instance", "reMask") if k not in f]
             if missing:
-                ledger.problem("bad_h5", f"{path}: no dataset {' or '.join(repr(k) for k in missing)} (has {sorted(f.keys())})")
+                ledger.problem(
+                    "bad_h5", f"{path}: no dataset {' or '.join(repr(k) for k in missing)} (has {sorted(f.keys())})"
+                )
                 return None
             ids_raw = np.asarray(f["instance"][()], dtype=np.float64).ravel()
             mask_raw = np.asarray(f["reMask"][()])
@@ -296,12 +343,19 @@ def _read_h5(path: Path, number: int, row: VideosetRow, ledger: SkipLedger) -> F
     if mask_raw.ndim == 2 and n == 1:
         mask_raw = mask_raw[None]
     if mask_raw.ndim != 3 or mask_raw.shape[0] < n:
-        ledger.problem("bad_h5", f"{path}: 'reMask' of shape {mask_raw.shape} does not fit {n} instance ids (expected {'(W, H)' if n == 1 else f'({n}, W, H)'})")
+        ledger.problem(
+            "bad_h5",
+            f"{path}: 'reMask' of shape {mask_raw.shape} does not fit {n} instance ids "
+            f"(expected {'(W, H)' if n == 1 else f'({n}, W, H)'})",
+        )
         return None
     if mask_raw.shape[0] > n:
         # real release: a few frames (e.g. 95Nq6fQoP2o/00032) carry more masks than ids; the
         # ids belong to the leading masks, as public loaders assume
-        ledger.quirk("h5_extra_masks", f"{path}: {mask_raw.shape[0]} masks for {n} instance ids, the last {mask_raw.shape[0] - n} dropped")
+        ledger.quirk(
+            "h5_extra_masks",
+            f"{path}: {mask_raw.shape[0]} masks for {n} instance ids, the last {mask_raw.shape[0] - n} dropped",
+        )
         mask_raw = mask_raw[:n]
     masks = np.ascontiguousarray(mask_raw.transpose(0, 2, 1)) > 0
     keep = [k for k, i in enumerate(ids) if i not in ids[:k]]
@@ -311,63 +365,3 @@ def _read_h5(path: Path, number: int, row: VideosetRow, ledger: SkipLedger) -> F
         ledger.quirk("duplicate_instance_id", f"{path}: instance ids {ids}, later duplicates dropped")
         ids, masks = [ids[k] for k in keep], masks[keep]
     return Frame(index=number - 1, instance_ids=tuple(ids), masks=masks, source=str(path))
-
-
-# --------------------------------------------------------------------------------------
-# writers (synthetic data and tests); the exact inverse of the layout above
-# --------------------------------------------------------------------------------------
-
-
-def _csv_text(rows: Sequence[Sequence[object]]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
-def write_videoset(root: Path, rows: Sequence[VideosetRow]) -> None:
-    """Release/videoset.csv, no header, one row per video."""
-    text = _csv_text([
-        (r.vid, r.label, r.start_time, r.end_time, r.height, r.width, r.total_frames, r.annotated_frames, r.subset)
-        for r in rows
-    ])
-    write_text(Path(root) / VIDEOSET, text)
-
-
-def write_annotations(root: Path, rows: Sequence[tuple[str, str, str]]) -> None:
-    """text_annotations/a2d_annotation.txt: header video_id,instance_id,query, then the rows."""
-    write_text(Path(root) / ANNOTATIONS, _csv_text([ANNOTATION_HEADER, *rows]))
-
-
-def write_missed_videos(root: Path, video_ids: Sequence[str]) -> None:
-    write_text(Path(root) / MISSED, "".join(f"{v}\n" for v in video_ids))
-
-
-def _bboxes(masks: np.ndarray) -> np.ndarray:
-    """4 x N boxes (x1, y1, x2, y2 per column) of [N, H, W] masks; zeros for an empty mask."""
-    out = np.zeros((4, masks.shape[0]), np.float64)
-    for k, m in enumerate(masks):
-        ys, xs = np.nonzero(m)
-        if len(xs):
-            out[:, k] = (xs.min(), ys.min(), xs.max(), ys.max())
-    return out
-
-
-def write_frame_h5(root: Path, video_id: str, frame_number: int, instance_ids: Sequence[int], masks: np.ndarray) -> None:
-    """One annotated frame (1-indexed `frame_number`), masks [N, H, W] in image orientation.
-
-    Stored like the real MATLAB v7.3 files: reMask transposed, (W, H) for a single instance.
-    """
-    masks = np.asarray(masks)
-    if masks.ndim != 3 or masks.shape[0] != len(instance_ids):
-        raise ValueError(f"write_frame_h5 needs masks [N, H, W] with N == {len(instance_ids)}, got {masks.shape}")
-    if frame_number < 1:
-        raise ValueError(f"frame_number is 1-indexed, got {frame_number}")
-    binary = (masks > 0).astype(np.uint8)
-    stored = binary.transpose(0, 2, 1)
-    if len(instance_ids) == 1:
-        stored = stored[0]
-    with atomic_path(h5_path(root, video_id, frame_number), suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("instance", data=np.asarray(instance_ids, np.float64))
-            f.create_dataset("reMask", data=np.ascontiguousarray(stored))
-            f.create_dataset("reBBox", data=_bboxes(binary))

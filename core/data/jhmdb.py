@@ -23,6 +23,7 @@ annotation file always raises.
 
 The writers at the bottom produce the same layout; every file is written atomically.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,8 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 import scipy.io
-from scipy.io.matlab import MatReadError
 from PIL import Image
+from scipy.io.matlab import MatReadError
 
 from core.data.textfile import csv_records
 from core.data.types import Expression, Frame, SkipLedger, Video
@@ -135,8 +136,6 @@ def _read_annotations(path: Path, ledger: SkipLedger) -> dict[str, list[Expressi
     return out
 
 
-
-
 def _read_video(
     root: Path, vid: str, actions: list[str], exprs: list[Expression], n_frames: int, ledger: SkipLedger
 ) -> Video | None:
@@ -168,13 +167,17 @@ def _read_part_mask(path: Path, ledger: SkipLedger) -> np.ndarray | None:
         ledger.problem("bad_h5", f"{path}: unreadable .mat ({type(err).__name__}: {err})")
         return None
     if MASK_KEY not in mat:
-        ledger.problem("bad_h5", f"{path}: no key {MASK_KEY!r} (has {sorted(k for k in mat if not k.startswith('__'))})")
+        ledger.problem(
+            "bad_h5", f"{path}: no key {MASK_KEY!r} (has {sorted(k for k in mat if not k.startswith('__'))})"
+        )
         return None
     pm = np.asarray(mat[MASK_KEY])
     if pm.ndim == 2:
         pm = pm[:, :, None]  # MATLAB drops a trailing singleton T
     if pm.ndim != 3 or pm.dtype.kind not in "biuf":  # bool, int, uint or float masks
-        ledger.problem("bad_h5", f"{path}: {MASK_KEY!r} must be a numeric H x W x T array, got shape {pm.shape} {pm.dtype}")
+        ledger.problem(
+            "bad_h5", f"{path}: {MASK_KEY!r} must be a numeric H x W x T array, got shape {pm.shape} {pm.dtype}"
+        )
         return None
     return pm
 
@@ -189,15 +192,23 @@ def _load_mat(path: Path) -> dict[str, np.ndarray]:
 
 
 def _build_video(
-    root: Path, vid: str, folder: Path, numbers: list[int], part_mask: np.ndarray,
-    exprs: list[Expression], n_frames: int, ledger: SkipLedger,
+    root: Path,
+    vid: str,
+    folder: Path,
+    numbers: list[int],
+    part_mask: np.ndarray,
+    exprs: list[Expression],
+    n_frames: int,
+    ledger: SkipLedger,
 ) -> Video | None:
     mat = mask_path(root, folder.parent.name, vid)
     try:
         with Image.open(folder / f"{numbers[0]:05d}.png") as img:  # header only, no decode
             width, height = img.size
     except OSError as err:
-        ledger.problem("missing_video", f"{folder / f'{numbers[0]:05d}.png'}: unreadable image ({type(err).__name__}: {err})")
+        ledger.problem(
+            "missing_video", f"{folder / f'{numbers[0]:05d}.png'}: unreadable image ({type(err).__name__}: {err})"
+        )
         return None
     h, w, t = part_mask.shape
     if (h, w) != (height, width):
@@ -207,16 +218,24 @@ def _build_video(
         ledger.problem("mask_size", f"{mat}: {t} mask frames but only {len(numbers)} images in {folder}")
         return None
     if t < len(numbers):
-        ledger.quirk("jhmdb_unmasked_trailing_frames", f"{vid}: {len(numbers) - t} trailing frames without a mask dropped ({len(numbers)} images, {t} masks)")
+        ledger.quirk(
+            "jhmdb_unmasked_trailing_frames",
+            f"{vid}: {len(numbers) - t} trailing frames without a mask dropped ({len(numbers)} images, {t} masks)",
+        )
     frames = tuple(
         Frame(index=i, instance_ids=(ACTOR_ID,), masks=(part_mask[:, :, i] > 0)[None], source=str(mat))
         for i in chosen_indices(t, n_frames)
     )
     if not any(f.masks.any() for f in frames):
         for e in exprs:
-            ledger.quirk("referent_never_visible", f"{e.source}: the actor of {vid!r} is in none of its {len(frames)} chosen frames")
+            ledger.quirk(
+                "referent_never_visible",
+                f"{e.source}: the actor of {vid!r} is in none of its {len(frames)} chosen frames",
+            )
         return None
-    return Video(video_id=vid, split="test", source=folder, height=height, width=width, frames=frames, expressions=tuple(exprs))
+    return Video(
+        video_id=vid, split="test", source=folder, height=height, width=width, frames=frames, expressions=tuple(exprs)
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Line-exact reading of the datasets' CSV/text files, so errors can name file:line."""
+
 from __future__ import annotations
 
 import csv

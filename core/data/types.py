@@ -4,6 +4,7 @@ Readers (a2d.py, jhmdb.py) turn an on-disk layout into `Video` records; extracti
 (extract.py) turns those into the processed store. Nothing downstream knows which dataset a
 video came from.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -38,7 +39,9 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3 or self.masks.shape[0] != len(self.instance_ids):
-            raise DataError(f"{self.source}: {len(self.instance_ids)} instance ids but masks of shape {self.masks.shape}")
+            raise DataError(
+                f"{self.source}: {len(self.instance_ids)} instance ids but masks of shape {self.masks.shape}"
+            )
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,17 @@ class SkipLedger:
             ex.append(detail)
 
     def problem(self, problem_class: str, message: str) -> None:
-        """Raise `DataError(message)` unless `problem_class` is allowed, else count it."""
+        """Raise a `DataError` unless `problem_class` is allowed, else count it.
+
+        The error's one-line message is `message` plus how to skip such cases; its fields carry
+        `problem_class` and `detail` (= `message`), so callers never parse the text.
+        """
         if problem_class not in self.allowed:
-            raise DataError(f"{message} (to skip such cases instead, add '{problem_class}' to data.allow_skip)")
+            raise DataError(
+                f"{message} (to skip such cases instead, add '{problem_class}' to data.allow_skip)",
+                problem_class=problem_class,
+                detail=message,
+            )
         self.quirk(problem_class, message)
 
     def merge(self, other: "SkipLedger") -> None:
