@@ -1,5 +1,6 @@
 """The synthetic A2D / J-HMDB generator: determinism, layout, unambiguous sentences,
 pixels vs masks after H.264, reader round trip, and dataset-level atomicity."""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,19 @@ from scipy import ndimage
 from core.config import Params, load_params
 from core.data import synthetic
 from core.data.a2d import ANNOTATIONS, INSTANCES, MISSED, VIDEOSET, h5_path, video_path
+from core.data.synthetic import render, write
+from core.data.synthetic.__main__ import main
 from core.data.video import count_frames, read_frames
 
 PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
 SMALL = [
-    "data.synthetic.train_videos=5", "data.synthetic.test_videos=3", "data.synthetic.jhmdb_videos=4",
-    "data.synthetic.frames_per_video=6", "data.synthetic.annotated_per_video=2",
-    "data.synthetic.height=48", "data.synthetic.width=64",
+    "data.synthetic.train_videos=5",
+    "data.synthetic.test_videos=3",
+    "data.synthetic.jhmdb_videos=4",
+    "data.synthetic.frames_per_video=6",
+    "data.synthetic.annotated_per_video=2",
+    "data.synthetic.height=48",
+    "data.synthetic.width=64",
 ]
 
 
@@ -65,15 +72,19 @@ def _jhmdb_contents(root: Path) -> dict[str, object]:
 
 
 def test_same_seed_same_files_other_seed_differs(tmp_path: Path) -> None:
-    a, b, c = (small_params(tmp_path / name, *extra) for name, extra in
-               (("a", ()), ("b", ()), ("c", ("data.synthetic.seed=1",))))
+    a, b, c = (
+        small_params(tmp_path / name, *extra)
+        for name, extra in (("a", ()), ("b", ()), ("c", ("data.synthetic.seed=1",)))
+    )
     for p in (a, b, c):
         synthetic.generate(p)
     first, second = _a2d_contents(a.raw_a2d), _a2d_contents(b.raw_a2d)
     assert first.keys() == second.keys() and len(first) > 10
     assert first == second
     assert _jhmdb_contents(a.raw_jhmdb) == _jhmdb_contents(b.raw_jhmdb)
-    assert (a.outputs / "raw" / "synthetic_summary.json").read_bytes() == (b.outputs / "raw" / "synthetic_summary.json").read_bytes()
+    assert (a.outputs / "raw" / "synthetic_summary.json").read_bytes() == (
+        b.outputs / "raw" / "synthetic_summary.json"
+    ).read_bytes()
     other = _a2d_contents(c.raw_a2d)
     assert other[str(ANNOTATIONS)] != first[str(ANNOTATIONS)]
     assert other[str(VIDEOSET)] != first[str(VIDEOSET)]
@@ -125,7 +136,9 @@ def test_jhmdb_layout(generated: tuple[Params, dict]) -> None:
     for scene in plan.jhmdb:
         pngs = sorted((root / "Rename_Images" / scene.action / scene.video_id).glob("*.png"))
         assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(1, syn.frames_per_video + 1)]
-        pm = scipy.io.loadmat(str(root / "puppet_mask" / scene.action / scene.video_id / "puppet_mask.mat"))["part_mask"]
+        pm = scipy.io.loadmat(str(root / "puppet_mask" / scene.action / scene.video_id / "puppet_mask.mat"))[
+            "part_mask"
+        ]
         assert pm.shape == (syn.height, syn.width, scene.masked_frames)
         assert all(pm[:, :, t].any() for t in range(pm.shape[2]))
     assert summary["jhmdb"]["videos_with_unmasked_tail"] >= 1
@@ -140,8 +153,12 @@ def test_jhmdb_layout(generated: tuple[Params, dict]) -> None:
 @pytest.mark.parametrize("fraction, extra", [(0.85, ()), (0.3, ()), (0.6, ("data.synthetic.actors_max=2",))])
 def test_sentences_name_exactly_one_actor(tmp_path: Path, fraction: float, extra: tuple[str, ...]) -> None:
     params = small_params(
-        tmp_path, "data.synthetic.train_videos=40", "data.synthetic.test_videos=12",
-        "data.synthetic.jhmdb_videos=10", f"data.synthetic.distractor_fraction={fraction}", *extra,
+        tmp_path,
+        "data.synthetic.train_videos=40",
+        "data.synthetic.test_videos=12",
+        "data.synthetic.jhmdb_videos=10",
+        f"data.synthetic.distractor_fraction={fraction}",
+        *extra,
     )
     plan = synthetic.plan_dataset(params)
     scenes = [*plan.train, *plan.test, plan.missed, *plan.jhmdb]
@@ -171,7 +188,9 @@ def test_positions_and_motions_hold_over_the_video(generated: tuple[Params, dict
         for a in scene.actors:
             xs, ys = zip(*(a.centre(t) for t in range(scene.frames)))
             assert (max(xs) < syn.width / 2) == (a.hpos == "left") and (min(xs) > syn.width / 2) == (a.hpos == "right")
-            assert (max(ys) < syn.height / 2) == (a.vpos == "top") and (min(ys) > syn.height / 2) == (a.vpos == "bottom")
+            assert (max(ys) < syn.height / 2) == (a.vpos == "top") and (min(ys) > syn.height / 2) == (
+                a.vpos == "bottom"
+            )
             dx, dy = xs[-1] - xs[0], ys[-1] - ys[0]
             moved = {"left": dx < -1, "right": dx > 1, "up": dy < -1, "down": dy > 1, "still": dx == dy == 0}
             assert moved[a.motion], (a, dx, dy)
@@ -183,7 +202,11 @@ def test_parse_sentence_examples() -> None:
     assert parse("a small circle moving up") == {"class": "ball", "size": "small", "motion": "up"}
     assert parse("the box that is not moving at the top") == {"class": "box", "motion": "still", "vpos": "top"}
     assert parse("wedge heading right in the bottom left corner") == {
-        "class": "triangle", "motion": "right", "vpos": "bottom", "hpos": "left"}
+        "class": "triangle",
+        "motion": "right",
+        "vpos": "bottom",
+        "hpos": "left",
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -226,8 +249,20 @@ def test_referents_mostly_visible(generated: tuple[Params, dict]) -> None:
         for s in scene.sentences:
             k = s.referent - 1
             for t in range(scene.frames):
-                full = synthetic._shapes([scene.actors[k]], scene.height, scene.width, t)[0]
+                full = render.actor_shapes([scene.actors[k]], scene.height, scene.width, t)[0]
                 assert visible[t, k].sum() >= synthetic.MIN_VISIBLE_REFERENT * full.sum() > 0
+
+
+@pytest.mark.parametrize("cls", synthetic.CLASSES)
+def test_half_extent_is_the_drawn_extent(cls: str) -> None:
+    """Planning keeps actors in frame with half_extent; it reads the table shape_mask draws from."""
+    step, r = 0.01, 1.0
+    axis = np.arange(-200, 201) * step  # has the centre line x = 0, through the triangle's apex
+    xx, yy = np.meshgrid(axis, axis)
+    mask = synthetic.shape_mask(cls, xx.astype(np.float32), yy.astype(np.float32), 0.0, 0.0, r)
+    ex, ey = synthetic.half_extent(cls, r)
+    assert np.abs(xx[mask]).max() == pytest.approx(ex, abs=step)
+    assert np.abs(yy[mask]).max() == pytest.approx(ey, abs=step)
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,7 +314,7 @@ def _failing_after(n: int, real):
 def test_failed_generation_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = small_params(tmp_path)
     (tmp_path / "raw" / ".a2d.tmp-killed").mkdir(parents=True)  # left by an earlier kill
-    monkeypatch.setattr(synthetic, "write_frame_h5", _failing_after(5, synthetic.write_frame_h5))
+    monkeypatch.setattr(write, "write_frame_h5", _failing_after(5, write.write_frame_h5))
     with pytest.raises(RuntimeError, match="simulated crash"):
         synthetic.generate(params)
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == []
@@ -289,7 +324,7 @@ def test_failed_regeneration_keeps_previous_dataset(tmp_path: Path, monkeypatch:
     params = small_params(tmp_path)
     summary = synthetic.generate(params)
     before_a2d, before_j = _a2d_contents(params.raw_a2d), _jhmdb_contents(params.raw_jhmdb)
-    monkeypatch.setattr(synthetic, "write_puppet_mask", _failing_after(2, synthetic.write_puppet_mask))
+    monkeypatch.setattr(write, "write_puppet_mask", _failing_after(2, write.write_puppet_mask))
     with pytest.raises(RuntimeError, match="simulated crash"):
         synthetic.generate(params.replace(**{"data.synthetic.seed": 5}))
     assert _a2d_contents(params.raw_a2d) == before_a2d  # a2d was complete too, but not swapped in alone
@@ -309,9 +344,18 @@ def test_real_source_is_a_no_op(tmp_path: Path) -> None:
 
 def test_main_prints_and_writes_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--params", str(PARAMS_YAML), *sum((["--set", s] for s in SMALL), []), "--set", f"paths.outputs={tmp_path}"]
-    assert synthetic.main(argv) == 0
+    assert main(argv) == 0
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "raw" / "synthetic_summary.json").read_text())
     assert f"{summary['videos']['train']} train / {summary['videos']['test']} test videos" in out
-    assert {"videos", "sentences", "annotated_frames", "mean_actors_per_video", "same_class_fraction",
-            "attribute_types", "jhmdb", "seed", "missed_videos"} <= set(summary)
+    assert {
+        "videos",
+        "sentences",
+        "annotated_frames",
+        "mean_actors_per_video",
+        "same_class_fraction",
+        "attribute_types",
+        "jhmdb",
+        "seed",
+        "missed_videos",
+    } <= set(summary)
