@@ -8,9 +8,9 @@ sample's sentence. A model that uses the language must lose most of its mAP ther
 Writes `<run>/eval/metrics.json`, `per_sample.csv` (every sample's I, U, IoU: the report's
 confidence intervals and paired tests) and `qualitative.png`, and logs them to the run.
 """
+
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import shutil
@@ -27,24 +27,19 @@ from torch.utils.data import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from core import tracking  # noqa: E402
+from core.checkpoint import load_model, load_vocab  # noqa: E402
 from core.cli import params_from, parser, run_main  # noqa: E402
 from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import SplitStore, open_split  # noqa: E402
-from core.io import atomic_path, write_csv, write_json  # noqa: E402
-from core.metrics import binarize, intersection_union, resize_to, summarize  # noqa: E402
+from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
+from core.metrics import batch_scores, intersection_union, iou, predict_mask, summarize  # noqa: E402
 from core.model import CVLS  # noqa: E402
+from core.results import SAMPLE_COLUMNS, flat_metrics, mlflow_metrics  # noqa: E402
 from core.runtime import autocast, pick_device  # noqa: E402
-from core.train import build_model, load_checkpoint, load_vocab, train  # noqa: E402
+from core.train import train  # noqa: E402
 
 log = logging.getLogger("cvls")
-PER_SAMPLE_FIELDS = ("split", "pair", "sample", "video", "frame", "inter", "union", "iou", "text")
-
-
-def load_model(params: Params, run_dir: Path, device: torch.device) -> CVLS:
-    model = build_model(params, load_vocab(params), init=False)  # the checkpoint holds every weight
-    model.load_state_dict(load_checkpoint(run_dir / "model.pt")["model"])
-    return model.to(device).eval()
 
 
 @torch.no_grad()
@@ -58,15 +53,21 @@ def predict(model: CVLS, ds: FrameDataset, params: Params, device: torch.device,
         with autocast(device, params.train):
             logits = model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0]
         probs = torch.sigmoid(logits.float()).cpu()
-        for prob, gt, m in zip(probs, gts, meta):
-            pred = binarize(resize_to(prob, tuple(gt.shape)), params.eval.threshold)
-            inter, union = intersection_union(pred, gt)
-            rows.append({**{k: m[k] for k in ("pair", "sample", "video", "frame", "text")}, "inter": inter, "union": union,
-                         "iou": 1.0 if union == 0 else inter / union})
+        for (inter, union), m in zip(batch_scores(probs, gts, params.eval.threshold), meta):
+            rows.append(
+                {
+                    **{k: m[k] for k in ("pair", "sample", "video", "frame", "text")},
+                    "inter": inter,
+                    "union": union,
+                    "iou": iou(inter, union),
+                }
+            )
     return rows
 
 
-def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params: Params, device: torch.device) -> plt.Figure:
+def qualitative_figure(
+    model: CVLS, store: SplitStore, ds: FrameDataset, params: Params, device: torch.device
+) -> plt.Figure:
     """Frames with predicted vs true mask, for a fixed set of samples: those with the most
     other objects in the frame, one per video (same-class distractors are among them on the benchmark)."""
     n = params.eval.qualitative_samples
@@ -84,7 +85,7 @@ def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params:
         with torch.no_grad(), autocast(device, params.train):
             prob = torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[0, 0].float()).cpu()
         gt = item["gt"]
-        pred = binarize(resize_to(prob, tuple(gt.shape)), params.eval.threshold)
+        pred = predict_mask(prob, tuple(gt.shape), params.eval.threshold)
         video = store.videos[store.frames[ds.pairs[i][1]]["video"]]
         image = np.asarray(_original_frame(store, ds.pairs[i][1], video))
         for c, (mask, title) in enumerate(((gt, "ground truth"), (pred, "prediction"))):
@@ -94,7 +95,12 @@ def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params:
             if mask.any():
                 ax.contour(mask.numpy().astype(float), levels=[0.5], colors=["black"], linewidths=3.2)
                 ax.contour(mask.numpy().astype(float), levels=[0.5], colors=["white"], linewidths=1.6)
-            ax.set_title(f"{title}: \"{item['meta']['text']}\"" if c == 0 else f"{title} (IoU {_iou(pred, gt):.2f})", fontsize=9)
+            ax.set_title(
+                f'{title}: "{item["meta"]["text"]}"'
+                if c == 0
+                else f"{title} (IoU {iou(*intersection_union(pred, gt)):.2f})",
+                fontsize=9,
+            )
             ax.axis("off")
     fig.tight_layout()
     return fig
@@ -103,28 +109,22 @@ def qualitative_figure(model: CVLS, store: SplitStore, ds: FrameDataset, params:
 def _original_frame(store: SplitStore, row: int, video: dict) -> np.ndarray:
     """The stored frame resized back to the original size (what the metrics score against)."""
     frame = torch.from_numpy(np.array(store.frame_array[row])).permute(2, 0, 1)[None].float()
-    frame = torch.nn.functional.interpolate(frame, size=(video["height"], video["width"]), mode="bilinear", align_corners=False)
+    frame = torch.nn.functional.interpolate(
+        frame, size=(video["height"], video["width"]), mode="bilinear", align_corners=False
+    )
     return frame[0].permute(1, 2, 0).clamp(0, 255).byte().numpy()
 
 
-def _iou(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    inter, union = intersection_union(pred, gt)
-    return 1.0 if union == 0 else inter / union
-
-
-def read_per_sample(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="") as f:
-        return [{**r, "pair": int(r["pair"]), "inter": int(r["inter"]), "union": int(r["union"]), "iou": float(r["iou"])} for r in csv.DictReader(f)]
-
-
-def evaluate_run(params: Params, run_dir: Path, run_id: str | None, *, tracking_enabled: bool = True) -> dict[str, dict[str, float]]:
+def evaluate_run(
+    params: Params, run_dir: Path, run_id: str | None, *, tracking_enabled: bool = True
+) -> dict[str, dict[str, float]]:
     """Evaluate a finished run once (cached in <run>/eval/); log metrics and artifacts to its MLflow run."""
     out = run_dir / "eval"
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():
         return json.loads(metrics_path.read_text())
     device = pick_device(params.train.device)
-    model = load_model(params, run_dir, device)
+    model = load_model(params, run_dir / "model.pt", device)
     vocab = load_vocab(params)
     metrics: dict[str, dict[str, float]] = {}
     all_rows: list[dict[str, Any]] = []
@@ -138,20 +138,16 @@ def evaluate_run(params: Params, run_dir: Path, run_id: str | None, *, tracking_
         rows = predict(model, ds, params, device, desc=f"eval {split}")
         metrics[split] = summarize([r["inter"] for r in rows], [r["union"] for r in rows])
         all_rows.extend({"split": split, **r} for r in rows)
-    tmp = out.with_name("eval.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_csv(tmp / "per_sample.csv", all_rows, PER_SAMPLE_FIELDS)
-    test_store = open_split(params.processed, "test")
-    fig = qualitative_figure(model, test_store, FrameDataset(test_store, vocab, params.data), params, device)
-    fig.savefig(tmp / "qualitative.png", dpi=110)
-    plt.close(fig)
-    write_json(tmp / "metrics.json", metrics)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # metrics.json appears only together with everything else
+    with staged_dir(out) as tmp:  # metrics.json appears only together with everything else
+        write_csv(tmp / "per_sample.csv", all_rows, SAMPLE_COLUMNS)
+        test_store = open_split(params.processed, "test")
+        fig = qualitative_figure(model, test_store, FrameDataset(test_store, vocab, params.data), params, device)
+        fig.savefig(tmp / "qualitative.png", dpi=110)
+        plt.close(fig)
+        write_json(tmp / "metrics.json", metrics)
     if tracking_enabled and run_id:
         handle = tracking.run_handle(params, run_id)
-        handle.log_metrics({f"{split}/{k.replace('@', '_at_')}": v for split, m in metrics.items() for k, v in m.items()})
+        handle.log_metrics(mlflow_metrics(flat_metrics(metrics)))
         for name in ("metrics.json", "per_sample.csv", "qualitative.png"):
             handle.log_artifact(out / name, "eval")
     return metrics
@@ -167,7 +163,9 @@ def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("Evaluate the run of the given params (trained and reused by config hash)")
-    p.add_argument("--out", type=Path, default=None, help="also copy metrics.json / per_sample.csv / qualitative.png here")
+    p.add_argument(
+        "--out", type=Path, default=None, help="also copy metrics.json / per_sample.csv / qualitative.png here"
+    )
     args = p.parse_args(argv)
     params = params_from(args)
     result = train(params)  # reuses the finished run; trains only if it does not exist yet
@@ -180,7 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shutil.copyfile(result.run_dir / "eval" / name, tmp)
     if "test" in metrics and "test_shuffled" in metrics:
         drop = metrics["test"]["mAP"] - metrics["test_shuffled"]["mAP"]
-        print(f"shuffled-sentence control: test mAP {metrics['test']['mAP']:.1f} -> {metrics['test_shuffled']['mAP']:.1f} (drop {drop:.1f})")
+        print(
+            f"shuffled-sentence control: test mAP {metrics['test']['mAP']:.1f} -> "
+            f"{metrics['test_shuffled']['mAP']:.1f} (drop {drop:.1f})"
+        )
     return 0
 
 

@@ -9,12 +9,14 @@ Threshold comparisons are exact: IoU >= K is tested as I·den(K) >= num(K)·U in
 IoU of exactly 0.5 or 0.7 counts for P@0.5 / P@0.7 (no floating-point edge effects), and
 rounding to one decimal is half-up on exact fractions.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from fractions import Fraction
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -76,8 +78,36 @@ def summarize(inters: Sequence[int], unions: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def sample_scores(prob: Tensor, gt: Tensor, theta: float) -> tuple[int, int]:
-    """One sample end to end: sigmoid map [h, w] -> original size of gt [H, W] -> θ·max rule -> (I, U)."""
-    pred = binarize(resize_to(prob, tuple(gt.shape[-2:])), theta)
-    return intersection_union(pred, gt)
+def iou(i: int, u: int) -> float:
+    """I / U of one sample (both masks empty -> 1)."""
+    return float(_iou(i, u))
 
+
+def predict_mask(prob: Tensor, size: tuple[int, int], theta: float) -> Tensor:
+    """The protocol's prediction: sigmoid map [h, w] -> original size (H, W) -> θ·max rule."""
+    return binarize(resize_to(prob, tuple(size)), theta)
+
+
+def batch_scores(probs: Tensor, gts: Sequence[Tensor], theta: float) -> list[tuple[int, int]]:
+    """(I, U) of every sample of a batch, as evaluation scores it: sigmoid maps probs [B, h, w]
+    against ground truths of their original sizes, `predict_mask` and the counts done as tensor
+    ops over each group of samples that share an original size (no per-sample Python loop)."""
+    if len(probs) != len(gts):
+        raise ValueError(f"{len(probs)} maps but {len(gts)} ground truths")
+    out: list[tuple[int, int]] = [(0, 0)] * len(gts)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, gt in enumerate(gts):
+        groups.setdefault(tuple(gt.shape[-2:]), []).append(i)
+    for size, idx in groups.items():
+        pred = predict_mask(probs[idx], size, theta)
+        gt = torch.stack([gts[i] for i in idx]).bool()
+        inter = (pred & gt).sum(dim=(-2, -1)).tolist()
+        union = (pred | gt).sum(dim=(-2, -1)).tolist()
+        for i, n_i, n_u in zip(idx, inter, union):
+            out[i] = (int(n_i), int(n_u))
+    return out
+
+
+def sample_scores(prob: Tensor, gt: Tensor, theta: float) -> tuple[int, int]:
+    """One sample, the same way: `batch_scores` of a batch of one."""
+    return batch_scores(prob[None], [gt], theta)[0]

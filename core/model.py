@@ -10,6 +10,7 @@ Equation numbers refer to ../shared/spec/cvls-method.md. `h, w` = Res2 resolutio
 The forward pass is free of host-device syncs (no `.item()`, no CPU copies of device tensors),
 works with channels_last inputs/weights and under bf16 autocast.
 """
+
 from __future__ import annotations
 
 import logging
@@ -97,7 +98,9 @@ def note_random_init(name: str) -> None:
 def _load_imagenet(net: nn.Module, name: str, path: Path) -> None:
     where = f"backbone weights {path}"
     if not path.is_file():
-        raise UserError(f"{where}: file not found (model.pretrained_weights: a local torchvision {name} ImageNet state_dict)")
+        raise UserError(
+            f"{where}: file not found (model.pretrained_weights: a local torchvision {name} ImageNet state_dict)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of every kind: the file is not a state_dict
@@ -180,8 +183,16 @@ def coord_map(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tenso
         ys = torch.linspace(-1.0, 1.0, h + 1, device=device)
         xmin, xmax = xs[:-1].expand(h, w), xs[1:].expand(h, w)
         ymin, ymax = ys[:-1, None].expand(h, w), ys[1:, None].expand(h, w)
-        maps = [xmin, ymin, xmax, ymax, (xmin + xmax) / 2, (ymin + ymax) / 2,
-                torch.full((h, w), 1.0 / w, device=device), torch.full((h, w), 1.0 / h, device=device)]
+        maps = [
+            xmin,
+            ymin,
+            xmax,
+            ymax,
+            (xmin + xmax) / 2,
+            (ymin + ymax) / 2,
+            torch.full((h, w), 1.0 / w, device=device),
+            torch.full((h, w), 1.0 / h, device=device),
+        ]
         return torch.stack(maps).to(dtype)
 
 
@@ -199,7 +210,9 @@ class SEM(nn.Module):
 
 def conv_gn_relu(c_in: int, c_out: int) -> nn.Sequential:
     # GroupNorm, not BatchNorm: clips are few per batch and eval sees one frame at a time
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(math.gcd(8, c_out), c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(math.gcd(8, c_out), c_out), nn.ReLU(inplace=True)
+    )
 
 
 class VisualEncoder(nn.Module):
@@ -211,6 +224,10 @@ class VisualEncoder(nn.Module):
         self.backbone = backbone
         self.sem = nn.ModuleList(SEM(c, channels) for c in backbone.channels)
         self.merge = conv_gn_relu(len(backbone.channels) * channels, channels)
+
+    def resnet_state_dict(self) -> dict[str, Tensor]:
+        """The ResNet's weights as a torchvision state_dict: the file `model.init` loads."""
+        return self.backbone.body.state_dict()
 
     def forward(self, x: Tensor) -> Tensor:
         v = [sem(r) for sem, r in zip(self.sem, self.backbone(x))]  # Res2..Res5, each C channels
@@ -308,7 +325,9 @@ class CVLS(nn.Module):
         logit = self.decoder(fused)  # [B·T, 1, h, w]
         logits = F.interpolate(logit, size=(height, width), mode="bilinear", align_corners=False)
         gate = self.lcf(s) if self.lcf is not None else None  # (Eq. 5)
-        return Output(logits=logits.reshape(b, t, height, width), features=feat.unflatten(0, (b, t)), sentence=s, gate=gate)
+        return Output(
+            logits=logits.reshape(b, t, height, width), features=feat.unflatten(0, (b, t)), sentence=s, gate=gate
+        )
 
     def project(self, x: Tensor) -> Tensor:
         """g(·) on the last dim: [..., C] -> [..., proj_dim], L2-normalised, float32."""

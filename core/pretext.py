@@ -17,9 +17,10 @@ Telling instances apart forces the features to encode colour, shape, size, motio
 position, which is what the sentences talk about, without any sentence. As with ImageNet,
 only the ResNet is kept: `outputs/pretrain/backbone.pt` is a torchvision ResNet state_dict
 that every run loads through the same path as an ImageNet file. The stage is one tracked
-MLflow run, checkpointed every `pretrain.checkpoint_every` steps (a killed stage resumes from
-its last checkpoint) and reused when its config and data are unchanged.
+MLflow run trained by the suite's one loop (`core.loop.fit`: checkpointed every epoch, a killed
+stage resumes from its last checkpoint) and reused when its config and data are unchanged.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,17 +34,18 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
+from torch.utils.data import DataLoader
 
-from core import tracking
+from core import results, tracking
+from core.checkpoint import load_vocab, save_checkpoint
 from core.cli import params_from, parser, run_main
 from core.config import Params
-from core.data.dataset import to_device
 from core.io import atomic_path, write_json
+from core.loop import Objective, Schedule, clip_loader, fit
 from core.losses import instance_features, region_weights, segmentation_loss
 from core.model import ProjectionHead, VisualEncoder, build_backbone
-from core.runtime import Dist, autocast, pick_device, rng_state, seed_everything, set_rng_state
-from core.train import Diverged, clip_loader, data_fingerprint, load_checkpoint, load_vocab, make_optimizer, save_checkpoint
+from core.results import data_fingerprint
+from core.runtime import Dist, pick_device, seed_everything
 
 log = logging.getLogger("cvls")
 
@@ -81,7 +83,9 @@ def cross_frame_nce(z: Tensor, valid: Tensor, tau: float) -> Tensor:
     return loss.sum() / pair.sum().clamp_min(1)
 
 
-def pretext_loss(visual: VisualEncoder, head: PretextHead, batch: dict[str, Tensor], tau: float) -> tuple[Tensor, dict[str, Tensor]]:
+def pretext_loss(
+    visual: VisualEncoder, head: PretextHead, batch: dict[str, Tensor], tau: float
+) -> tuple[Tensor, dict[str, Tensor]]:
     """objectness + identity on one clip batch (the training batch contract, sentences unused)."""
     frames, masks = batch["frames"], batch["masks"]
     b, t, _, s, _ = frames.shape
@@ -99,8 +103,13 @@ def pretext_hash(params: Params) -> str:
     """Identity of a pretext run: its section, the data, and the model keys of what it trains."""
     m = params.model
     model = {"backbone": m.backbone, "channels": m.channels, "proj_hidden": m.proj_hidden, "proj_dim": m.proj_dim}
-    return tracking.config_hash_of({**tracking.identity_sections(params, ("pretrain", "data")), "model": model,
-                                    "fingerprint": data_fingerprint(params)})
+    return tracking.config_hash_of(
+        {
+            **tracking.identity_sections(params, ("pretrain", "data")),
+            "model": model,
+            "fingerprint": data_fingerprint(params),
+        }
+    )
 
 
 def pretrain(params: Params) -> dict:
@@ -115,7 +124,7 @@ def pretrain(params: Params) -> dict:
         write_json(out_dir / "summary.json", summary)
         return summary
     h = pretext_hash(params)
-    run_dir = params.outputs / "runs" / f"pretext-{h}"
+    run_dir = results.run_dir(params, f"pretext-{h}")
     final = run_dir / "backbone.pt"
     info_path = run_dir / "run.json"
     if final.is_file() and info_path.is_file():
@@ -123,11 +132,17 @@ def pretrain(params: Params) -> dict:
         summary = json.loads(info_path.read_text())
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        with tracking.tracked_run(params, name="pretext", run_hash=f"pretext-{h}", tags={"variant": "pretext", "stage": "pretext"}) as handle:
+        tags = {"variant": "pretext", "stage": "pretext"}
+        with tracking.tracked_run(params, name="pretext", run_hash=f"pretext-{h}", tags=tags) as handle:
             t0 = time.perf_counter()
-            history = _fit(params, run_dir, handle)
-            summary = {"run_id": handle.run_id, "run_hash": h, "steps": params.pretrain.steps, "history": history,
-                       "seconds": round(time.perf_counter() - t0, 1)}
+            history = fit_pretext(params, run_dir, handle)
+            summary = {
+                "run_id": handle.run_id,
+                "run_hash": h,
+                "steps": params.pretrain.steps,
+                "history": history,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
         write_json(info_path, summary)
     with atomic_path(params.pretext_weights, suffix=".pt") as tmp:
         shutil.copyfile(final, tmp)
@@ -135,68 +150,45 @@ def pretrain(params: Params) -> dict:
     return summary
 
 
-def _fit(params: Params, run_dir: Path, handle: tracking.RunHandle) -> list[dict[str, float]]:
+def fit_pretext(params: Params, run_dir: Path, handle: tracking.RunHandle) -> list[dict[str, float]]:
+    """pretrain.steps steps of `pretext_loss` with `core.loop.fit`; backbone.pt at the end."""
     pp = params.pretrain
     seed_everything(pp.seed, params.train.deterministic)
     device = pick_device(params.train.device)
-    channels_last = params.train.channels_last and device.type == "cuda"
     m = params.model
     visual = VisualEncoder(build_backbone(m.backbone, None), m.channels)
     head = PretextHead(m.channels, m.proj_hidden, m.proj_dim)
     net = nn.ModuleDict({"visual": visual, "head": head}).to(device)
-    if channels_last:
+    if params.train.channels_last and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    opt = make_optimizer(net, pp.lr)
-    step, history = 0, []
-    ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
-        step, history = ckpt["step"], ckpt["history"]
-        log.info("resuming the pretext from step %d/%d", step, pp.steps)
     # the training loader, with the pretext's batch size and seed
     loader_params = params.replace(**{"train.batch_size": pp.batch_size, "train.seed": pp.seed})
     vocab = load_vocab(params)
-    n_batches = len(clip_loader(loader_params, "train", vocab, True, 0, Dist()))
-    sums = torch.zeros(2, device=device)
-    since = 0
-    bar = tqdm(total=pp.steps, initial=step, desc="pretext", unit="step")
-    while step < pp.steps:
-        for batch in clip_loader(loader_params, "train", vocab, True, step // n_batches, Dist()):
-            batch = to_device(batch, device, channels_last)
-            with autocast(device, params.train):
-                loss, parts = pretext_loss(visual, head, batch, pp.tau)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += torch.stack([parts["objectness"].float(), parts["identity"].float()])
-            step, since = step + 1, since + 1
-            bar.update(1)
-            if step % pp.checkpoint_every == 0 or step == pp.steps:
-                obj, ident = (sums / since).tolist()
-                if not math.isfinite(obj + ident):
-                    raise Diverged(f"pretext loss became NaN/inf by step {step}; lower pretrain.lr")
-                history.append({"step": step, "objectness": obj, "identity": ident})
-                handle.log_metrics({"pretext_objectness": obj, "pretext_identity": ident}, step=step)
-                bar.set_postfix(objectness=f"{obj:.3f}", identity=f"{ident:.3f}")
-                save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
-                                            "step": step, "history": history})
-                sums.zero_()
-                since = 0
-            if step >= pp.steps:
-                break
-    bar.close()
-    save_checkpoint(run_dir / "backbone.pt", visual.backbone.body.state_dict())
-    return history
+
+    def loader(epoch: int) -> DataLoader:
+        return clip_loader(loader_params, "train", vocab, True, epoch, Dist())
+
+    def export() -> None:  # only the ResNet is kept, in the format an ImageNet file has
+        save_checkpoint(run_dir / "backbone.pt", visual.resnet_state_dict())
+
+    objective = Objective(
+        module=net,
+        loss=lambda batch: pretext_loss(visual, head, batch, pp.tau),
+        parts=("objectness", "identity"),
+        export=export,
+    )
+    schedule = Schedule(epochs=math.ceil(pp.steps / len(loader(0))), lr=pp.lr, max_steps=pp.steps)
+    return fit(objective, schedule, loader, params, run_dir, handle, device, desc="pretext epoch")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser("Language-free pretext: the backbone's start weights (model.init: pretext)").parse_args(argv)
     params = params_from(args)
     summary = pretrain(params)
-    print(summary.get("skipped") or f"pretext backbone {params.pretext_weights} (run {summary['run_id']}, {summary['steps']} steps)")
+    print(
+        summary.get("skipped")
+        or f"pretext backbone {params.pretext_weights} (run {summary['run_id']}, {summary['steps']} steps)"
+    )
     return 0
 
 

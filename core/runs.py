@@ -4,6 +4,7 @@ The ablation suite and both Optuna studies call `run_variant`; because runs are 
 config hash, a configuration they share (e.g. the full model at ratio 1:3, lambda 0.8, seed 0)
 is trained once and reused everywhere.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,11 +13,9 @@ from typing import Any
 
 from core import tracking
 from core.config import Params
-from core.evaluate import evaluate_run, read_per_sample
+from core.evaluate import evaluate_run
+from core.results import log_history, mlflow_metrics, read_per_sample, run_row
 from core.train import train
-
-METRIC_KEYS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_iou", "mean_iou")
-SPLITS = ("val", "test", "jhmdb", "test_shuffled")
 
 
 @dataclass(frozen=True)
@@ -29,19 +28,21 @@ class RunRecord:
     history: list[dict[str, float]]
 
     def row(self) -> dict[str, Any]:
-        """Flat metrics: '<split>/<metric>' for every split and metric (result tables)."""
-        out: dict[str, Any] = {"run_id": self.run_id, "run_hash": self.run_hash, "reused": self.reused}
-        for split in SPLITS:
-            for k in METRIC_KEYS:
-                out[f"{split}/{k}"] = self.metrics.get(split, {}).get(k, float("nan"))
-        return out
+        """The run as one flat row of `core.results.RUN_COLUMNS` (result tables)."""
+        return run_row(self.run_id, self.run_hash, self.reused, self.metrics)
 
     def per_sample(self) -> list[dict[str, Any]]:
         return read_per_sample(self.run_dir / "eval" / "per_sample.csv")
 
 
-def run_variant(params: Params, *, name: str, tags: dict[str, str] | None = None, parent_run_id: str | None = None,
-                force: bool = False) -> RunRecord:
+def run_variant(
+    params: Params,
+    *,
+    name: str,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    force: bool = False,
+) -> RunRecord:
     """Train `params` (reused when an identical FINISHED run exists) and evaluate it (cached)."""
     result = train(params, name=name, tags=tags, parent_run_id=parent_run_id, force=force)
     metrics = evaluate_run(params, result.run_dir, result.run_id)
@@ -60,7 +61,5 @@ def log_reference(params: Params, record: RunRecord, *, name: str, tags: dict[st
         return
     ref_tags = tags | {"cvls.reuses": record.run_id, "cvls.reused_hash": record.run_hash}
     with tracking.tracked_run(params, name=name, run_hash=None, tags=ref_tags, parent_run_id=parent_run_id) as handle:
-        for row in record.history:
-            handle.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-        handle.log_metrics({k.replace("@", "_at_"): v for k, v in record.row().items()
-                            if isinstance(v, float) and v == v})  # NaN: split absent
+        log_history(handle, record.history)
+        handle.log_metrics(mlflow_metrics(record.row()))  # NaN (an absent split) is left out

@@ -1,4 +1,5 @@
 """The report's plots, each drawn into axes the page layout hands over (no layout decisions here)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,8 @@ import pandas as pd
 import seaborn as sns
 
 from core.config import parse_ratio
+from core.study.figure import draw_sweep
 from reports import paper
-
-SPLIT_STYLE = {"val": ("tab:blue", "o", "val"), "test": ("tab:orange", "s", "test (A2D-format)")}
 
 
 def ratio_order(points: Sequence[str]) -> list[str]:
@@ -22,27 +22,12 @@ def ratio_order(points: Sequence[str]) -> list[str]:
     return known + rest
 
 
-def _seed_spread(ax: Any, df: pd.DataFrame, xs: dict[Any, float], split: str) -> None:
-    """Mean line over seeds with a min-max band, and every seed as a dot."""
-    colour, marker, label = SPLIT_STYLE[split]
-    col = f"{split}/mAP"
-    g = df.groupby("point", sort=False)[col]
-    order = sorted(g.groups, key=lambda p: xs[p])
-    x = np.array([xs[p] for p in order])
-    mean, lo, hi = (np.array([f(g.get_group(p)) for p in order]) for f in (np.mean, np.min, np.max))
-    ax.plot(x, mean, color=colour, marker=marker, label=f"{label}: mean over seeds")
-    if (hi > lo).any():
-        ax.fill_between(x, lo, hi, color=colour, alpha=0.18, lw=0, label=f"{label}: min–max over seeds")
-    ax.scatter([xs[p] for p in df["point"]], df[col], color=colour, s=10, alpha=0.6, zorder=3)
-
-
 def rhic_ratio(ax: Any, df: pd.DataFrame) -> None:
     """Fig. 6a: mAP vs hard:easy ratio, categorical axis in the paper's order."""
     df = df.assign(point=df["point"].astype(str))
     order = ratio_order(list(df["point"].unique()))
     xs = {p: i for i, p in enumerate(order)}
-    for split in ("val", "test"):
-        _seed_spread(ax, df, xs, split)
+    draw_sweep(ax, df, xs)
     if paper.FIG6A_DEFAULT in xs:
         ax.axvline(xs[paper.FIG6A_DEFAULT], color="0.4", ls="--", lw=1, label=f"paper's choice {paper.FIG6A_DEFAULT}")
     ax.set_xticks(range(len(order)), order)
@@ -55,8 +40,7 @@ def lambda_sensitivity(ax: Any, df: pd.DataFrame) -> None:
     """Fig. 6b: mAP vs lambda (weight of the segmentation term)."""
     df = df.assign(point=df["point"].astype(str))
     xs = dict(zip(df["point"], df["x"].astype(float)))
-    for split in ("val", "test"):
-        _seed_spread(ax, df, xs, split)
+    draw_sweep(ax, df, xs)
     ax.axvline(paper.FIG6B_DEFAULT, color="0.4", ls="--", lw=1, label=f"paper's λ = {paper.FIG6B_DEFAULT}")
     ax.set_xlabel("λ (weight of L_seg; L_ccl gets 1 − λ)")
     ax.set_ylabel("mAP 0.5:0.95 (%)")
@@ -65,23 +49,52 @@ def lambda_sensitivity(ax: Any, df: pd.DataFrame) -> None:
 
 def training_curve(ax: Any, histories: pd.DataFrame, column: str, variants: Sequence[str], title: str) -> None:
     """One line per variant (mean over seeds) with the min-max band over seeds."""
-    sns.lineplot(data=histories, x="epoch", y=column, hue="variant", hue_order=list(variants), errorbar=("pi", 100),
-                 marker="o", markersize=4, ax=ax)
+    sns.lineplot(
+        data=histories,
+        x="epoch",
+        y=column,
+        hue="variant",
+        hue_order=list(variants),
+        errorbar=("pi", 100),
+        marker="o",
+        markersize=4,
+        ax=ax,
+    )
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (Eq. 4, per clip)")
     ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)
 
 
-def shuffled_control(ax: Any, results: pd.DataFrame, main: dict[str, dict[str, float]], variants: Sequence[str]) -> None:
+def shuffled_control(
+    ax: Any, results: pd.DataFrame, main: dict[str, dict[str, float]], variants: Sequence[str]
+) -> None:
     """Test mAP with the true sentences vs with every sentence swapped for another sample's."""
-    rows = [(v, split, val) for _, r in results.iterrows() for v, split, val in
-            ((r["variant"], "true sentence", r["test/mAP"]), (r["variant"], "shuffled sentence", r["test_shuffled/mAP"]))]
+    rows = [
+        (v, split, val)
+        for _, r in results.iterrows()
+        for v, split, val in (
+            (r["variant"], "true sentence", r["test/mAP"]),
+            (r["variant"], "shuffled sentence", r["test_shuffled/mAP"]),
+        )
+    ]
     if "test" in main and "test_shuffled" in main:
-        rows += [("main run", "true sentence", main["test"]["mAP"]), ("main run", "shuffled sentence", main["test_shuffled"]["mAP"])]
+        rows += [
+            ("main run", "true sentence", main["test"]["mAP"]),
+            ("main run", "shuffled sentence", main["test_shuffled"]["mAP"]),
+        ]
     df = pd.DataFrame(rows, columns=["variant", "sentences", "mAP"])
-    sns.barplot(data=df, x="variant", y="mAP", hue="sentences", order=[*variants, "main run"], errorbar=("pi", 100),
-                capsize=0.15, err_kws={"linewidth": 1}, ax=ax)
+    sns.barplot(
+        data=df,
+        x="variant",
+        y="mAP",
+        hue="sentences",
+        order=[*variants, "main run"],
+        errorbar=("pi", 100),
+        capsize=0.15,
+        err_kws={"linewidth": 1},
+        ax=ax,
+    )
     ax.set_xlabel("")
     ax.set_ylabel("test mAP 0.5:0.95 (%)")
     ax.set_title("Shuffled-sentence control (bars: mean over seeds; whiskers: min–max)")
@@ -96,8 +109,13 @@ def ours_vs_paper(ax: Any, ours: dict[str, float], reference: dict[str, float], 
     x = np.arange(len(keys))
     ax.bar(x - 0.2, [ours.get(k, np.nan) for k in keys], 0.4, label="ours (main run)", color="tab:blue")
     ax.bar(x + 0.2, [reference[k] for k in keys], 0.4, label=ref_label, color="0.65")
-    ax.set_xticks(x, [paper.METRIC_LABELS[k].replace(" 0.5:0.95", "") for k in keys], rotation=45, ha="right",
-                  rotation_mode="anchor")
+    ax.set_xticks(
+        x,
+        [paper.METRIC_LABELS[k].replace(" 0.5:0.95", "") for k in keys],
+        rotation=45,
+        ha="right",
+        rotation_mode="anchor",
+    )
     ax.set_ylabel("value (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)

@@ -3,6 +3,7 @@
 The report reads files only (never the model): a missing or malformed input is a one-line
 `UserError` naming the file and the stage that writes it.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,14 @@ import pandas as pd
 
 from core.config import Params
 from core.errors import UserError
-from core.runs import METRIC_KEYS, SPLITS
+from core.results import (
+    ABLATION_COLUMNS,
+    ABLATION_SAMPLE_COLUMNS,
+    HISTORY_INDEX,
+    METRIC_COLUMNS,
+    STUDY_COLUMNS,
+    run_dir,
+)
 
 # file (relative to outputs) -> the pipeline stage that writes it
 STAGES = {
@@ -28,13 +36,17 @@ STAGES = {
     "studies/rhic_ratio.csv": "study_rhic",
     "studies/lambda_sensitivity.csv": "study_lambda",
 }
-METRIC_COLUMNS = tuple(f"{s}/{m}" for s in SPLITS for m in METRIC_KEYS)
+# the columns the report needs (the schemas are core.results'); a metric column of an absent split
+# may be missing and reads as NaN
 REQUIRED_COLUMNS = {
-    "ablation/results.csv": ("variant", "seed", "ccl", "rhic", "lcf", "run_hash"),
-    "ablation/per_sample.csv": ("variant", "seed", "split", "pair", "iou"),
-    "ablation/histories.csv": ("variant", "seed", "epoch", "train_loss", "val_loss"),
-    "studies/rhic_ratio.csv": ("point", "x", "seed", "val/mAP", "test/mAP"),
-    "studies/lambda_sensitivity.csv": ("point", "x", "seed", "val/mAP", "test/mAP"),
+    rel: tuple(c for c in cols if c not in METRIC_COLUMNS)
+    for rel, cols in {
+        "ablation/results.csv": ABLATION_COLUMNS,
+        "ablation/per_sample.csv": ABLATION_SAMPLE_COLUMNS,
+        "ablation/histories.csv": ("variant", "seed", HISTORY_INDEX, "train_loss", "val_loss"),
+        "studies/rhic_ratio.csv": STUDY_COLUMNS,
+        "studies/lambda_sensitivity.csv": STUDY_COLUMNS,
+    }.items()
 }
 
 
@@ -62,7 +74,9 @@ class ReportInputs:
 
 def _require(path: Path, stage: str) -> Path:
     if not path.is_file():
-        raise UserError(f"{path}: missing input of the report (written by the '{stage}' stage; run `dvc repro {stage}`)")
+        raise UserError(
+            f"{path}: missing input of the report (written by the '{stage}' stage; run `dvc repro {stage}`)"
+        )
     return path
 
 
@@ -96,17 +110,12 @@ def read_table(params: Params, rel: str) -> pd.DataFrame:
     return df
 
 
-def run_dir_of(params: Params, run_hash: str) -> Path:
-    """A run's folder, from its config hash (core.train.run_dir_for)."""
-    return params.outputs / "runs" / str(run_hash)
-
-
 def main_run_info(params: Params) -> dict[str, Any]:
     """<run_dir>/run.json of the main run; run_dir from train/run.json, else outputs/runs/<run_hash>."""
     pointer = read_json(_rel(params, "train/run.json"))
     candidates = [Path(pointer["run_dir"])] if pointer.get("run_dir") else []
     if pointer.get("run_hash"):
-        candidates.append(run_dir_of(params, pointer["run_hash"]))
+        candidates.append(run_dir(params, pointer["run_hash"]))
     for folder in candidates:
         if (folder / "run.json").is_file():
             return read_json(folder / "run.json")
@@ -136,4 +145,4 @@ def qualitative_image(params: Params, results: pd.DataFrame, variant: str, seed:
     rows = results[(results["variant"] == variant) & (results["seed"] == seed)]
     if rows.empty:
         raise UserError(f"{params.outputs / 'ablation/results.csv'}: no row for variant {variant!r} seed {seed}")
-    return _require(run_dir_of(params, rows["run_hash"].iloc[0]) / "eval" / "qualitative.png", "ablate")
+    return _require(run_dir(params, rows["run_hash"].iloc[0]) / "eval" / "qualitative.png", "ablate")

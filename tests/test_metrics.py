@@ -1,8 +1,18 @@
 """The classic A2D protocol (core/metrics.py) against hand-computed masks and scores."""
+
 import pytest
 import torch
 
-from core.metrics import THRESHOLDS_MAP, THRESHOLDS_P, binarize, intersection_union, resize_to, sample_scores, summarize
+from core.metrics import (
+    THRESHOLDS_MAP,
+    THRESHOLDS_P,
+    batch_scores,
+    binarize,
+    intersection_union,
+    resize_to,
+    sample_scores,
+    summarize,
+)
 
 torch.set_num_threads(1)
 
@@ -109,3 +119,22 @@ def test_sample_scores_end_to_end():
     # width 4 -> 12: column j samples x = (j + 0.5) / 3 - 0.5; column 6 (x = 1.67) blends to
     # 0.8/3 + 0.3*2/3 = 0.467 > 0.4 -> foreground, column 7 (x = 2) is 0.3 -> background
     assert sample_scores(prob, gt, 0.5) == (48, 56)
+
+
+def test_batch_scores_equal_the_per_sample_protocol_on_random_maps():
+    """Evaluation's batched scoring gives the integers of the protocol written sample by sample
+    (resize each map to its frame, θ·max, count), over mixed original sizes and edge cases."""
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(7, 9), (12, 16), (7, 9), (5, 5), (12, 16), (7, 9)]
+    probs = torch.rand(len(sizes), 4, 4, generator=gen)
+    probs[3] = 0.0  # an all-zero map: empty prediction
+    probs[4] = probs[4].round()  # ties at the maximum
+    gts = [torch.rand(*hw, generator=gen) > 0.6 for hw in sizes]
+    gts[5] = torch.zeros(7, 9, dtype=torch.bool)  # nothing to find
+    theta = 0.5
+    reference = [intersection_union(binarize(resize_to(p, hw), theta), gt) for p, hw, gt in zip(probs, sizes, gts)]
+    assert batch_scores(probs, gts, theta) == reference
+    assert [sample_scores(p, gt, theta) for p, gt in zip(probs, gts)] == reference
+    assert all(isinstance(v, int) for pair in batch_scores(probs, gts, theta) for v in pair)
+    with pytest.raises(ValueError, match="2 maps but 1 ground truths"):
+        batch_scores(probs[:2], gts[:1], theta)

@@ -7,8 +7,11 @@ import torch
 import torch.nn.functional as F
 
 import core.pretext as pretext
+from core.checkpoint import load_vocab
 from core.errors import UserError
+from core.loop import clip_loader
 from core.model import build_backbone
+from core.runtime import Dist
 from core.train import run_fingerprint
 
 from .conftest import tiny_params
@@ -32,11 +35,19 @@ def test_cross_frame_nce_equals_a_hand_computation():
     assert zero.item() == 0.0 and zero.requires_grad
 
 
+def epoch_steps(p) -> int:
+    """Batches in one pretext epoch: the training loader at the pretext's batch size."""
+    loader_params = p.replace(**{"train.batch_size": p.pretrain.batch_size})
+    return len(clip_loader(loader_params, "train", load_vocab(p), True, 0, Dist()))
+
+
 def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
     p = tiny_store  # conftest ran pretrain() once
     summary = json.loads((p.pretext_weights.parent / "summary.json").read_text())
-    assert [h["step"] for h in summary["history"]] == [3, 6]
-    assert all(math.isfinite(h["objectness"]) and math.isfinite(h["identity"]) for h in summary["history"])
+    n, steps = epoch_steps(p), p.pretrain.steps
+    # the suite's one loop: a history row (and a checkpoint) per epoch, the last one cut at pretrain.steps
+    assert [h["step"] for h in summary["history"]] == [min(k * n, steps) for k in range(1, math.ceil(steps / n) + 1)]
+    assert all(math.isfinite(h["train_objectness"]) and math.isfinite(h["train_identity"]) for h in summary["history"])
     net = build_backbone(p.model.backbone, p.pretext_weights)  # the ImageNet loading path
     state = torch.load(p.pretext_weights, weights_only=True)
     assert net.pretrained and torch.equal(net.body.conv1.weight, state["conv1.weight"])
@@ -48,26 +59,35 @@ def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
 
 
 def test_a_killed_pretext_resumes_from_its_checkpoint(tiny_store, tmp_path, monkeypatch):
-    p = tiny_params(tmp_path / "out")
+    n = epoch_steps(tiny_store)
+    p = tiny_params(tmp_path / "out", **{"pretrain.steps": 2 * n + 1})  # three epochs, the last of one step
     shutil.copytree(tiny_store.processed, p.processed)
     calls = {"n": 0}
     real = pretext.pretext_loss
 
-    def dies_at_step_5(*args, **kwargs):
+    def dies_in_epoch_2(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt  # a kill after the step-3 checkpoint
+        if calls["n"] == n + 1:
+            raise KeyboardInterrupt  # a kill after the first epoch's checkpoint
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pretext, "pretext_loss", dies_at_step_5)
+    monkeypatch.setattr(pretext, "pretext_loss", dies_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         pretext.pretrain(p)
     assert not p.pretext_weights.exists()
     calls["n"] = -100  # no more kills
     summary = pretext.pretrain(p)
-    assert calls["n"] == -100 + 3  # steps 4..6 only: steps 1..3 came from the checkpoint
-    assert [h["step"] for h in summary["history"]] == [3, 6]
-    assert p.pretext_weights.is_file()
+    assert calls["n"] == -100 + n + 1  # epochs 2 and 3 only: epoch 1 came from the checkpoint
+    assert [h["step"] for h in summary["history"]] == [n, 2 * n, 2 * n + 1]
+    # and it ends with the weights of an uninterrupted pretext (same loop as every training run)
+    monkeypatch.setattr(pretext, "pretext_loss", real)
+    whole = tiny_params(tmp_path / "whole", **{"pretrain.steps": 2 * n + 1})
+    shutil.copytree(tiny_store.processed, whole.processed)
+    pretext.pretrain(whole)
+    resumed, uninterrupted = (torch.load(q.pretext_weights, weights_only=True) for q in (p, whole))
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+    assert run_fingerprint(p) == run_fingerprint(whole)  # equal weights: the runs after it keep their identity
 
 
 def test_other_inits_skip_the_pretext_and_missing_weights_are_one_line_errors(tiny_store, tmp_path):

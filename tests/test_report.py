@@ -3,6 +3,7 @@
 The fixture writes every input the report reads, in the formats the other stages write them;
 set REPORT_REAL_OUTPUTS=<outputs folder> to also build the report from a real pipeline run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,14 +23,21 @@ import pytest
 from core.config import Params, load_params
 from core.errors import UserError
 from core.metrics import summarize
-from core.runs import METRIC_KEYS, SPLITS
+from core.results import METRIC_KEYS, SPLITS
 from reports import paper
 from reports.stats import mean_ci, paired_bootstrap, paired_t
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_PAGES = ("title", "table3", "significance", "fig6", "main_results", "training", "qualitative")
-SECTION_TITLES = ("CVLS ablation suite — report", "Table 3 reproduced", "Paired significance",
-                  "Fig. 6", "Main results", "Training curves", "Qualitative")
+SECTION_TITLES = (
+    "CVLS ablation suite — report",
+    "Table 3 reproduced",
+    "Paired significance",
+    "Fig. 6",
+    "Main results",
+    "Training curves",
+    "Qualitative",
+)
 EFFECT = {"Baseline": 0.0, "CCL": 0.06, "CCL+RHIC": 0.075, "CCL+LCF": 0.09, "CCL+RHIC+LCF": 0.10}
 N_PAIRS = {"val": 40, "test": 90, "jhmdb": 50, "test_shuffled": 90}
 
@@ -69,8 +77,18 @@ def _run(rng, bases, effect, shuffled_effect=-0.35):
         iu = _samples(rng, bases[split], shift, 0.08)
         metrics[split] = summarize([i for i, _ in iu], [u for _, u in iu])
         for pair, (i, u) in enumerate(iu):
-            rows.append({"split": split, "pair": pair, "sample": pair // 2, "video": f"v{pair // 6:03d}",
-                         "frame": pair % 6, "inter": i, "union": u, "iou": 1.0 if u == 0 else i / u})
+            rows.append(
+                {
+                    "split": split,
+                    "pair": pair,
+                    "sample": pair // 2,
+                    "video": f"v{pair // 6:03d}",
+                    "frame": pair % 6,
+                    "inter": i,
+                    "union": u,
+                    "iou": 1.0 if u == 0 else i / u,
+                }
+            )
     return rows, metrics
 
 
@@ -84,11 +102,13 @@ def _qualitative_png(path: Path, rng: np.random.Generator, rows: int = 3) -> Non
         frame = np.full((48, 64, 3), 90, np.uint8)
         boxes = [(int(rng.integers(0, 34)), int(rng.integers(0, 44))) for _ in range(3)]
         for y, x in boxes:
-            frame[y:y + 14, x:x + 12] = rng.integers(60, 255, 3)
+            frame[y : y + 14, x : x + 12] = rng.integers(60, 255, 3)
         for c, colour in enumerate(((0, 200, 0), (230, 40, 40))):
             img = frame.copy()
             y, x = boxes[0 if c == 0 or rng.random() < 0.6 else 1]
-            img[y:y + 14, x:x + 12] = (0.45 * img[y:y + 14, x:x + 12] + 0.55 * np.array(colour)).astype(np.uint8)
+            img[y : y + 14, x : x + 12] = (0.45 * img[y : y + 14, x : x + 12] + 0.55 * np.array(colour)).astype(
+                np.uint8
+            )
             axes[r, c].imshow(img)
             axes[r, c].set_title('ground truth: "the red dog on the left"' if c == 0 else "prediction", fontsize=8)
             axes[r, c].axis("off")
@@ -108,16 +128,41 @@ def write_outputs(params: Params, seed: int = 0) -> None:
     bases = {s: rng.beta(4, 3, n) * 0.8 for s, n in N_PAIRS.items()}
     fp = "fp" + "%014x" % rng.integers(0, 2**56)
     (out / "processed").mkdir(parents=True, exist_ok=True)
-    (out / "processed/summary.json").write_text(json.dumps({
-        "source": "synthetic", "fingerprint": fp, "input_size": 64, "vocab_words": 112,
-        "splits": {"train": {"videos": 40, "sentences": 120, "frames": 320, "annotated_frames": 120, "eval_pairs": 360},
-                   "val": {"videos": 7, "sentences": 20, "frames": 56, "annotated_frames": 21, "eval_pairs": 40},
-                   "test": {"videos": 15, "sentences": 45, "frames": 120, "annotated_frames": 45, "eval_pairs": 90},
-                   "jhmdb": {"videos": 12, "sentences": 12, "frames": 96, "annotated_frames": 96, "eval_pairs": 50}},
-        "skipped": {"missing_video": {"count": 1, "examples": ["raw/a2d/Release/clips320H/xyz.mp4"]}}}))
+    (out / "processed/summary.json").write_text(
+        json.dumps(
+            {
+                "source": "synthetic",
+                "fingerprint": fp,
+                "input_size": 64,
+                "vocab_words": 112,
+                "splits": {
+                    "train": {
+                        "videos": 40,
+                        "sentences": 120,
+                        "frames": 320,
+                        "annotated_frames": 120,
+                        "eval_pairs": 360,
+                    },
+                    "val": {"videos": 7, "sentences": 20, "frames": 56, "annotated_frames": 21, "eval_pairs": 40},
+                    "test": {"videos": 15, "sentences": 45, "frames": 120, "annotated_frames": 45, "eval_pairs": 90},
+                    "jhmdb": {"videos": 12, "sentences": 12, "frames": 96, "annotated_frames": 96, "eval_pairs": 50},
+                },
+                "skipped": {"missing_video": {"count": 1, "examples": ["raw/a2d/Release/clips320H/xyz.mp4"]}},
+            }
+        )
+    )
     (out / "raw").mkdir(parents=True, exist_ok=True)
-    (out / "raw/synthetic_summary.json").write_text(json.dumps(
-        {"source": "synthetic", "generated": True, "seed": 0, "same_class_fraction": 0.83, "distractor_fraction": 0.85}))
+    (out / "raw/synthetic_summary.json").write_text(
+        json.dumps(
+            {
+                "source": "synthetic",
+                "generated": True,
+                "seed": 0,
+                "same_class_fraction": 0.83,
+                "distractor_fraction": 0.85,
+            }
+        )
+    )
 
     def run_dir(h: str) -> Path:
         return out / "runs" / h
@@ -129,11 +174,13 @@ def write_outputs(params: Params, seed: int = 0) -> None:
     (out / "eval/metrics.json").write_text(json.dumps(main_metrics))
     history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e} for e in range(1, 4)]
     run_dir(main_hash).mkdir(parents=True)
-    (run_dir(main_hash) / "run.json").write_text(json.dumps({"run_id": "r-main", "run_hash": main_hash, "pretrained": False,
-                                                             "history": history}))
+    (run_dir(main_hash) / "run.json").write_text(
+        json.dumps({"run_id": "r-main", "run_hash": main_hash, "pretrained": False, "history": history})
+    )
     (out / "train").mkdir(parents=True, exist_ok=True)
-    (out / "train/run.json").write_text(json.dumps({"run_id": "r-main", "run_hash": main_hash,
-                                                    "run_dir": str(run_dir(main_hash))}))
+    (out / "train/run.json").write_text(
+        json.dumps({"run_id": "r-main", "run_hash": main_hash, "run_dir": str(run_dir(main_hash))})
+    )
 
     # ablation
     results, per_sample, histories = [], [], []
@@ -142,14 +189,35 @@ def write_outputs(params: Params, seed: int = 0) -> None:
         for s in params.ablation.seeds:
             h = f"{name.replace('+', '_').lower()}-s{s}"
             rows, metrics = _run(rng, bases, EFFECT.get(name, 0.05) + rng.normal(0, 0.01))
-            results.append({"variant": name, "seed": s, "ccl": variant.ccl, "rhic": variant.rhic, "lcf": variant.lcf,
-                            "run_id": f"id-{h}", "run_hash": h, "reused": False, **_metric_cols(metrics)})
+            results.append(
+                {
+                    "variant": name,
+                    "seed": s,
+                    "ccl": variant.ccl,
+                    "rhic": variant.rhic,
+                    "lcf": variant.lcf,
+                    "run_id": f"id-{h}",
+                    "run_hash": h,
+                    "reused": False,
+                    **_metric_cols(metrics),
+                }
+            )
             per_sample += [{"variant": name, "seed": s, **r} for r in rows]
             for e in range(1, params.train.epochs + 1):
                 tl = 0.9 * np.exp(-0.25 * e) + 0.1 * variant.ccl + rng.normal(0, 0.01)
-                histories.append({"variant": name, "seed": s, "epoch": e, "train_loss": tl, "train_seg": tl * 0.8,
-                                  "train_ccl": tl * 0.2 * variant.ccl, "val_loss": tl + 0.05 + rng.normal(0, 0.01),
-                                  "lr": params.train.lr, "clips_per_s": 40.0 + rng.normal(0, 2)})
+                histories.append(
+                    {
+                        "variant": name,
+                        "seed": s,
+                        "epoch": e,
+                        "train_loss": tl,
+                        "train_seg": tl * 0.8,
+                        "train_ccl": tl * 0.2 * variant.ccl,
+                        "val_loss": tl + 0.05 + rng.normal(0, 0.01),
+                        "lr": params.train.lr,
+                        "clips_per_s": 40.0 + rng.normal(0, 2),
+                    }
+                )
             png = run_dir(h) / "eval" / "qualitative.png"
             if not qualitative:
                 _qualitative_png(png, rng, params.eval.qualitative_samples)
@@ -164,15 +232,28 @@ def write_outputs(params: Params, seed: int = 0) -> None:
     _write_csv(out / "ablation/histories.csv", histories)
 
     # studies
-    for study, points in (("rhic_ratio", [(r, (lambda h, e: h / e)(*map(float, r.split(":")))) for r in params.studies.rhic_ratios]),
-                          ("lambda_sensitivity", [(str(x), x) for x in params.studies.lambdas])):
+    for study, points in (
+        ("rhic_ratio", [(r, (lambda h, e: h / e)(*map(float, r.split(":")))) for r in params.studies.rhic_ratios]),
+        ("lambda_sensitivity", [(str(x), x) for x in params.studies.lambdas]),
+    ):
         rows = []
         for trial, (point, x) in enumerate(points):
             drop = 0.02 * max(0.0, np.log2(x)) if study == "rhic_ratio" else 0.01 * abs(x - 0.8)
             for s in params.studies.seeds:
                 _, metrics = _run(rng, bases, EFFECT["CCL+RHIC+LCF"] - drop)
-                rows.append({"study": study, "trial": trial, "point": point, "x": x, "seed": s, "run_id": f"id-{study}-{trial}",
-                             "run_hash": f"{study}-{trial}-s{s}", "reused": False, **_metric_cols(metrics)})
+                rows.append(
+                    {
+                        "study": study,
+                        "trial": trial,
+                        "point": point,
+                        "x": x,
+                        "seed": s,
+                        "run_id": f"id-{study}-{trial}",
+                        "run_hash": f"{study}-{trial}-s{s}",
+                        "reused": False,
+                        **_metric_cols(metrics),
+                    }
+                )
         _write_csv(out / "studies" / f"{study}.csv", rows)
 
 
@@ -257,8 +338,9 @@ def test_significance_and_main_results_numbers(built):
     params, result = built.params, built.result
     numbers = json.loads(result.numbers.read_text())
     steps = [k.split("/")[1] for k in numbers if k.startswith("significance/") and k.endswith("/mean_iou/diff")]
-    assert sorted(steps) == sorted(["Baseline->CCL", "CCL->CCL+RHIC", "CCL->CCL+LCF", "CCL+RHIC->CCL+RHIC+LCF",
-                                    "CCL+LCF->CCL+RHIC+LCF"])
+    assert sorted(steps) == sorted(
+        ["Baseline->CCL", "CCL->CCL+RHIC", "CCL->CCL+LCF", "CCL+RHIC->CCL+RHIC+LCF", "CCL+LCF->CCL+RHIC+LCF"]
+    )
     # Baseline -> CCL is a clear shift in the fixture (+6 pp IoU): significant
     assert numbers["significance/Baseline->CCL/mean_iou/diff"]["value"] == pytest.approx(6, abs=2)
     assert numbers["significance/Baseline->CCL/mean_iou/p"]["value"] < 0.01
@@ -313,8 +395,9 @@ def test_paired_t_over_seeds():
 # ---------------------------------------------------------------------------------------------
 # errors, MLflow, real outputs
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rel", ["ablation/per_sample.csv", "studies/lambda_sensitivity.csv", "eval/metrics.json",
-                                 "processed/summary.json"])
+@pytest.mark.parametrize(
+    "rel", ["ablation/per_sample.csv", "studies/lambda_sensitivity.csv", "eval/metrics.json", "processed/summary.json"]
+)
 def test_missing_input_is_one_line_user_error(tmp_path, rel):
     from reports.report import build_report
 
@@ -379,8 +462,7 @@ def test_build_from_real_pipeline_outputs(tmp_path):
 
     real = Path(os.environ["REPORT_REAL_OUTPUTS"]).resolve()
     params_file = real.parent / "params.yaml"
-    params = (load_params(params_file, [f"paths.outputs={real}"]) if params_file.is_file()
-              else make_params(real))
+    params = load_params(params_file, [f"paths.outputs={real}"]) if params_file.is_file() else make_params(real)
     out = tmp_path / "outputs"
     keep = ("processed/summary.json", "raw/synthetic_summary.json", "eval", "train", "ablation", "studies", "runs")
     for rel in keep:

@@ -1,7 +1,10 @@
 """core.tracking: everything is read back through MlflowClient from a real SQLite store in tmp."""
+
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -66,7 +69,9 @@ def test_init_tracking_is_idempotent_and_keeps_artifacts_under_outputs(tmp_path,
 def test_tracked_run_logs_params_tags_metrics_and_config(tmp_path):
     p = make_params(tmp_path)
     run_hash = tracking.config_hash(p, "fp-1")
-    with tracking.tracked_run(p, name="CCL s0", run_hash=run_hash, tags={"cvls.variant": "CCL", "cvls.seed": "0"}) as run:
+    with tracking.tracked_run(
+        p, name="CCL s0", run_hash=run_hash, tags={"cvls.variant": "CCL", "cvls.seed": "0"}
+    ) as run:
         for epoch in range(3):
             run.log_metrics({"train_loss": 1.0 / (epoch + 1), "val_miou": 0.1 * epoch}, step=epoch)
         run.log_metrics({"test_miou": 0.5})
@@ -95,7 +100,11 @@ def test_tracked_run_logs_params_tags_metrics_and_config(tmp_path):
     assert tracking.TAG_PARENT_RUN_ID not in tags
     # metrics with steps: the per-epoch history
     history = client.get_metric_history(run.run_id, "val_miou")
-    assert [(m.step, round(m.value, 6)) for m in sorted(history, key=lambda m: m.step)] == [(0, 0.0), (1, 0.1), (2, 0.2)]
+    assert [(m.step, round(m.value, 6)) for m in sorted(history, key=lambda m: m.step)] == [
+        (0, 0.0),
+        (1, 0.1),
+        (2, 0.2),
+    ]
     assert got.data.metrics["test_miou"] == 0.5
     # artifacts: the resolved config snapshot, under outputs (not the CWD)
     assert [a.path for a in client.list_artifacts(run.run_id, "config")] == [tracking.CONFIG_ARTIFACT]
@@ -178,16 +187,30 @@ def test_nested_run_and_parent_find_or_create(tmp_path):
 def test_config_hash_tracks_only_model_determining_sections(tmp_path):
     base = make_params(tmp_path)
     h = tracking.config_hash(base, "fp")
-    assert len(h) == 16 and int(h, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", h)
+    # the hash of an identity is sha256 over its sorted-key JSON, cut to 16 hex digits
+    assert tracking.config_hash_of({"b": [2], "a": 1}) == hashlib.sha256(b'{"a": 1, "b": [2]}').hexdigest()[:16]
     assert tracking.config_hash(base, "fp") == h
     assert tracking.config_hash(base, "other-fp") != h
-    changed = [("loss.lcf", not base.loss.lcf), ("loss.rhic_ratio", "7:1"), ("model.channels", base.model.channels * 2),
-               ("train.lr", base.train.lr * 3), ("data.clip_frames", base.data.clip_frames + 1), ("eval.threshold", 0.37)]
+    changed = [
+        ("loss.lcf", not base.loss.lcf),
+        ("loss.rhic_ratio", "7:1"),
+        ("model.channels", base.model.channels * 2),
+        ("train.lr", base.train.lr * 3),
+        ("data.clip_frames", base.data.clip_frames + 1),
+        ("eval.threshold", 0.37),
+    ]
     for key, value in changed:
         assert tracking.config_hash(base.replace(**{key: value}), "fp") != h, key
-    for key, value in [("tracking.experiment", "x"), ("tracking.uri", "sqlite:////tmp/x.db"),
-                       ("report.bootstrap", 500), ("ablation.seeds", [7]), ("studies.n_jobs", 3),
-                       ("paths.outputs", str(tmp_path / "elsewhere")), ("data.extract_workers", 0)]:
+    for key, value in [
+        ("tracking.experiment", "x"),
+        ("tracking.uri", "sqlite:////tmp/x.db"),
+        ("report.bootstrap", 500),
+        ("ablation.seeds", [7]),
+        ("studies.n_jobs", 3),
+        ("paths.outputs", str(tmp_path / "elsewhere")),
+        ("data.extract_workers", 0),
+    ]:
         assert tracking.config_hash(base.replace(**{key: value}), "fp") == h, key
 
 
@@ -220,8 +243,13 @@ def test_concurrent_init_on_fresh_sqlite(tmp_path):
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, str(ROOT), str(out), str(i)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(ROOT), str(out), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for i in range(4)
     ]
     try:

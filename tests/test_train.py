@@ -1,4 +1,5 @@
 """Training: resume equals uninterrupted, config-hash reuse, NaN stop, MLflow run contents."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,14 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from core import train as train_mod
 from core import tracking
-from core.evaluate import evaluate_run, read_per_sample
+from core import train as train_mod
+from core.checkpoint import load_checkpoint
+from core.evaluate import evaluate_run
+from core.loop import Diverged
 from core.metrics import summarize
-from core.train import Diverged, load_checkpoint, train
+from core.results import read_per_sample
+from core.train import train
 
 from .conftest import ROOT
 
@@ -53,7 +57,7 @@ def test_a_config_seen_twice_trains_once(tiny_store, monkeypatch):
     p = tiny_store.replace(**{"train.seed": 12})
     first = train(p, name="twice")
     fits = []
-    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: fits.append(1) or [])
+    monkeypatch.setattr(train_mod, "fit_cvls", lambda *a, **k: fits.append(1) or [])
     second = train(p, name="twice")
     assert second.reused and second.run_id == first.run_id and fits == []
     client = MlflowClient(tracking.tracking_uri(p))
@@ -77,7 +81,9 @@ def test_run_contents_read_back_through_mlflow(tiny_store):
     assert tags["variant"] == "CCL+RHIC+LCF" and tags["seed"] == "13" and tags["cvls.config_hash"] == result.run_hash
     fingerprint = json.loads((p.processed / "summary.json").read_text())["fingerprint"]
     assert tags["dataset_fingerprint"] == fingerprint
-    assert tags["pretrained_backbone"] == "true" and tags["backbone_init"] == "pretext"  # the tiny profile runs the pretext
+    assert (
+        tags["pretrained_backbone"] == "true" and tags["backbone_init"] == "pretext"
+    )  # the tiny profile runs the pretext
     assert tags["cvls.git_commit"] and tags["cvls.data_source"] == "synthetic"
     history = client.get_metric_history(result.run_id, "train_loss")
     assert [m.step for m in history] == list(range(1, p.train.epochs + 1))
@@ -116,8 +122,12 @@ def test_nan_loss_stops_the_run_and_marks_it_failed(tiny_store, monkeypatch):
 
 
 def test_missing_store_is_a_one_line_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "core.train", "--set", f"paths.outputs={tmp_path}"],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "core.train", "--set", f"paths.outputs={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 2 and "processed store not found" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -132,9 +142,32 @@ def test_torchrun_ddp_on_cpu(tiny_store, tmp_path):
     params_file = tmp_path / "params.yaml"
     merge_profile(ROOT / "params.yaml", TINY, params_file)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "core.train",
-                        "--params", str(params_file), "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=15",
-                        "--set", "train.epochs=1", "--name", "ddp"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "core.train",
+            "--params",
+            str(params_file),
+            "--set",
+            f"paths.outputs={tiny_store.outputs}",
+            "--set",
+            "train.seed=15",
+            "--set",
+            "train.epochs=1",
+            "--name",
+            "ddp",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     p = tiny_store.replace(**{"train.seed": 15, "train.epochs": 1})
     client = MlflowClient(tracking.tracking_uri(p))

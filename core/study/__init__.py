@@ -34,15 +34,58 @@ machines against the same storage):
 - Outputs (atomic) in <outputs>/studies/: <kind>.csv (one row per (point, seed)), <kind>.png/.svg
   (val and test mAP vs the swept value, mean line + seeds + min-max band), <kind>.json summary.
 """
-from core.study.grid import KINDS, LAMBDA_SENSITIVITY, RHIC_RATIO, GridPoint, StudyKind, base_params, grid, study_name, trial_params
-from core.study.outputs import collect_rows, plot, summarize_points, write_outputs
+
+from core.study.figure import study_figure
+from core.study.grid import (
+    KINDS,
+    LAMBDA_SENSITIVITY,
+    RHIC_RATIO,
+    GridPoint,
+    StudyKind,
+    base_params,
+    grid,
+    study_name,
+    trial_params,
+)
+from core.study.outputs import collect_rows, summarize_points, write_outputs
 from core.study.runner import StudyResult, cli, main, run_study
-from core.study.storage import create_study, enqueue_grid, open_storage, open_study, recover_trials, storage_lock, storage_url
+from core.study.storage import (
+    create_study,
+    enqueue_grid,
+    open_storage,
+    open_study,
+    recover_trials,
+    storage_lock,
+    storage_url,
+)
 from core.study.worker import WorkerContext, WorkerResult, run_worker
 
 __all__ = [
-    "KINDS", "LAMBDA_SENSITIVITY", "RHIC_RATIO", "GridPoint", "StudyKind", "base_params", "grid", "study_name",
-    "trial_params", "collect_rows", "plot", "summarize_points", "write_outputs", "StudyResult", "cli", "main",
-    "run_study", "create_study", "enqueue_grid", "open_storage", "open_study", "recover_trials", "storage_lock",
-    "storage_url", "WorkerContext", "WorkerResult", "run_worker",
+    "KINDS",
+    "LAMBDA_SENSITIVITY",
+    "RHIC_RATIO",
+    "GridPoint",
+    "StudyKind",
+    "base_params",
+    "grid",
+    "study_name",
+    "trial_params",
+    "collect_rows",
+    "study_figure",
+    "summarize_points",
+    "write_outputs",
+    "StudyResult",
+    "cli",
+    "main",
+    "run_study",
+    "create_study",
+    "enqueue_grid",
+    "open_storage",
+    "open_study",
+    "recover_trials",
+    "storage_lock",
+    "storage_url",
+    "WorkerContext",
+    "WorkerResult",
+    "run_worker",
 ]

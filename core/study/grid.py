@@ -1,4 +1,5 @@
 """What a study sweeps: the kinds, the grid of (point, seed) pairs, the study name."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,16 +52,30 @@ def _ratio_x(text: str) -> float:
 
 
 RHIC_RATIO = StudyKind(
-    name="rhic_ratio", key="loss.rhic_ratio", param="h_over_e", param_range=(0.0, 1e9),
-    title="RHIC hard:easy ratio (Fig. 6a)", x_label="RHIC hard:easy ratio h:e",
-    categorical=True, grid_values=lambda p: p.studies.rhic_ratios, point_text=lambda v: str(v).strip(),
-    x_of=_ratio_x, value_of=lambda t: t,
+    name="rhic_ratio",
+    key="loss.rhic_ratio",
+    param="h_over_e",
+    param_range=(0.0, 1e9),
+    title="RHIC hard:easy ratio (Fig. 6a)",
+    x_label="RHIC hard:easy ratio h:e",
+    categorical=True,
+    grid_values=lambda p: p.studies.rhic_ratios,
+    point_text=lambda v: str(v).strip(),
+    x_of=_ratio_x,
+    value_of=lambda t: t,
 )
 LAMBDA_SENSITIVITY = StudyKind(
-    name="lambda_sensitivity", key="loss.lambda_seg", param="lambda_seg", param_range=(0.0, 1.0),
-    title="Loss weight λ sensitivity (Eq. 4)", x_label="λ = loss.lambda_seg (weight of L_seg; L_ccl gets 1 − λ)",
-    categorical=False, grid_values=lambda p: p.studies.lambdas, point_text=lambda v: repr(float(v)),
-    x_of=float, value_of=float,
+    name="lambda_sensitivity",
+    key="loss.lambda_seg",
+    param="lambda_seg",
+    param_range=(0.0, 1.0),
+    title="Loss weight λ sensitivity (Eq. 4)",
+    x_label="λ = loss.lambda_seg (weight of L_seg; L_ccl gets 1 − λ)",
+    categorical=False,
+    grid_values=lambda p: p.studies.lambdas,
+    point_text=lambda v: repr(float(v)),
+    x_of=float,
+    value_of=float,
 )
 KINDS = {k.name: k for k in (RHIC_RATIO, LAMBDA_SENSITIVITY)}
 

@@ -1,4 +1,5 @@
 """A study's outputs: the table, the figure, the JSON summary."""
+
 from __future__ import annotations
 
 import logging
@@ -7,6 +8,8 @@ from typing import Any
 
 from core.config import Params
 from core.io import atomic_path, write_csv, write_json
+from core.results import METRIC_COLUMNS, STUDY_COLUMNS
+from core.study.figure import study_figure
 from core.study.grid import ATTR_ROW, StudyKind, grid, pair_of
 from core.study.storage import display_url
 
@@ -17,15 +20,18 @@ def collect_rows(kind: StudyKind, params: Params, study: Any) -> list[dict[str, 
     """One row per grid (point, seed) with a COMPLETE trial, from the study alone (grid order)."""
     from optuna.trial import TrialState
 
-    from core.runs import METRIC_KEYS, SPLITS
-
-    metric_cols = [f"{s}/{k}" for s in SPLITS for k in METRIC_KEYS]
     by_pair: dict[tuple[str, int], Any] = {}
     for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
         pair = pair_of(t)
         if pair in by_pair:
-            log.warning("point %s seed %d has two COMPLETE trials (%d, %d); the table keeps %d",
-                        pair[0], pair[1], by_pair[pair].number, t.number, by_pair[pair].number)
+            log.warning(
+                "point %s seed %d has two COMPLETE trials (%d, %d); the table keeps %d",
+                pair[0],
+                pair[1],
+                by_pair[pair].number,
+                t.number,
+                by_pair[pair].number,
+            )
             continue
         by_pair[pair] = t
     rows = []
@@ -34,20 +40,21 @@ def collect_rows(kind: StudyKind, params: Params, study: Any) -> list[dict[str, 
         if t is None:
             continue
         row = t.user_attrs.get(ATTR_ROW, {})
-        out: dict[str, Any] = {"study": study.study_name, "trial": t.number, "point": gp.point, "x": gp.x,
-                               "seed": gp.seed, "run_id": row.get("run_id"), "run_hash": row.get("run_hash"),
-                               "reused": bool(row.get("reused", False))}
-        for col in metric_cols:
+        out: dict[str, Any] = {
+            "study": study.study_name,
+            "trial": t.number,
+            "point": gp.point,
+            "x": gp.x,
+            "seed": gp.seed,
+            "run_id": row.get("run_id"),
+            "run_hash": row.get("run_hash"),
+            "reused": bool(row.get("reused", False)),
+        }
+        for col in METRIC_COLUMNS:
             v = row.get(col)
             out[col] = float("nan") if v is None else float(v)
         rows.append(out)
     return rows
-
-
-def csv_columns() -> list[str]:
-    from core.runs import METRIC_KEYS, SPLITS
-
-    return ["study", "trial", "point", "x", "seed", "run_id", "run_hash", "reused"] + [f"{s}/{k}" for s in SPLITS for k in METRIC_KEYS]
 
 
 def summarize_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,55 +77,15 @@ def summarize_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return res
 
 
-def plot(kind: StudyKind, rows: list[dict[str, Any]], name: str) -> Any:
-    """val and test mAP vs the swept value: mean over seeds (line), each seed (dots), min-max band."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    summary = summarize_points(rows)
-    with matplotlib.rc_context({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10}):
-        fig = Figure(figsize=(7.5, 5.2), layout="constrained")
-        ax = fig.subplots()
-        xs = list(range(len(summary))) if kind.categorical else [s["x"] for s in summary]
-        pos = {s["point"]: x for s, x in zip(summary, xs)}
-        n_seeds = max((len(s["seeds"]) for s in summary), default=0)
-        for split, color, label in (("val", "tab:blue", "validation"), ("test", "tab:orange", "test")):
-            mean = [s[f"mean_{split}_mAP"] for s in summary]
-            if all(m is None for m in mean):
-                continue
-            mx = [x for x, m in zip(xs, mean) if m is not None]
-            ax.plot(mx, [m for m in mean if m is not None], "-o", color=color, lw=2, ms=6,
-                    label=f"{label} mAP (mean of {n_seeds} seeds)" if n_seeds > 1 else f"{label} mAP (1 seed)", zorder=3)
-            lo = [s[f"min_{split}_mAP"] for s in summary if s[f"min_{split}_mAP"] is not None]
-            hi = [s[f"max_{split}_mAP"] for s in summary if s[f"max_{split}_mAP"] is not None]
-            if n_seeds > 1:
-                ax.fill_between(mx, lo, hi, color=color, alpha=0.15, lw=0, label=f"{label}: min–max over seeds")
-            pts = [(pos[r["point"]], r[f"{split}/mAP"]) for r in rows if not math.isnan(r[f"{split}/mAP"])]
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=color, alpha=0.55,
-                       edgecolors="none", zorder=2, label=f"{label}: individual seeds" if n_seeds > 1 else None)
-        if kind.categorical:
-            ax.set_xticks(xs, [s["point"] for s in summary])
-        elif xs:
-            ax.set_xticks(xs, [f"{x:g}" for x in xs])
-        ax.set_xlabel(kind.x_label)
-        ax.set_ylabel("mAP 0.5:0.95 (%)")
-        ax.set_title(f"{kind.title}\nstudy {name}")
-        ax.grid(True, alpha=0.3)
-        if summary:  # below the axes, one column per split: never hides a point
-            fig.legend(loc="outside lower center", ncols=2, frameon=False)
-        else:
-            ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center", transform=ax.transAxes)
-    return fig
-
-
 def write_outputs(kind: StudyKind, params: Params, study: Any, url: str, *, failed_workers: int = 0) -> dict[str, Any]:
     """<outputs>/studies/<kind>.csv, .png, .svg and .json (atomic); returns the JSON summary."""
     from optuna.trial import TrialState
 
     rows = collect_rows(kind, params, study)
     out_dir = params.outputs / "studies"
-    write_csv(out_dir / f"{kind.name}.csv", rows, csv_columns())
-    fig = plot(kind, rows, study.study_name)  # a bare Figure: no pyplot state, nothing to close
+    write_csv(out_dir / f"{kind.name}.csv", rows, STUDY_COLUMNS)
+    points = list(dict.fromkeys(gp.point for gp in grid(kind, params)))
+    fig = study_figure(kind, rows, points, study.study_name)  # a bare Figure: no pyplot state to close
     for fmt in ("png", "svg"):
         with atomic_path(out_dir / f"{kind.name}.{fmt}", suffix=f".{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, dpi=150)
@@ -135,8 +102,11 @@ def write_outputs(kind: StudyKind, params: Params, study: Any, url: str, *, fail
         "swept_key": kind.key,
         "objective": "val/mAP (%), maximised",
         "storage": display_url(url),
-        "grid": {"points": list(dict.fromkeys(p for p, _ in all_pairs)), "seeds": list(dict.fromkeys(s for _, s in all_pairs)),
-                 "size": len(all_pairs)},
+        "grid": {
+            "points": list(dict.fromkeys(p for p, _ in all_pairs)),
+            "seeds": list(dict.fromkeys(s for _, s in all_pairs)),
+            "size": len(all_pairs),
+        },
         "n_trials": len(trials),
         "n_complete": len(rows),
         "n_pruned_duplicates": sum(s == TrialState.PRUNED for s in states),
@@ -145,8 +115,15 @@ def write_outputs(kind: StudyKind, params: Params, study: Any, url: str, *, fail
         "reused": sum(bool(r["reused"]) for r in rows),
         "missing": [{"point": p, "seed": s} for p, s in all_pairs if (p, s) not in done],
         "failed_workers": failed_workers,
-        "best": None if best is None else {"point": best["point"], "x": best["x"], "seeds": best["seeds"],
-                                           "mean_val_mAP": best["mean_val_mAP"], "mean_test_mAP": best["mean_test_mAP"]},
+        "best": None
+        if best is None
+        else {
+            "point": best["point"],
+            "x": best["x"],
+            "seeds": best["seeds"],
+            "mean_val_mAP": best["mean_val_mAP"],
+            "mean_test_mAP": best["mean_test_mAP"],
+        },
         "points": summary,
         "files": {fmt: str(out_dir / f"{kind.name}.{fmt}") for fmt in ("csv", "png", "svg", "json")},
     }

@@ -1,4 +1,5 @@
 """The whole study: create/resume, fan out to workers, write outputs; the CLI of studies/*.py."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,10 @@ from core import tracking
 from core.cli import params_from, parser, run_main
 from core.config import Params
 from core.errors import UserError
+from core.runtime import cpu_cores
 from core.study.grid import FULL_VARIANT, KINDS, StudyKind, base_params, grid, pair_of, study_name
 from core.study.outputs import summary_table, write_outputs
 from core.study.storage import absolute_sqlite, backend_of, create_study, display_url, one_line, open_study, storage_url
-from core.runtime import cpu_cores
 from core.study.worker import WorkerContext, run_worker, worker_process
 
 log = logging.getLogger("cvls")
@@ -32,8 +33,14 @@ class StudyResult:
     problems: list[str]
 
 
-def run_study(kind: StudyKind | str, params: Params, *, storage: str | None = None, n_jobs: int | None = None,
-              echo: Callable[[str], None] = print) -> StudyResult:
+def run_study(
+    kind: StudyKind | str,
+    params: Params,
+    *,
+    storage: str | None = None,
+    n_jobs: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> StudyResult:
     """Create/resume the study, run it with n_jobs worker processes (1: in this process), write
     the outputs. Safe to run on several machines at once against the same storage."""
     from optuna.trial import TrialState
@@ -51,11 +58,22 @@ def run_study(kind: StudyKind | str, params: Params, *, storage: str | None = No
     name = study_name(kind, base, fingerprint)
     study, enqueued = create_study(kind, params, url, name)
     points = grid(kind, params)
-    echo(f"study {name} on {display_url(url)}: {kind.key} over {len({gp.point for gp in points})} points x "
-         f"{len(params.studies.seeds)} seed(s) = {len(points)} trials ({enqueued} enqueued now), {n_jobs} worker(s)")
-    parent = tracking.start_parent_run(base, name=f"study {name}", tags={
-        tracking.TAG_PARENT_KEY: f"study:{name}", "study": name, "study_kind": kind.name,
-        "swept_key": kind.key, "optuna_storage": display_url(url), "variant": FULL_VARIANT})
+    echo(
+        f"study {name} on {display_url(url)}: {kind.key} over {len({gp.point for gp in points})} points x "
+        f"{len(params.studies.seeds)} seed(s) = {len(points)} trials ({enqueued} enqueued now), {n_jobs} worker(s)"
+    )
+    parent = tracking.start_parent_run(
+        base,
+        name=f"study {name}",
+        tags={
+            tracking.TAG_PARENT_KEY: f"study:{name}",
+            "study": name,
+            "study_kind": kind.name,
+            "swept_key": kind.key,
+            "optuna_storage": display_url(url),
+            "variant": FULL_VARIANT,
+        },
+    )
     ctx = WorkerContext(kind.name, params, url, name, parent)
     problems: list[str] = []
     failed_workers = 0
@@ -100,17 +118,23 @@ def run_study(kind: StudyKind | str, params: Params, *, storage: str | None = No
         log.warning("could not attach the study outputs to MLflow run %s: %s", parent, one_line(err))
     echo(summary_table(info))
     best = info["best"]
-    echo(f"{info['n_complete']}/{info['grid']['size']} trials complete ({info['trained']} trained, {info['reused']} reused)"
-         + (f"; best {best['point']} (mean val mAP {best['mean_val_mAP']:.1f})" if best else "")
-         + f"; outputs in {params.outputs / 'studies'}")
+    echo(
+        f"{info['n_complete']}/{info['grid']['size']} trials complete "
+        f"({info['trained']} trained, {info['reused']} reused)"
+        + (f"; best {best['point']} (mean val mAP {best['mean_val_mAP']:.1f})" if best else "")
+        + f"; outputs in {params.outputs / 'studies'}"
+    )
     return StudyResult(name, display_url(url), parent, enqueued, info, not problems, problems)
 
 
 def main(kind_name: str, argv: Sequence[str] | None = None) -> int:
     kind = KINDS[kind_name]
     p: argparse.ArgumentParser = parser(f"Optuna grid study: {kind.title} (full model, {kind.key})")
-    p.add_argument("--storage", default=None,
-                   help="Optuna RDB URL (default: params studies.storage, else sqlite:///<outputs>/optuna.db)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna RDB URL (default: params studies.storage, else sqlite:///<outputs>/optuna.db)",
+    )
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: params studies.n_jobs)")
     args = p.parse_args(argv)
     if args.n_jobs is not None and args.n_jobs < 1:

@@ -1,4 +1,5 @@
 """Optuna storage: URL, cross-process lock, heartbeats, dead-trial recovery, create-once + enqueue-once."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,9 @@ from core.study.grid import (
     ATTR_CLAIM,
     ATTR_POINT,
     ATTR_SEED,
-    GridPoint,
     LOCK_TIMEOUT_S,
     MAX_RETRY,
+    GridPoint,
     StudyKind,
     grid,
     pair_of,
@@ -70,8 +71,10 @@ def backend_of(url: str) -> str:
     try:
         return make_url(url).get_backend_name()
     except Exception as err:  # noqa: BLE001
-        raise UserError(f"optuna storage {display_url(url)!r}: not a database URL ({one_line(err)}); "
-                        "expected e.g. sqlite:////abs/path/optuna.db or postgresql://user@host/db") from None
+        raise UserError(
+            f"optuna storage {display_url(url)!r}: not a database URL ({one_line(err)}); "
+            "expected e.g. sqlite:////abs/path/optuna.db or postgresql://user@host/db"
+        ) from None
 
 
 _lock_engines: dict[str, Any] = {}
@@ -109,7 +112,8 @@ def storage_lock(url: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         engine = _lock_engines.get(url)
         if engine is None:
             engine = _lock_engines[url] = sqlalchemy.create_engine(
-                url, poolclass=NullPool, connect_args={"connect_timeout": 15})
+                url, poolclass=NullPool, connect_args={"connect_timeout": 15}
+            )
         conn = engine.connect()
     except Exception as err:  # noqa: BLE001 - a missing driver, an unreachable server, bad credentials
         raise UserError(f"optuna storage {display_url(url)}: cannot connect ({one_line(err)})") from None
@@ -153,8 +157,11 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
         engine_kwargs = {"connect_args": {"connect_timeout": 15}}
     kwargs: dict[str, Any] = {"heartbeat_interval": int(heartbeat_s), "grace_period": 2 * int(heartbeat_s)}
     sig = inspect.signature(optuna.storages.RDBStorage)
-    kwargs["heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in sig.parameters
-           else "failed_trial_callback"] = _retry_callback()
+    kwargs[
+        "heartbeat_stale_trial_callback"
+        if "heartbeat_stale_trial_callback" in sig.parameters
+        else "failed_trial_callback"
+    ] = _retry_callback()
     last: Exception | None = None
     for attempt in range(3):
         try:
@@ -258,7 +265,9 @@ def create_study(kind: StudyKind, params: Params, url: str, name: str) -> tuple[
             raise
         except Exception as err:  # noqa: BLE001
             if not _is_integrity_error(err) or attempt == 2:
-                raise UserError(f"optuna storage {display_url(url)}: cannot create study {name} ({one_line(err)})") from None
+                raise UserError(
+                    f"optuna storage {display_url(url)}: cannot create study {name} ({one_line(err)})"
+                ) from None
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
 

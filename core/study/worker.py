@@ -1,4 +1,5 @@
 """A worker: pops WAITING trials (under the storage lock) until every grid pair is COMPLETE."""
+
 from __future__ import annotations
 
 import logging
@@ -21,11 +22,11 @@ from core.study.grid import (
     ATTR_DUPLICATE,
     ATTR_ROW,
     FULL_VARIANT,
-    GridPoint,
     KINDS,
     OBJECTIVE,
-    StudyKind,
     SEED_RANGE,
+    GridPoint,
+    StudyKind,
     base_params,
     grid,
     pair_of,
@@ -92,7 +93,8 @@ def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, 
         warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
         trial = study.ask()
     trial_id = storage.get_trial_id_from_study_id_trial_number(
-        storage.get_study_id_from_name(study.study_name), trial.number)
+        storage.get_study_id_from_name(study.study_name), trial.number
+    )
     storage.record_heartbeat(trial_id)  # a worker killed from here on leaves a stale, retried trial
     frozen = storage.get_trial(trial_id)
     pair = pair_of(frozen)
@@ -101,13 +103,22 @@ def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, 
         study.tell(trial, state=TrialState.PRUNED)
         log.info("trial %d pruned: no grid pair (created while the queue was empty)", trial.number)
         return "skip"
-    live = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-            if t.number != trial.number and pair_of(t) == pair]
+    live = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        if t.number != trial.number and pair_of(t) == pair
+    ]
     if live:
         trial.set_user_attr(ATTR_DUPLICATE, live[0].number)
         study.tell(trial, state=TrialState.PRUNED)
-        log.info("trial %d pruned: point %s seed %d already has trial %d (%s)",
-                 trial.number, pair[0], pair[1], live[0].number, live[0].state.name)
+        log.info(
+            "trial %d pruned: point %s seed %d already has trial %d (%s)",
+            trial.number,
+            pair[0],
+            pair[1],
+            live[0].number,
+            live[0].state.name,
+        )
         return "skip"
     trial.set_user_attr(ATTR_CLAIM, {"worker": worker, "trial": trial.number})  # the claim is complete
     return trial, trial_id, pair
@@ -173,11 +184,17 @@ def run_worker(ctx: WorkerContext) -> WorkerResult:
     return result
 
 
-def _run_trial(kind: StudyKind, base: Params, gp: GridPoint, number: int, ctx: WorkerContext,
-               run_variant: Callable[..., Any]) -> tuple[float, dict[str, Any]]:
+def _run_trial(
+    kind: StudyKind, base: Params, gp: GridPoint, number: int, ctx: WorkerContext, run_variant: Callable[..., Any]
+) -> tuple[float, dict[str, Any]]:
     p = trial_params(kind, base, gp)
-    tags = {"study": ctx.study_name, "trial": str(number), "variant": FULL_VARIANT, "study_point": gp.point,
-            "study_kind": kind.name}
+    tags = {
+        "study": ctx.study_name,
+        "trial": str(number),
+        "variant": FULL_VARIANT,
+        "study_point": gp.point,
+        "study_kind": kind.name,
+    }
     record = run_variant(p, name=f"{kind.name} {gp.point} seed {gp.seed}", tags=tags, parent_run_id=ctx.parent_run_id)
     if record.reused and record.run_id and ctx.parent_run_id:
         # a retried trial whose run finished before its worker died: the run already sits under
@@ -198,8 +215,12 @@ def _tell_safely(study: Any, trial: Any, **kwargs: Any) -> bool:
         study.tell(trial, **kwargs)
         return True
     except Exception as err:  # noqa: BLE001
-        log.warning("trial %d could not be told %s (%s); its retry reuses the finished run",
-                    trial.number, kwargs.get("state", "COMPLETE"), one_line(err))
+        log.warning(
+            "trial %d could not be told %s (%s); its retry reuses the finished run",
+            trial.number,
+            kwargs.get("state", "COMPLETE"),
+            one_line(err),
+        )
         return False
 
 
