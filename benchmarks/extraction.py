@@ -14,6 +14,7 @@ Target: >= 0.8.
     python benchmarks/extraction.py                    # the default synthetic set (~1 min on 2 cores)
     python benchmarks/extraction.py --profile full     # a small 240x320 set extracted at 320x320 (~20 s)
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import cli, output, stores, timing  # noqa: E402
 from core.config import load_params  # noqa: E402
 from core.data.a2d import read_a2d  # noqa: E402
 from core.data.extract import extract  # noqa: E402
@@ -47,43 +48,56 @@ def bare_decode(paths: list[Path], rgb: str | None) -> int:
 
 
 def main() -> int:
-    ap = common.parser(__doc__, reps=3, warmup=1, batch=False)
+    ap = cli.parser(__doc__, reps=3, warmup=1, batch=False)
     ap.add_argument("--workers", type=int, default=2, help="data.extract_workers of the extra stage candidate")
     args = ap.parse_args()
-    ctx = common.Context(args)
-    data = common.ensure_raw(common.data_params(ctx))
+    ctx = cli.Context(args)
+    data = stores.ensure_raw(stores.data_params(ctx))
     work = data.outputs.parent / f"extract-{args.profile}"
     # the same code path as the pipeline's stage, reading the generated A2D files in place (as real data)
-    params = load_params(args.params, common.data_overrides(ctx, "data.source=real", f"data.a2d_root={data.raw_a2d}",
-                                                            "data.jhmdb_root=null", f"paths.outputs={work}"))
+    params = load_params(
+        args.params,
+        stores.data_overrides(
+            ctx, "data.source=real", f"data.a2d_root={data.raw_a2d}", "data.jhmdb_root=null", f"paths.outputs={work}"
+        ),
+    )
     allowed = frozenset(params.data.allow_skip) | {"missing_video"}
     files = [v.source for v in read_a2d(params.raw_a2d, SkipLedger(allowed=allowed))]
     frames = bare_decode(files, rgb=None)
     summaries: list[dict] = []
 
     def stage(p) -> None:
-        common.fresh_dir(work)
-        with common.quiet():
+        stores.fresh_dir(work)
+        with stores.quiet():
             summaries.append(extract(p))
 
     parallel = params.replace(**{"data.extract_workers": args.workers})
-    cands = {"extraction stage": lambda: stage(params),
-             f"extraction stage, {args.workers} workers": lambda: stage(parallel),
-             "bare PyAV decode": lambda: bare_decode(files, None),
-             "bare decode + RGB (to_ndarray)": lambda: bare_decode(files, "to_ndarray"),
-             "bare decode + RGB (reformatter)": lambda: bare_decode(files, "reformatter")}
-    times = common.interleaved(cands, args.reps, args.warmup, ctx.device)
-    med = {n: common.stats(t)["median_s"] for n, t in times.items()}
+    cands = {
+        "extraction stage": lambda: stage(params),
+        f"extraction stage, {args.workers} workers": lambda: stage(parallel),
+        "bare PyAV decode": lambda: bare_decode(files, None),
+        "bare decode + RGB (to_ndarray)": lambda: bare_decode(files, "to_ndarray"),
+        "bare decode + RGB (reformatter)": lambda: bare_decode(files, "reformatter"),
+    }
+    times = timing.interleaved(cands, args.reps, args.warmup, ctx.device)
+    med = {n: timing.stats(t)["median_s"] for n, t in times.items()}
     rows = [[n, med[n], frames / med[n], med["bare PyAV decode"] / med[n]] for n in cands]
     stored = sum(c["frames"] for c in summaries[-1]["splits"].values())
-    ctx.note(f"{len(files)} mp4 files, {frames} frames in them; the stage stores {stored} frames resized to "
-             f"{params.data.input_size}x{params.data.input_size} (it decodes each file up to its last annotated frame); "
-             f"'extraction stage' runs with data.extract_workers={params.data.extract_workers}")
+    ctx.note(
+        f"{len(files)} mp4 files, {frames} frames in them; the stage stores {stored} frames resized to "
+        f"{params.data.input_size}x{params.data.input_size} (it decodes each file up to its last annotated frame); "
+        f"'extraction stage' runs with data.extract_workers={params.data.extract_workers}"
+    )
     value = med["bare PyAV decode"] / med["extraction stage"]
-    common.finish("extraction", ctx, "Benchmark 5: extraction stage vs bare PyAV decode",
-                  ["candidate", "median s", "frames/s", "x bare decode"], rows,
-                  {"files": len(files), "frames": frames, "stored_frames": stored, "times_s": times},
-                  [common.headline("extraction frames/s / bare PyAV decode frames/s", value, TARGET, at_most=False)])
+    output.finish(
+        "extraction",
+        ctx,
+        "Benchmark 5: extraction stage vs bare PyAV decode",
+        ["candidate", "median s", "frames/s", "x bare decode"],
+        rows,
+        {"files": len(files), "frames": frames, "stored_frames": stored, "times_s": times},
+        [output.headline("extraction frames/s / bare PyAV decode frames/s", value, TARGET, at_most=False)],
+    )
     return 0
 
 

@@ -2,7 +2,7 @@
 and model FLOP utilisation (MFU) against the card's dense bf16 peak, per batch size.
 
 What: for each --batch-sizes entry, the full-profile training step (ResNet-50, 320x320,
-CCL+RHIC+LCF; core.train.fit's per-batch work on a synthetic batch) in each mode, the modes
+CCL+RHIC+LCF; the trainer's core.train.train_step on a synthetic batch) in each mode, the modes
 interleaved: `fp32` (train.bf16=false, channels_last=false), `bf16+cl` (the trainer's CUDA
 default: bf16 autocast + channels_last) and, with --compile, `bf16+cl+compile` (the model's
 forward under torch.compile; the loss stays eager). Throughput = clips / median step time.
@@ -19,6 +19,7 @@ Runs only on CUDA: without a CUDA device it prints "no CUDA device: skipped" and
     python benchmarks/gpu_throughput.py                               # batch sizes 4 8 16 32
     python benchmarks/gpu_throughput.py --compile --batch-sizes 8 16 32 64
 """
+
 from __future__ import annotations
 
 import gc
@@ -28,16 +29,23 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
-from core.io import write_json  # noqa: E402
+from benchmarks import cli, fixtures, output, timing  # noqa: E402
 from core.config import Params  # noqa: E402
+from core.io import write_json  # noqa: E402
 
 TARGET = 0.30
 HEADLINE = "best MFU, bf16 + channels_last, over the batch curve"
 FULL = "CCL+RHIC+LCF"
 # dense (no sparsity) bf16 tensor-core peaks, TFLOP/s; first match of the device name wins
-PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("A100", 312.0),
-               ("L40S", 362.0), ("L4", 121.0))
+PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("GH200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+)
 
 
 def peak_tflops(name: str, given: float | None) -> float | None:
@@ -48,8 +56,10 @@ def peak_tflops(name: str, given: float | None) -> float | None:
 
 def modes(params: Params, compile_: bool) -> dict[str, tuple[Params, bool]]:
     full = params.with_variant(FULL)
-    out = {"fp32": (full.replace(**{"train.bf16": False, "train.channels_last": False}), False),
-           "bf16+cl": (full.replace(**{"train.bf16": True, "train.channels_last": True}), False)}
+    out = {
+        "fp32": (full.replace(**{"train.bf16": False, "train.channels_last": False}), False),
+        "bf16+cl": (full.replace(**{"train.bf16": True, "train.channels_last": True}), False),
+    }
     if compile_:
         out["bf16+cl+compile"] = (out["bf16+cl"][0], True)
     return out
@@ -58,7 +68,7 @@ def modes(params: Params, compile_: bool) -> dict[str, tuple[Params, bool]]:
 class Steps:
     """`n` training steps per call (fewer timer brackets per step)."""
 
-    def __init__(self, step: common.TrainStep, n: int):
+    def __init__(self, step: fixtures.TrainStep, n: int):
         self.step, self.n = step, n
 
     def __call__(self) -> None:
@@ -66,40 +76,58 @@ class Steps:
             self.step()
 
 
-def measure(ctx: common.Context, b: int, n_steps: int, compile_: bool, objects: int) -> dict:
+def measure(ctx: cli.Context, b: int, n_steps: int, compile_: bool, objects: int) -> dict:
     """One batch size: every mode's step time (interleaved) and the step's FLOPs."""
     cands, eager = {}, None
     for name, (mp, comp) in modes(ctx.params, compile_).items():
         cl = ctx.device.type == "cuda" and mp.train.channels_last
-        batch = common.synthetic_batch(mp, b, objects, ctx.device, cl)
-        model = common.build_model(mp, ctx.device, cl)
-        step = common.TrainStep(mp, model, ctx.device, batch, net=torch.compile(model) if comp else None)
+        batch = fixtures.synthetic_batch(mp, b, objects, ctx.device, cl)
+        model = fixtures.build_model(mp, ctx.device, cl)
+        step = fixtures.TrainStep(mp, model, ctx.device, batch, net=torch.compile(model) if comp else None)
         eager = eager or step
         cands[name] = Steps(step, n_steps)
-    times = common.interleaved(cands, ctx.args.reps, ctx.args.warmup, ctx.device)
-    flops = common.count_flops(eager)
+    times = timing.interleaved(cands, ctx.args.reps, ctx.args.warmup, ctx.device)
+    flops = timing.count_flops(eager)
     out = {"batch_size": b, "flops_per_step": flops, "modes": {}}
     for name, ts in times.items():
-        per_step = common.stats(ts)["median_s"] / n_steps
-        out["modes"][name] = {"step_s": per_step, "clips_per_s": b / per_step, "achieved_tflops": flops / per_step / 1e12,
-                              "times_s": ts}
+        per_step = timing.stats(ts)["median_s"] / n_steps
+        out["modes"][name] = {
+            "step_s": per_step,
+            "clips_per_s": b / per_step,
+            "achieved_tflops": flops / per_step / 1e12,
+            "times_s": ts,
+        }
     return out
 
 
 def main() -> int:
-    p = common.parser(__doc__, reps=5, warmup=1, synthetic=True, batch=False)
+    p = cli.parser(__doc__, reps=5, warmup=1, synthetic=True, batch=False)
     p.set_defaults(profile="full")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32], help="batch sizes of the curve (default 4 8 16 32)")
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[4, 8, 16, 32],
+        help="batch sizes of the curve (default 4 8 16 32)",
+    )
     p.add_argument("--steps", type=int, default=3, help="training steps per timed call (default 3)")
     p.add_argument("--compile", action="store_true", help="also time the model under torch.compile")
-    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card (default: by device name)")
+    p.add_argument(
+        "--peak-tflops", type=float, default=None, help="dense bf16 peak of the card (default: by device name)"
+    )
     args = p.parse_args()
     if args.device == "auto" and not torch.cuda.is_available():
         print("no CUDA device: skipped (benchmark 8 measures the GPU; --device cpu runs it on the CPU as a smoke test)")
-        write_json(common.result_path("gpu_throughput", args.profile), {
-            "benchmark": "gpu_throughput", "skipped": "no CUDA device", "headlines": [common.headline(HEADLINE, None)]})
+        write_json(
+            output.result_path("gpu_throughput", args.profile),
+            {
+                "benchmark": "gpu_throughput",
+                "skipped": "no CUDA device",
+                "headlines": [output.headline(HEADLINE, None)],
+            },
+        )
         return 0
-    ctx = common.Context(args)
+    ctx = cli.Context(args)
     name = ctx.machine()["device_name"]
     peak = peak_tflops(name, args.peak_tflops) if ctx.device.type == "cuda" else args.peak_tflops
     if peak is None:
@@ -122,14 +150,33 @@ def main() -> int:
         curve.append(point)
     fitted = [c for c in curve if not c.get("oom")]
     best = max((c["modes"]["bf16+cl"].get("mfu") or 0.0 for c in fitted), default=0.0) if peak else None
-    best_tp = max(((m, c["modes"][m]["clips_per_s"], c["batch_size"]) for c in fitted for m in c["modes"]), key=lambda x: x[1], default=None)
+    best_tp = max(
+        ((m, c["modes"][m]["clips_per_s"], c["batch_size"]) for c in fitted for m in c["modes"]),
+        key=lambda x: x[1],
+        default=None,
+    )
     extra = [f"best throughput: {best_tp[1]:.1f} clips/s ({best_tp[0]}, batch {best_tp[2]})"] if best_tp else []
-    common.finish("gpu_throughput", ctx, f"Benchmark 8: full-size training throughput and MFU ({FULL})",
-                  ["batch", "mode", "ms/step", "clips/s", "TFLOP/s", "MFU"], rows,
-                  {"peak_tflops": peak, "steps_per_call": args.steps, "objects": args.objects, "curve": curve,
-                   "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32},
-                  [common.headline(HEADLINE, best, TARGET, at_most=False,
-                                   applies=ctx.device.type == "cuda" and peak is not None, unit="")], extra)
+    output.finish(
+        "gpu_throughput",
+        ctx,
+        f"Benchmark 8: full-size training throughput and MFU ({FULL})",
+        ["batch", "mode", "ms/step", "clips/s", "TFLOP/s", "MFU"],
+        rows,
+        {
+            "peak_tflops": peak,
+            "steps_per_call": args.steps,
+            "objects": args.objects,
+            "curve": curve,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        },
+        [
+            output.headline(
+                HEADLINE, best, TARGET, at_most=False, applies=ctx.device.type == "cuda" and peak is not None, unit=""
+            )
+        ],
+        extra,
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ exit status is 1 only if a benchmark crashed; unmet targets are reported, not fa
     python benchmarks/run_all.py                          # CPU default profile (~6 min on 2 cores)
     python benchmarks/run_all.py --profiles default full  # and the full-size profile (~15 min on CPU)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,47 +20,75 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import cli, output  # noqa: E402
 from core.io import write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("method_overhead", "backbone_floor", "object_scaling", "input_pipeline", "extraction", "tracking_overhead", "memory")
+BENCHMARKS = (
+    "method_overhead",
+    "backbone_floor",
+    "object_scaling",
+    "input_pipeline",
+    "extraction",
+    "tracking_overhead",
+    "memory",
+)
 GPU_BENCHMARK = "gpu_throughput"
+HEADERS = ["benchmark", "profile", "claim", "value", "target", "verdict"]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profiles", nargs="+", choices=tuple(common.PROFILES), default=["default"])
+    p.add_argument("--profiles", nargs="+", choices=tuple(cli.PROFILES), default=["default"])
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--params", default=str(common.ROOT / "params.yaml"))
-    p.add_argument("--only", nargs="+", choices=(*BENCHMARKS, GPU_BENCHMARK), default=None, help="run these benchmarks only")
+    p.add_argument("--params", default=str(cli.ROOT / "params.yaml"))
+    p.add_argument(
+        "--only", nargs="+", choices=(*BENCHMARKS, GPU_BENCHMARK), default=None, help="run these benchmarks only"
+    )
     args = p.parse_args()
     cuda = args.device != "cpu" and torch.cuda.is_available()
     names = list(args.only or [*BENCHMARKS, *((GPU_BENCHMARK,) if cuda else ())])
-    shared = ["--device", args.device, "--params", args.params, *(["--threads", str(args.threads)] if args.threads else [])]
+    shared = [
+        "--device",
+        args.device,
+        "--params",
+        args.params,
+        *(["--threads", str(args.threads)] if args.threads else []),
+    ]
     jobs = [(n, prof) for prof in args.profiles for n in names if not (n == GPU_BENCHMARK and prof != args.profiles[0])]
     runs, rows = [], []
     for name, profile in jobs:
         prof = "full" if name == GPU_BENCHMARK else profile  # benchmark 8 is a full-size measurement
         print(f"\n==== {name} --profile {prof}", flush=True)
         t0 = time.perf_counter()
-        rc = subprocess.run([sys.executable, str(HERE / f"{name}.py"), "--profile", prof, *shared], cwd=common.ROOT).returncode
+        rc = subprocess.run(
+            [sys.executable, str(HERE / f"{name}.py"), "--profile", prof, *shared], cwd=cli.ROOT
+        ).returncode
         runs.append({"benchmark": name, "profile": prof, "rc": rc, "wall_s": time.perf_counter() - t0})
         if rc != 0:
             rows.append([name, prof, "CRASHED", "", "", f"exit {rc}"])
             continue
-        result = common.load_json(common.result_path(name, prof))
+        result = output.load_json(output.result_path(name, prof))
         for h in result.get("headlines", []):
-            value = "skipped" if h["value"] is None else f"{h['value']:.4g}{h['unit']}"
-            target = "" if h["target"] is None else f"{'<=' if h['at_most'] else '>='} {h['target']:g}{h['unit']}"
             verdict = "" if h["met"] is None else ("met" if h["met"] else "NOT met")
-            rows.append([name, prof, h["label"], value, target, verdict or ("-" if h["target"] is None else "not judged")])
+            rows.append(
+                [
+                    name,
+                    prof,
+                    h["label"],
+                    output.value_text(h),
+                    output.bound_text(h),
+                    verdict or ("-" if h["target"] is None else "not judged"),
+                ]
+            )
             runs[-1].setdefault("headlines", []).append(h)
-    path = common.RESULTS / "summary.json"
-    write_json(path, {"profiles": args.profiles, "device": args.device, "runs": runs,
-                             "table": {"headers": ["benchmark", "profile", "claim", "value", "target", "verdict"], "rows": rows}})
-    print("\n" + common.table(["benchmark", "profile", "claim", "value", "target", "verdict"], rows))
+    path = output.RESULTS / "summary.json"
+    write_json(
+        path,
+        {"profiles": args.profiles, "device": args.device, "runs": runs, "table": {"headers": HEADERS, "rows": rows}},
+    )
+    print("\n" + output.table(HEADERS, rows))
     print(f"\nJSON: {path}")
     return 1 if any(r["rc"] for r in runs) else 0
 
