@@ -4,6 +4,7 @@ Every script's `main` is wrapped by `run_main`: a `UserError` (bad params, bad d
 one line `error: ...` to stderr and exits 2; Ctrl-C exits 130. Anything else is a bug and
 keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a params key, validated like the file (repeatable), e.g. --set loss.lcf=false",
     )
     return p

@@ -14,6 +14,7 @@ each cell; the decoder predicts at h×w anyway), and Y is the referent's area we
 Everything is vectorised over clips, frames and instances and free of host-device syncs: the
 parts dict holds detached tensors, the trainer decides when to read them.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -78,13 +79,17 @@ def rhic_select(prob: Tensor, region_masks: Tensor, referent_target: Tensor, rat
     region = (region_masks > 0).flatten(-2)  # [B,T,R,P]
     score = d[:, :, None, :].expand_as(region).masked_fill(~region, float("-inf"))
     order = score.argsort(dim=-1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    rank = torch.empty_like(order).scatter_(
+        -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
+    )
     n = region.sum(dim=-1, keepdim=True)  # [B,T,R,1]
     k = (n * frac.numerator + frac.denominator - 1) // frac.denominator  # ceil(n·h/(h+e)) in integers
     return ((rank < k) & region).view(region_masks.shape)  # (Eq. 7)
 
 
-def info_nce(anchor: Tensor, positives: Tensor, pos_valid: Tensor, negatives: Tensor, neg_valid: Tensor, tau: float) -> Tensor:
+def info_nce(
+    anchor: Tensor, positives: Tensor, pos_valid: Tensor, negatives: Tensor, neg_valid: Tensor, tau: float
+) -> Tensor:
     """Eq. 2, batched over clips with validity masks.
 
     anchor [B,D]; positives [B,P,D] with pos_valid [B,P]; negatives [B,N,D] with neg_valid [B,N].

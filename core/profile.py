@@ -1,7 +1,8 @@
 """Merge a params profile (a partial params file) into params.yaml, validated.
 
-    python -m core.profile profiles/tiny.yaml [--params params.yaml]
+python -m core.profile profiles/tiny.yaml [--params params.yaml]
 """
+
 from __future__ import annotations
 
 import argparse

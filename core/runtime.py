@@ -2,6 +2,7 @@
 
 The same code runs on CPU and CUDA; only these few switches differ.
 """
+
 from __future__ import annotations
 
 import contextlib

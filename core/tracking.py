@@ -16,6 +16,7 @@ runs, threads or processes never interfere; they still show normally in `mlflow 
 MLflow only accepts names made of alphanumerics, '_', '-', '.', ' ', ':' and '/', so other
 characters in params/metric/tag names are replaced by '_' (variant 'CCL+RHIC' -> 'CCL_RHIC').
 """
+
 from __future__ import annotations
 
 import functools
@@ -70,7 +71,7 @@ def tracking_uri(params: Params) -> str:
     if uri:
         # a relative sqlite path is relative to the project root, like every path in params
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            rel = unquote(uri[len("sqlite:///"):])
+            rel = unquote(uri[len("sqlite:///") :])
             if rel and rel != ":memory:":
                 return f"sqlite:///{params.resolve(rel)}"
         return uri
@@ -81,7 +82,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The DB file of a sqlite:/// URI (None for other schemes and in-memory SQLite)."""
     if not uri.startswith("sqlite:///"):
         return None
-    path = unquote(uri[len("sqlite:///"):]).split("?", 1)[0]
+    path = unquote(uri[len("sqlite:///") :]).split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
 
 
@@ -159,7 +160,9 @@ def config_hash(params: Params, data_fingerprint: str) -> str:
 
     Tracking, report, ablation, studies and paths keys do not change it.
     """
-    return config_hash_of({"sections": identity_sections(params, IDENTITY_SECTIONS), "data_fingerprint": data_fingerprint})
+    return config_hash_of(
+        {"sections": identity_sections(params, IDENTITY_SECTIONS), "data_fingerprint": data_fingerprint}
+    )
 
 
 def identity_sections(params: Params, names: Sequence[str]) -> dict[str, Any]:
@@ -180,9 +183,7 @@ def config_hash_of(identity: dict[str, Any]) -> str:
 def git_commit(root: Path) -> str:
     """`git rev-parse HEAD` in `root`; 'unknown' when it is not a git checkout (or git is absent)."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = out.stdout.strip()

@@ -3,6 +3,7 @@
 Reads the result tables under params.outputs (never the model) and writes
 <outputs>/report/report.pdf, a PNG and SVG of every page and report_numbers.json.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -4,6 +4,7 @@ A `Page` is one matplotlib figure with a cursor (inches from the top): every blo
 text, table, axes) takes the height it needs below the previous one, so blocks never overlap;
 long text is wrapped to the page width. Font sizes are >= 8 pt.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,13 @@ BODY, SMALL = 9.0, 8.0  # pt
 RC = {
     "pdf.fonttype": 42,  # TrueType: the PDF text is extractable (tests read it back)
     "svg.fonttype": "none",  # SVG keeps text as text
-    "font.size": BODY, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
-    "legend.fontsize": 8, "legend.title_fontsize": 8,
+    "font.size": BODY,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.title_fontsize": 8,
 }
 
 
@@ -65,14 +71,25 @@ class Page:
         bb = artist.get_window_extent(renderer=self.fig.canvas.get_renderer())
         return bb.width / self.fig.dpi, bb.height / self.fig.dpi
 
-    def text(self, s: str, *, size: float = BODY, weight: str = "normal", color: str = "black", gap: float = 0.1,
-             indent: float = 0.0, box: str | None = None) -> None:
+    def text(
+        self,
+        s: str,
+        *,
+        size: float = BODY,
+        weight: str = "normal",
+        color: str = "black",
+        gap: float = 0.1,
+        indent: float = 0.0,
+        box: str | None = None,
+    ) -> None:
         """Text wrapped to the page width (measured, not guessed); '\n' starts a new line.
         box: a face colour for a framed banner."""
         pad = 0.1 if box else 0.0
         avail = self.width - indent - 2 * pad
         x, y = self._rect(MARGIN + indent + pad, self.y + pad, 0, 0)[:2]
-        artist = self.fig.text(x, y, s, fontsize=size, weight=weight, color=color, va="top", ha="left", linespacing=1.25)
+        artist = self.fig.text(
+            x, y, s, fontsize=size, weight=weight, color=color, va="top", ha="left", linespacing=1.25
+        )
         chars = int(avail * 72 / (size * 0.45))
         while True:
             artist.set_text("\n".join(w for para in s.split("\n") for w in (textwrap.wrap(para, chars) or [""])))
@@ -118,8 +135,16 @@ class Page:
                 ax.add_patch(Rectangle((0, y), w, rh, facecolor="0.94", edgecolor="none"))
             x = 0.0
             for c, (cell, cw) in enumerate(zip(row, widths)):
-                ax.text(x + 0.07 if c == 0 else x + cw / 2, y + rh / 2, str(cell), fontsize=size, va="center",
-                        ha="left" if c == 0 else "center", weight="bold" if bold[r] else "normal", linespacing=1.2)
+                ax.text(
+                    x + 0.07 if c == 0 else x + cw / 2,
+                    y + rh / 2,
+                    str(cell),
+                    fontsize=size,
+                    va="center",
+                    ha="left" if c == 0 else "center",
+                    weight="bold" if bold[r] else "normal",
+                    linespacing=1.2,
+                )
                 x += cw
             y += rh
         for yy, lw in ((0, 1.0), (heights[0], 0.6), (h, 1.0)):
@@ -131,21 +156,41 @@ class Page:
         if not handles:
             return
         for ncol in range(len(handles), 0, -1):
-            leg = self.fig.legend(handles, labels, ncol=ncol, title=title, loc="upper center", frameon=False,
-                                  bbox_to_anchor=self._rect(MARGIN + self.width / 2, self.y, 0, 0)[:2])
+            leg = self.fig.legend(
+                handles,
+                labels,
+                ncol=ncol,
+                title=title,
+                loc="upper center",
+                frameon=False,
+                bbox_to_anchor=self._rect(MARGIN + self.width / 2, self.y, 0, 0)[:2],
+            )
             w, h = self._size(leg)
             if w <= self.width or ncol == 1:
                 break
             leg.remove()
         self._advance(h + gap)
 
-    def axes(self, height: float, ncols: int = 1, *, left: float = 0.75, right: float = 0.15, top: float = 0.3,
-             bottom: float = 0.55, wspace: float = 0.8) -> list[Any]:
+    def axes(
+        self,
+        height: float,
+        ncols: int = 1,
+        *,
+        left: float = 0.75,
+        right: float = 0.15,
+        top: float = 0.3,
+        bottom: float = 0.55,
+        wspace: float = 0.8,
+    ) -> list[Any]:
         """`ncols` axes side by side in a block `height` inches tall; the paddings hold the axes'
         titles, tick labels and axis labels inside the block."""
         inner_w = (self.width - left - right - wspace * (ncols - 1)) / ncols
-        axs = [self.fig.add_axes(self._rect(MARGIN + left + i * (inner_w + wspace), self.y + top, inner_w,
-                                            height - top - bottom)) for i in range(ncols)]
+        axs = [
+            self.fig.add_axes(
+                self._rect(MARGIN + left + i * (inner_w + wspace), self.y + top, inner_w, height - top - bottom)
+            )
+            for i in range(ncols)
+        ]
         self._advance(height)
         return axs
 

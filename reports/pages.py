@@ -1,4 +1,5 @@
 """The report's pages, one function each, in reading order (see PAGE_TITLES)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,9 +28,12 @@ PAGE_TITLES = {
 
 def data_notice(params: Params) -> str:
     if params.data.source == "synthetic":
-        return ("DATA IS SYNTHETIC: every number of ours in this report comes from the generated synthetic benchmark "
-                "(A2D / J-HMDB on-disk layout, not the real videos). " + paper.SOURCE_NOTE +
-                " Compare trends and orderings, not values.")
+        return (
+            "DATA IS SYNTHETIC: every number of ours in this report comes from the generated synthetic benchmark "
+            "(A2D / J-HMDB on-disk layout, not the real videos). "
+            + paper.SOURCE_NOTE
+            + " Compare trends and orderings, not values."
+        )
     return "Data: the real A2D Sentences / J-HMDB Sentences benchmarks. " + paper.SOURCE_NOTE
 
 
@@ -44,24 +48,42 @@ def backbone_init(params: Params) -> str:
 
 def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     page = Page("title", PAGE_TITLES["title"])
-    page.text("Contrastive Video-Language Segmentation (Liang et al., arXiv 2109.14131): ablations, studies and "
-              "main results of this suite, next to the paper's numbers.", gap=0.15)
+    page.text(
+        "Contrastive Video-Language Segmentation (Liang et al., arXiv 2109.14131): ablations, studies and "
+        "main results of this suite, next to the paper's numbers.",
+        gap=0.15,
+    )
     synthetic = params.data.source == "synthetic"
-    page.text(data_notice(params), weight="bold", color="darkred" if synthetic else "black",
-              box="#fde8e8" if synthetic else "#eef3fb", gap=0.2)
+    page.text(
+        data_notice(params),
+        weight="bold",
+        color="darkred" if synthetic else "black",
+        box="#fde8e8" if synthetic else "#eef3fb",
+        gap=0.2,
+    )
     p, s = params, params.studies
     info = Table(["setting", "value", "setting", "value"])
     kv = [
-        ("data source", f"{p.data.source} ({'generated' if synthetic else 'real'})"), ("fingerprint", inp.fingerprint),
-        ("backbone", p.model.backbone), ("backbone init", backbone_init(params)),
-        ("git commit", git_commit(params.root)[:12]), ("date", dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
-        ("input size", f"{inp.processed.get('input_size', p.data.input_size)} px"), ("epochs (main run)", str(p.train.epochs)),
-        ("batch (clips)", str(p.train.batch_size)), ("lr (Adam)", f"{p.train.lr:g}"),
-        ("λ (lambda_seg)", f"{p.loss.lambda_seg:g}"), ("τ (tau)", f"{p.loss.tau:g}"),
-        ("RHIC ratio", p.loss.rhic_ratio), ("θ (mask threshold)", f"{p.eval.threshold:g}"),
-        ("ablation seeds", ", ".join(map(str, p.ablation.seeds))), ("study seeds", ", ".join(map(str, s.seeds))),
-        ("ablation epochs", str(p.ablation.epochs or p.train.epochs)), ("study epochs", str(s.epochs or p.train.epochs)),
-        ("bootstrap reps", str(p.report.bootstrap)), ("confidence", f"{p.report.confidence:.0%}"),
+        ("data source", f"{p.data.source} ({'generated' if synthetic else 'real'})"),
+        ("fingerprint", inp.fingerprint),
+        ("backbone", p.model.backbone),
+        ("backbone init", backbone_init(params)),
+        ("git commit", git_commit(params.root)[:12]),
+        ("date", dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
+        ("input size", f"{inp.processed.get('input_size', p.data.input_size)} px"),
+        ("epochs (main run)", str(p.train.epochs)),
+        ("batch (clips)", str(p.train.batch_size)),
+        ("lr (Adam)", f"{p.train.lr:g}"),
+        ("λ (lambda_seg)", f"{p.loss.lambda_seg:g}"),
+        ("τ (tau)", f"{p.loss.tau:g}"),
+        ("RHIC ratio", p.loss.rhic_ratio),
+        ("θ (mask threshold)", f"{p.eval.threshold:g}"),
+        ("ablation seeds", ", ".join(map(str, p.ablation.seeds))),
+        ("study seeds", ", ".join(map(str, s.seeds))),
+        ("ablation epochs", str(p.ablation.epochs or p.train.epochs)),
+        ("study epochs", str(s.epochs or p.train.epochs)),
+        ("bootstrap reps", str(p.report.bootstrap)),
+        ("confidence", f"{p.report.confidence:.0%}"),
     ]
     info.rows = [[*kv[i], *(kv[i + 1] if i + 1 < len(kv) else ("", ""))] for i in range(0, len(kv), 2)]
     page.text("Run configuration (params.yaml)", weight="bold", size=10)
@@ -71,10 +93,12 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     page.table(tables.skipped_counts(inp.processed, num))
     if inp.synthetic and inp.synthetic.get("generated", True):
         syn = inp.synthetic
-        page.text(f"Synthetic benchmark: seed {syn.get('seed', '?')}, distractor fraction "
-                  f"{syn.get('distractor_fraction', '?')} (share of sentences whose referent has a same-class "
-                  f"distractor in the clip), measured same-class fraction {syn.get('same_class_fraction', '?')}.",
-                  size=SMALL)
+        page.text(
+            f"Synthetic benchmark: seed {syn.get('seed', '?')}, distractor fraction "
+            f"{syn.get('distractor_fraction', '?')} (share of sentences whose referent has a same-class "
+            f"distractor in the clip), measured same-class fraction {syn.get('same_class_fraction', '?')}.",
+            size=SMALL,
+        )
     page.text("Contents", weight="bold", size=10)
     page.text("\n".join(f"{i}. {t}" for i, t in enumerate(list(PAGE_TITLES.values())[1:], start=2)), size=SMALL)
     return page
@@ -83,10 +107,13 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     conf = params.report.confidence
     page = Page("table3", PAGE_TITLES["table3"])
-    page.text(f"Test split (A2D-format), in %. mAP is 0.5:0.95. Ours: mean ± CI, the half-width of the {conf:.0%} "
-              "Student-t interval over seeds "
-              "(a single seed: the value alone). Paper: Table 3 of the paper, measured on real A2D Sentences; the "
-              f"plain text lost the check marks, so the rows follow the {paper.TABLE3_ROW_ORDER_NOTE}.", size=SMALL)
+    page.text(
+        f"Test split (A2D-format), in %. mAP is 0.5:0.95. Ours: mean ± CI, the half-width of the {conf:.0%} "
+        "Student-t interval over seeds "
+        "(a single seed: the value alone). Paper: Table 3 of the paper, measured on real A2D Sentences; the "
+        f"plain text lost the check marks, so the rows follow the {paper.TABLE3_ROW_ORDER_NOTE}.",
+        size=SMALL,
+    )
     page.text(f"(a) mAP 0.5:0.95, Overall IoU, Mean IoU — {paper.TABLE3_ROW_ORDER_NOTE}", weight="bold", size=10)
     page.table(tables.table3(inp.results, conf, num))
     page.text("(b) Precision at IoU thresholds (P@K: % of samples with IoU ≥ K)", weight="bold", size=10)
@@ -98,16 +125,23 @@ def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 def significance_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     r = params.report
     page = Page("significance", PAGE_TITLES["significance"])
-    page.text("What the paper never reported: whether each added component helps beyond seed and sample noise.",
-              weight="bold")
-    page.text(f"Δ Mean IoU: paired bootstrap over the test samples ({r.bootstrap} resamples of the (frame, sentence) "
-              "pairs, the same pairs for every seed; IoU difference averaged over seeds and samples, in percentage "
-              f"points); {r.confidence:.0%} percentile interval and two-sided p. Δ mAP: paired t-test over seeds "
-              f"(same seed, both variants) with its {r.confidence:.0%} t-interval; needs ≥ 2 seeds. "
-              "Paper Δ mAP: the difference of the paper's Table 3 rows (row order as reconstructed).", size=SMALL)
+    page.text(
+        "What the paper never reported: whether each added component helps beyond seed and sample noise.", weight="bold"
+    )
+    page.text(
+        f"Δ Mean IoU: paired bootstrap over the test samples ({r.bootstrap} resamples of the (frame, sentence) "
+        "pairs, the same pairs for every seed; IoU difference averaged over seeds and samples, in percentage "
+        f"points); {r.confidence:.0%} percentile interval and two-sided p. Δ mAP: paired t-test over seeds "
+        f"(same seed, both variants) with its {r.confidence:.0%} t-interval; needs ≥ 2 seeds. "
+        "Paper Δ mAP: the difference of the paper's Table 3 rows (row order as reconstructed).",
+        size=SMALL,
+    )
     page.table(tables.significance(inp.results, inp.per_sample, reps=r.bootstrap, confidence=r.confidence, num=num))
-    page.text(f"A bootstrap p cannot go below 1/(reps + 1) = {1 / (r.bootstrap + 1):.1e}. Steps are every pair of "
-              "variants that differ by exactly one component.", size=SMALL)
+    page.text(
+        f"A bootstrap p cannot go below 1/(reps + 1) = {1 / (r.bootstrap + 1):.1e}. Steps are every pair of "
+        "variants that differ by exactly one component.",
+        size=SMALL,
+    )
     return page
 
 
@@ -116,8 +150,12 @@ def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     (ax,) = page.axes(3.9)
     figures.rhic_ratio(ax, inp.rhic)
     page.legend(*figures.take_legend(ax))
-    page.text("Ours: full CVLS model, mAP on the val and test splits for each ratio (line: mean over seeds; band and "
-              "dots: the seeds). " + paper.FIG6A_BEHAVIOUR, size=SMALL, gap=0.25)
+    page.text(
+        "Ours: full CVLS model, mAP on the val and test splits for each ratio (line: mean over seeds; band and "
+        "dots: the seeds). " + paper.FIG6A_BEHAVIOUR,
+        size=SMALL,
+        gap=0.25,
+    )
     (ax,) = page.axes(3.9)
     figures.lambda_sensitivity(ax, inp.lam)
     page.legend(*figures.take_legend(ax))
@@ -127,17 +165,24 @@ def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 
 def main_results_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     page = Page("main_results", PAGE_TITLES["main_results"])
-    page.text("Ours: the main run (full model, params.yaml as is) on the A2D-format test split and zero-shot on the "
-              "J-HMDB-format split (no fine-tuning). Paper: CVLS rows of Table 1 (A2D Sentences test) and Table 2 "
-              "(J-HMDB Sentences). " + data_notice(params), size=SMALL)
+    page.text(
+        "Ours: the main run (full model, params.yaml as is) on the A2D-format test split and zero-shot on the "
+        "J-HMDB-format split (no fine-tuning). Paper: CVLS rows of Table 1 (A2D Sentences test) and Table 2 "
+        "(J-HMDB Sentences). " + data_notice(params),
+        size=SMALL,
+    )
     page.table(tables.main_results(inp.main_metrics, num))
     left, right = page.axes(3.6, ncols=2, left=0.6, wspace=0.7, bottom=0.8)
-    figures.ours_vs_paper(left, inp.main_metrics.get("test", {}), paper.TABLE1_A2D, "A2D-format test", "paper (CVLS row)")
-    figures.ours_vs_paper(right, inp.main_metrics.get("jhmdb", {}), paper.TABLE2_JHMDB, "J-HMDB-format (zero-shot)",
-                          "paper (CVLS row)")
+    figures.ours_vs_paper(
+        left, inp.main_metrics.get("test", {}), paper.TABLE1_A2D, "A2D-format test", "paper (CVLS row)"
+    )
+    figures.ours_vs_paper(
+        right, inp.main_metrics.get("jhmdb", {}), paper.TABLE2_JHMDB, "J-HMDB-format (zero-shot)", "paper (CVLS row)"
+    )
     page.legend(*figures.take_legend(left))
-    page.text("Paper bars: Table 1 (A2D Sentences test) on the left, Table 2 (J-HMDB Sentences) on the right.",
-              size=SMALL)
+    page.text(
+        "Paper bars: Table 1 (A2D Sentences test) on the left, Table 2 (J-HMDB Sentences) on the right.", size=SMALL
+    )
     return page
 
 
@@ -145,10 +190,15 @@ def shuffled_table(results: pd.DataFrame, main: dict, num: Numbers) -> Table:
     t = Table(["variant", "test mAP", "shuffled mAP", "drop (pp)"])
     groups = list(results.groupby("variant", sort=False)) + [("main run", None)]
     for v, g in groups:
-        a, b = (g["test/mAP"].mean(), g["test_shuffled/mAP"].mean()) if g is not None else (
-            main.get("test", {}).get("mAP", float("nan")), main.get("test_shuffled", {}).get("mAP", float("nan")))
+        a, b = (
+            (g["test/mAP"].mean(), g["test_shuffled/mAP"].mean())
+            if g is not None
+            else (main.get("test", {}).get("mAP", float("nan")), main.get("test_shuffled", {}).get("mAP", float("nan")))
+        )
         key = f"shuffled/{v}"
-        t.rows.append([v, num.put(key + "/test_mAP", a), num.put(key + "/shuffled_mAP", b), num.put(key + "/drop", a - b)])
+        t.rows.append(
+            [v, num.put(key + "/test_mAP", a), num.put(key + "/shuffled_mAP", b), num.put(key + "/drop", a - b)]
+        )
     return t
 
 
@@ -160,24 +210,34 @@ def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     figures.training_curve(right, inp.histories, "val_loss", variants, "validation loss")
     figures.take_legend(right)
     page.legend(*figures.take_legend(left), title="variant")
-    page.text("Ablation runs, loss per epoch (line: mean over seeds; band: min–max over seeds). The total loss of "
-              "Eq. 4 includes the contrastive term only for variants with CCL, so levels differ across variants.",
-              size=SMALL, gap=0.25)
+    page.text(
+        "Ablation runs, loss per epoch (line: mean over seeds; band: min–max over seeds). The total loss of "
+        "Eq. 4 includes the contrastive term only for variants with CCL, so levels differ across variants.",
+        size=SMALL,
+        gap=0.25,
+    )
     (ax,) = page.axes(3.0, bottom=0.8)
     figures.shuffled_control(ax, inp.results, inp.main_metrics, variants)
     page.legend(*figures.take_legend(ax))
-    page.text("Each test sample scored again with another sample's sentence: a model that uses the language loses "
-              "most of its mAP; one that segments the most salient object does not.", size=SMALL)
+    page.text(
+        "Each test sample scored again with another sample's sentence: a model that uses the language loses "
+        "most of its mAP; one that segments the most salient object does not.",
+        size=SMALL,
+    )
     page.table(shuffled_table(inp.results, inp.main_metrics, num))
     return page
 
 
 def qualitative_page(params: Params, inp: ReportInputs, num: Numbers, images: dict[str, Path]) -> Page:
     page = Page("qualitative", PAGE_TITLES["qualitative"])
-    page.text("The same test clips for both models: a fixed sample set (the frames with the most other objects, "
-              "which include same-class distractors on the benchmark). Green: ground truth; red: prediction. "
-              "The images are the evaluation stage's per-run figures, shown scaled; full size: "
-              + "; ".join(str(p) for p in images.values()) + ".", size=SMALL)
+    page.text(
+        "The same test clips for both models: a fixed sample set (the frames with the most other objects, "
+        "which include same-class distractors on the benchmark). Green: ground truth; red: prediction. "
+        "The images are the evaluation stage's per-run figures, shown scaled; full size: "
+        + "; ".join(str(p) for p in images.values())
+        + ".",
+        size=SMALL,
+    )
     axs = page.axes(page.remaining - 0.1, ncols=len(images), left=0.0, right=0.0, top=0.3, bottom=0.05, wspace=0.2)
     for ax, (title, path) in zip(axs, images.items()):
         figures.image(ax, path, title)
@@ -187,5 +247,7 @@ def qualitative_page(params: Params, inp: ReportInputs, num: Numbers, images: di
 def qualitative_images(params: Params, inp: ReportInputs) -> dict[str, Path]:
     seeds = list(dict.fromkeys(inp.results["seed"]))
     seed = params.ablation.seeds[0] if params.ablation.seeds[0] in seeds else seeds[0]
-    return {f"{v} (seed {seed})": qualitative_image(params, inp.results, v, seed)
-            for v in (baseline(inp.results), full(inp.results))}
+    return {
+        f"{v} (seed {seed})": qualitative_image(params, inp.results, v, seed)
+        for v in (baseline(inp.results), full(inp.results))
+    }

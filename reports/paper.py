@@ -4,11 +4,20 @@ Copied from ../shared/spec/cvls-method.md. They were measured on the real A2D Se
 J-HMDB Sentences benchmarks with a ResNet-50 at 320x320; the report prints them next to ours
 for orientation, never as a target a synthetic run should reach.
 """
+
 from __future__ import annotations
 
 METRICS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_iou", "mean_iou")
-METRIC_LABELS = {"P@0.5": "P@0.5", "P@0.6": "P@0.6", "P@0.7": "P@0.7", "P@0.8": "P@0.8", "P@0.9": "P@0.9",
-                 "mAP": "mAP 0.5:0.95", "overall_iou": "Overall IoU", "mean_iou": "Mean IoU"}
+METRIC_LABELS = {
+    "P@0.5": "P@0.5",
+    "P@0.6": "P@0.6",
+    "P@0.7": "P@0.7",
+    "P@0.8": "P@0.8",
+    "P@0.9": "P@0.9",
+    "mAP": "mAP 0.5:0.95",
+    "overall_iou": "Overall IoU",
+    "mean_iou": "Mean IoU",
+}
 
 # Table 1: A2D Sentences test, CVLS row.
 TABLE1_A2D = dict(zip(METRICS, (64.2, 58.7, 50.5, 35.8, 11.6, 40.8, 68.3, 57.1)))
@@ -32,14 +41,20 @@ FIG6A_RATIOS = ("1:5", "1:4", "1:3", "1:2", "1:1", "2:1", "3:1", "4:1")
 FIG6A_DEFAULT = "1:3"
 FIG6A_STABLE = ("1:5", "1:2", 0.15)  # 1:5..1:2 stable within 0.15 mAP
 FIG6A_DROP = ("1:1", "4:1", 0.9)  # 1:1..4:1 drops progressively by ~0.9 mAP
-FIG6A_BEHAVIOUR = ("Paper (Fig. 6a, A2D): from 1:5 to 1:2 the mAP is stable (within 0.15 mAP, with extra epochs "
-                   "to converge); from 1:1 to 4:1 it drops progressively by ~0.9 mAP as RHIC approaches plain "
-                   "average pooling. The paper uses 1:3.")
+FIG6A_BEHAVIOUR = (
+    "Paper (Fig. 6a, A2D): from 1:5 to 1:2 the mAP is stable (within 0.15 mAP, with extra epochs "
+    "to converge); from 1:1 to 4:1 it drops progressively by ~0.9 mAP as RHIC approaches plain "
+    "average pooling. The paper uses 1:3."
+)
 
 # Fig. 6b: lambda (weight of the segmentation term in Eq. 4).
 FIG6B_DEFAULT = 0.8
-FIG6B_BEHAVIOUR = ("Paper (Fig. 6b, A2D): robust to lambda, the mAP only jitters slightly between settings; "
-                   "the paper sets lambda = 0.8.")
+FIG6B_BEHAVIOUR = (
+    "Paper (Fig. 6b, A2D): robust to lambda, the mAP only jitters slightly between settings; "
+    "the paper sets lambda = 0.8."
+)
 
-SOURCE_NOTE = ("The paper's numbers were measured on the real A2D Sentences / J-HMDB Sentences benchmarks "
-               "(ResNet-50, 320x320 input).")
+SOURCE_NOTE = (
+    "The paper's numbers were measured on the real A2D Sentences / J-HMDB Sentences benchmarks "
+    "(ResNet-50, 320x320 input)."
+)

@@ -1,4 +1,5 @@
 """Build the report: read the result tables, lay out the pages, write PDF + figures + numbers, log to MLflow."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,9 +34,15 @@ def build_report(params: Params, *, track: bool = True) -> ReportResult:
     out = params.outputs / "report"
     num = Numbers()
     with plt.rc_context(RC), sns.axes_style("whitegrid", rc=RC):
-        pages = [P.title_page(params, inp, num), P.table3_page(params, inp, num), P.significance_page(params, inp, num),
-                 P.fig6_page(params, inp, num), P.main_results_page(params, inp, num), P.training_page(params, inp, num),
-                 P.qualitative_page(params, inp, num, images)]
+        pages = [
+            P.title_page(params, inp, num),
+            P.table3_page(params, inp, num),
+            P.significance_page(params, inp, num),
+            P.fig6_page(params, inp, num),
+            P.main_results_page(params, inp, num),
+            P.training_page(params, inp, num),
+            P.qualitative_page(params, inp, num, images),
+        ]
         try:
             footer = f"CVLS suite · {params.data.source} data · fingerprint {inp.fingerprint}"
             for i, page in enumerate(pages, start=1):
@@ -43,9 +50,16 @@ def build_report(params: Params, *, track: bool = True) -> ReportResult:
             figures = save_pages(pages, out)
             numbers = out / "report_numbers.json"
             write_json(numbers, num.items)
-            pdf = write_pdf(pages, out / "report.pdf", {
-                "Title": "CVLS ablation suite report", "Subject": f"{params.data.source} data, fingerprint {inp.fingerprint}",
-                "Creator": "reports/build.py", "CreationDate": dt.datetime.now(dt.timezone.utc)})
+            pdf = write_pdf(
+                pages,
+                out / "report.pdf",
+                {
+                    "Title": "CVLS ablation suite report",
+                    "Subject": f"{params.data.source} data, fingerprint {inp.fingerprint}",
+                    "Creator": "reports/build.py",
+                    "CreationDate": dt.datetime.now(dt.timezone.utc),
+                },
+            )
         finally:
             close(pages)
     run_id = log_report(params, inp.fingerprint, [pdf, numbers, *figures]) if track else None

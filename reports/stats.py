@@ -1,4 +1,5 @@
 """Uncertainty for the result tables: t-intervals over seeds, paired tests between variants."""
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,9 @@ class PairedResult:
     n: int  # paired units
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, reps: int, confidence: float, seed: int = 0,
-                     chunk: int = 250) -> PairedResult:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, *, reps: int, confidence: float, seed: int = 0, chunk: int = 250
+) -> PairedResult:
     """Paired bootstrap of mean(b - a) over samples.
 
     `a`, `b`: (seeds, samples) arrays whose columns are the same samples (rows: the same seeds);
@@ -54,8 +56,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, reps: int, confidence: flo
     n = len(d)
     diff = float(d.mean())
     rng = np.random.default_rng(seed)
-    means = np.concatenate([d[rng.integers(0, n, size=(min(chunk, reps - i), n))].mean(axis=1)
-                            for i in range(0, reps, chunk)])
+    means = np.concatenate(
+        [d[rng.integers(0, n, size=(min(chunk, reps - i), n))].mean(axis=1) for i in range(0, reps, chunk)]
+    )
     alpha = 1 - confidence
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     extreme = int(np.sum(np.abs(means - diff) >= abs(diff) - 1e-12))

@@ -4,6 +4,7 @@
 holds the same values the PDF shows (value == float(text)), and tests can check one against the
 other and against the result tables.
 """
+
 from __future__ import annotations
 
 import math
@@ -108,8 +109,10 @@ def table3_precision(results: pd.DataFrame, confidence: float, num: Numbers) -> 
 def paired_iou(per_sample: pd.DataFrame, a: str, b: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """(seeds, samples) IoU arrays (in %) of variants a and b on the same seeds and sample pairs."""
     ps = per_sample[per_sample["split"] == split]
-    tables = {v: ps[ps["variant"] == v].pivot_table(index="seed", columns="pair", values="iou", aggfunc="mean")
-              for v in (a, b)}
+    tables = {
+        v: ps[ps["variant"] == v].pivot_table(index="seed", columns="pair", values="iou", aggfunc="mean")
+        for v in (a, b)
+    }
     seeds = tables[a].index.intersection(tables[b].index)
     pairs = tables[a].columns.intersection(tables[b].columns)
     ta, tb = tables[a].loc[seeds, pairs], tables[b].loc[seeds, pairs]
@@ -117,13 +120,24 @@ def paired_iou(per_sample: pd.DataFrame, a: str, b: str, split: str = "test") ->
     return 100 * ta.loc[:, keep].to_numpy(), 100 * tb.loc[:, keep].to_numpy()
 
 
-def significance(results: pd.DataFrame, per_sample: pd.DataFrame, *, reps: int, confidence: float,
-                 num: Numbers, split: str = "test") -> Table:
+def significance(
+    results: pd.DataFrame, per_sample: pd.DataFrame, *, reps: int, confidence: float, num: Numbers, split: str = "test"
+) -> Table:
     """Each incremental step: paired bootstrap over test samples (mean IoU, averaged over seeds)
     and a paired t-test over seeds on mAP; with the paper's mAP step for reference."""
     ci = f"{confidence:.0%} CI"
-    t = Table(["Step", f"Δ Mean IoU\n(pp) [{ci}]", "p\nbootstrap", "pairs ×\nseeds",
-               f"Δ mAP\n(pp) [{ci}]", "p\nt-test", "seeds", "paper\nΔ mAP"])
+    t = Table(
+        [
+            "Step",
+            f"Δ Mean IoU\n(pp) [{ci}]",
+            "p\nbootstrap",
+            "pairs ×\nseeds",
+            f"Δ mAP\n(pp) [{ci}]",
+            "p\nt-test",
+            "seeds",
+            "paper\nΔ mAP",
+        ]
+    )
     for i, (a, b) in enumerate(incremental_steps(results)):
         key = f"significance/{a}->{b}"
         ia, ib = paired_iou(per_sample, a, b, split)
@@ -137,28 +151,46 @@ def significance(results: pd.DataFrame, per_sample: pd.DataFrame, *, reps: int, 
         if boot is None:
             row += [DASH, DASH, "0"]
         else:
-            row += [f"{num.put(key + '/mean_iou/diff', boot.diff, signed=True)} "
-                    f"{num.interval(key + '/mean_iou', boot.lo, boot.hi)}",
-                    num.p(key + "/mean_iou/p", boot.p),
-                    f"{num.put(key + '/pairs', ia.shape[1])} × {ia.shape[0]}"]
+            row += [
+                f"{num.put(key + '/mean_iou/diff', boot.diff, signed=True)} "
+                f"{num.interval(key + '/mean_iou', boot.lo, boot.hi)}",
+                num.p(key + "/mean_iou/p", boot.p),
+                f"{num.put(key + '/pairs', ia.shape[1])} × {ia.shape[0]}",
+            ]
         diff = num.put(key + "/mAP/diff", tt.diff, signed=True)
         interval = num.interval(key + "/mAP", tt.lo, tt.hi)
-        row += [diff if interval == DASH else f"{diff} {interval}",
-                num.p(key + "/mAP/p", tt.p), num.put(key + "/seeds", tt.n),
-                num.put(f"paper/step/{a}->{b}/mAP", None if pa is None or pb is None else pb - pa, signed=True)]
+        row += [
+            diff if interval == DASH else f"{diff} {interval}",
+            num.p(key + "/mAP/p", tt.p),
+            num.put(key + "/seeds", tt.n),
+            num.put(f"paper/step/{a}->{b}/mAP", None if pa is None or pb is None else pb - pa, signed=True),
+        ]
         t.rows.append(row)
     return t
 
 
 def main_results(metrics: dict[str, dict[str, float]], num: Numbers) -> Table:
     """The main run (full model, params.yaml as is) vs the paper's CVLS rows of Tables 1-2."""
-    t = Table(["Metric (%)", "ours\nA2D-format test", "paper Table 1\nA2D Sentences",
-               "ours J-HMDB-format\n(zero-shot)", "paper Table 2\nJ-HMDB Sentences"])
+    t = Table(
+        [
+            "Metric (%)",
+            "ours\nA2D-format test",
+            "paper Table 1\nA2D Sentences",
+            "ours J-HMDB-format\n(zero-shot)",
+            "paper Table 2\nJ-HMDB Sentences",
+        ]
+    )
     test, jhmdb = metrics.get("test", {}), metrics.get("jhmdb", {})
     for m in paper.METRICS:
-        t.rows.append([paper.METRIC_LABELS[m], num.put(f"main/test/{m}", test.get(m)),
-                       num.put(f"paper/table1/{m}", paper.TABLE1_A2D[m]),
-                       num.put(f"main/jhmdb/{m}", jhmdb.get(m)), num.put(f"paper/table2/{m}", paper.TABLE2_JHMDB[m])])
+        t.rows.append(
+            [
+                paper.METRIC_LABELS[m],
+                num.put(f"main/test/{m}", test.get(m)),
+                num.put(f"paper/table1/{m}", paper.TABLE1_A2D[m]),
+                num.put(f"main/jhmdb/{m}", jhmdb.get(m)),
+                num.put(f"paper/table2/{m}", paper.TABLE2_JHMDB[m]),
+            ]
+        )
     n = lambda d: int(d["n"]) if "n" in d else None  # noqa: E731
     t.rows.append(["samples (n)", num.put("main/test/n", n(test)), DASH, num.put("main/jhmdb/n", n(jhmdb)), DASH])
     return t
@@ -168,7 +200,9 @@ def dataset_counts(processed: dict[str, Any], num: Numbers) -> Table:
     cols = ("videos", "sentences", "frames", "eval_pairs")
     t = Table(["split", *cols])
     splits = processed.get("splits", {})
-    order = [s for s in ("train", "val", "test", "jhmdb") if s in splits] + sorted(set(splits) - {"train", "val", "test", "jhmdb"})
+    order = [s for s in ("train", "val", "test", "jhmdb") if s in splits] + sorted(
+        set(splits) - {"train", "val", "test", "jhmdb"}
+    )
     for split, c in ((s, splits[s]) for s in order):
         t.rows.append([split, *[num.put(f"dataset/{split}/{k}", c.get(k)) for k in cols]])
     return t

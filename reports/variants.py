@@ -5,6 +5,7 @@ model has all three, and an incremental step adds exactly one component to anoth
 with the default variants that gives Baseline->CCL, CCL->CCL+RHIC, CCL->CCL+LCF,
 CCL+RHIC->CCL+RHIC+LCF and CCL+LCF->CCL+RHIC+LCF.
 """
+
 from __future__ import annotations
 
 import pandas as pd

@@ -7,6 +7,7 @@ full model (CCL + RHIC + LCF); the objective is validation mAP. Resumable and sa
 several workers or machines on one storage (see core/study/). Writes
 <outputs>/studies/rhic_ratio.{csv,png,svg,json}.
 """
+
 from __future__ import annotations
 
 from core.study import cli

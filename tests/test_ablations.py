@@ -1,4 +1,5 @@
 """ablations/components.py and the studies' base config: which params each row trains with."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,9 +1,18 @@
 """Datasets over the processed store: the batch contract, augmentation, the shuffled control."""
+
 from __future__ import annotations
 
 import torch
 
-from core.data.dataset import ClipDataset, FrameDataset, collate_clips, collate_frames, derangement, pick_frames, to_device
+from core.data.dataset import (
+    ClipDataset,
+    FrameDataset,
+    collate_clips,
+    collate_frames,
+    derangement,
+    pick_frames,
+    to_device,
+)
 from core.data.store import open_split
 from core.data.vocab import Vocab, tokenize
 

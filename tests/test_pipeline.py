@@ -1,4 +1,5 @@
 """The whole DVC pipeline on the tiny profile, from a copy of the tracked tree, as a user runs it."""
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,23 @@ def _run(args: list[str], cwd: Path) -> str:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the tracked files (what a clone holds), with the tiny profile merged in."""
     dest = tmp_path_factory.mktemp("clone") / "cvls"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for f in files:
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dest / f)
     merge_profile(dest / "params.yaml", TINY, dest / "params.yaml")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"],
+    ):
         subprocess.run(cmd, cwd=dest, check=True)
     return dest
 
@@ -93,8 +102,12 @@ def test_mlflow_server_lists_the_suite_and_lines_up_params(project):
     db = project / "outputs" / "mlflow.db"
     port = _free_port()
     mlflow = str(Path(sys.executable).parent / "mlflow")
-    server = subprocess.Popen([mlflow, "ui", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=project)
+    server = subprocess.Popen(
+        [mlflow, "ui", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=project,
+    )
     api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
     try:
         deadline = time.time() + 120
@@ -112,7 +125,9 @@ def test_mlflow_server_lists_the_suite_and_lines_up_params(project):
         assert parents
         pid = parents[0]["info"]["run_id"]
         children = [(r, t) for r, t in zip(runs, tags) if t.get("mlflow.parentRunId") == pid]
-        assert sorted(t["variant"] for _, t in children) == sorted(["Baseline", "CCL", "CCL+RHIC", "CCL+LCF", "CCL+RHIC+LCF"] * 2)
+        assert sorted(t["variant"] for _, t in children) == sorted(
+            ["Baseline", "CCL", "CCL+RHIC", "CCL+LCF", "CCL+RHIC+LCF"] * 2
+        )
         keys = [frozenset(p["key"] for p in r["data"]["params"]) for r, _ in children]
         assert len(set(keys)) == 1 and "loss.lambda_seg" in keys[0] and "loss.ccl" in keys[0]
         assert all(r["info"]["status"] == "FINISHED" for r, _ in children)

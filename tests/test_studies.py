@@ -1,5 +1,6 @@
 """Optuna studies: each (grid point, seed) exactly once, sequential, killed + resumed, concurrent;
 outputs from the study alone; every trial an MLflow run nested under the study's parent."""
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,16 @@ from optuna.trial import TrialState
 
 from core import runs, tracking
 from core.errors import UserError
-from core.study import (LAMBDA_SENSITIVITY, RHIC_RATIO, WorkerContext, create_study, grid, open_study, run_study,
-                        run_worker)
+from core.study import (
+    LAMBDA_SENSITIVITY,
+    RHIC_RATIO,
+    WorkerContext,
+    create_study,
+    grid,
+    open_study,
+    run_study,
+    run_worker,
+)
 
 from .conftest import ROOT
 
@@ -73,6 +82,7 @@ def _states(db: Path) -> list[str]:
 @contextmanager
 def _deadline(seconds: int):
     """Fail the test instead of hanging (SIGALRM; tests run in the main thread)."""
+
     def expired(*_):
         raise TimeoutError(f"still running after {seconds}s")
 
@@ -114,7 +124,10 @@ def test_sequential_study_runs_each_point_once_and_writes_outputs(sequential):
     by_trial = {t.number: t for t in study.trials}
     for r in rows:
         t = by_trial[int(r["trial"])]
-        assert r["study"] == result.study_name and (r["point"], int(r["seed"])) == (t.user_attrs["point"], t.user_attrs["seed"])
+        assert r["study"] == result.study_name and (r["point"], int(r["seed"])) == (
+            t.user_attrs["point"],
+            t.user_attrs["seed"],
+        )
         assert float(r["val/mAP"]) == pytest.approx(t.value)
         assert r["run_id"] == t.user_attrs["row"]["run_id"]
         for col in ("test/mAP", "jhmdb/P@0.5", "test/overall_iou"):
@@ -184,8 +197,13 @@ def test_a_trial_abandoned_before_its_first_heartbeat_is_retried(tiny_store, tmp
         warnings.simplefilter("ignore")
         popped = study.ask()  # ...and the worker dies here
     calls = []
-    monkeypatch.setattr(runs, "run_variant", lambda params, **kw: calls.append(params.train.seed) or runs.RunRecord(
-        None, "h", tmp_path, False, {"val": {"mAP": 1.0}}, []))
+    monkeypatch.setattr(
+        runs,
+        "run_variant",
+        lambda params, **kw: (
+            calls.append(params.train.seed) or runs.RunRecord(None, "h", tmp_path, False, {"val": {"mAP": 1.0}}, [])
+        ),
+    )
     with _deadline(60):
         res = run_worker(WorkerContext("lambda_sensitivity", p, url, "abandoned", None))
     assert sorted(calls) == [0, 1] and res.missing == []
@@ -194,7 +212,9 @@ def test_a_trial_abandoned_before_its_first_heartbeat_is_retried(tiny_store, tmp
     states = {t.number: t.state for t in study.trials}
     assert states[popped.number] == TrialState.FAIL
     (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == popped.number]
-    assert retry.state == TrialState.COMPLETE and _pairs([retry]) == _pairs([study.trials[popped.number]], TrialState.FAIL)
+    assert retry.state == TrialState.COMPLETE and _pairs([retry]) == _pairs(
+        [study.trials[popped.number]], TrialState.FAIL
+    )
 
 
 def test_bad_storage_and_missing_store_are_one_line_errors(tiny_store, tmp_path):
@@ -216,8 +236,9 @@ def test_killed_study_resumes_each_point_once(tiny_store, tmp_path):
     p = _params(tiny_store, **{"studies.lambdas": [0.7, 0.9], "studies.seeds": [3]})
     url = _url(tmp_path)
     log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(_script("lambda_sensitivity", p, tmp_path, url), stdout=log, stderr=subprocess.STDOUT,
-                            env=_env(), cwd=tmp_path)
+    proc = subprocess.Popen(
+        _script("lambda_sensitivity", p, tmp_path, url), stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path
+    )
     deadline = time.time() + 120
     try:
         while True:  # kill it while the second trial runs, after the first is COMPLETE
@@ -252,8 +273,14 @@ def test_concurrent_workers_run_each_point_once(tiny_store, tmp_path):
     (two spawned worker processes)."""
     p = _params(tiny_store, **{"studies.lambdas": [0.6, 0.9], "studies.seeds": [4]})
     url = _url(tmp_path)
-    other = subprocess.Popen(_script("lambda_sensitivity", p, tmp_path, url), env=_env(), cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    other = subprocess.Popen(
+        _script("lambda_sensitivity", p, tmp_path, url),
+        env=_env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         with _deadline(240):
             mine = run_study(LAMBDA_SENSITIVITY, p, storage=url, n_jobs=2)

@@ -10,6 +10,7 @@ Batch contract after `to_device` (see core/model.py, core/losses.py):
     frames float [B,T,3,S,S] normalised; tokens long [B,L] (0 = pad); lengths long [B];
     masks float [B,T,K,S,S]; present bool [B,T,K]; referent long [B]; frame_valid bool [B,T]
 """
+
 from __future__ import annotations
 
 import random
@@ -141,7 +142,13 @@ class FrameDataset(Dataset):
             "frames": torch.from_numpy(np.array(self.store.frame_array[row])).permute(2, 0, 1)[None],  # [1,3,S,S]
             "tokens": self.vocab.encode(tokenize(text), self.data.max_tokens),
             "gt": torch.from_numpy(self.store.orig_mask(row, sample.referent)),
-            "meta": {"pair": i, "sample": sample_idx, "video": self.store.videos[frame["video"]]["id"], "frame": frame["index"] + 1, "text": text},
+            "meta": {
+                "pair": i,
+                "sample": sample_idx,
+                "video": self.store.videos[frame["video"]]["id"],
+                "frame": frame["index"] + 1,
+                "text": text,
+            },
         }
 
 

@@ -11,6 +11,7 @@ model's input size, as uint8, next to the masks of every instance in it. Per spl
 
 Arrays are opened with mmap, so a DataLoader worker touches only the pages it reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,10 @@ class SplitStore:
         self.index = json.loads(index_path.read_text())
         self.videos: list[dict] = self.index["videos"]
         self.frames: list[dict] = self.index["frames"]
-        self.samples = [SampleRef(s["video"], s["text"], s["referent"], tuple(s["frames"]), s["source"]) for s in self.index["samples"]]
+        self.samples = [
+            SampleRef(s["video"], s["text"], s["referent"], tuple(s["frames"]), s["source"])
+            for s in self.index["samples"]
+        ]
         self.size: int = self.index["input_size"]
         self._orig_offsets = np.asarray(self.index["masks_orig_offsets"], dtype=np.int64)
 

@@ -3,6 +3,7 @@
 Every failure inside the decoder becomes a `DataError` naming the file, so a corrupt or
 truncated mp4 is one clear line, not an FFmpeg traceback.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,7 +53,10 @@ def read_frames(path: Path, indices: Sequence[int]) -> np.ndarray:
         raise DataError(f"{path}: corrupt or unreadable video ({type(err).__name__}: {err})") from None
     missing = [i for i in wanted if i not in got]
     if missing:
-        raise DataError(f"{path}: video has only {decoded} decodable frames, frame {missing[0] + 1} (1-indexed) is needed; truncated?")
+        raise DataError(
+            f"{path}: video has only {decoded} decodable frames, frame {missing[0] + 1} (1-indexed) is needed; "
+            "truncated?"
+        )
     return np.stack([got[int(i)] for i in indices])
 
 

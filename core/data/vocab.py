@@ -5,6 +5,7 @@ Built from the training sentences only: the `vocab_size - 1` most frequent words
 Ids: <pad> = 0, <unk> = 1, words from 2 in order of frequency (ties alphabetical, so the
 vocabulary is deterministic).
 """
+
 from __future__ import annotations
 
 import json
