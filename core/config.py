@@ -104,6 +104,9 @@ class ModelParams(Section):
     # local ImageNet state_dict file (pretrained_weights)
     init: Literal["scratch", "pretext", "imagenet"]
     pretrained_weights: Path | None
+    # detectron2's FREEZE_AT: the first stages of the started backbone get no gradients
+    # (0 none, 1 the stem, 2 + res2, ... 5 the whole ResNet)
+    freeze_at: int = Field(ge=0, le=5)
     channels: int = Field(ge=8)
     lstm_hidden: int = Field(ge=8)
     proj_hidden: int = Field(ge=8)

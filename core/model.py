@@ -66,8 +66,29 @@ class Backbone(nn.Module):
         self.channels = channels
         self.pretrained = pretrained
 
+    def freeze(self, at: int) -> None:
+        """Freeze the first `at` stages, detectron2's FREEZE_AT: 1 = the stem (conv1, bn1), 2 = the
+        stem and res2 (layer1), ... 5 = the whole ResNet. Their weights get no gradients (no backward
+        through them at all, as nothing below them trains) and their batch norms keep the start
+        weights' running statistics."""
+        self.frozen = nn.ModuleList(m for name, m in self.body.named_children() if _stage(name) <= at)
+        for p in self.frozen.parameters():
+            p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(mode)
+        for m in getattr(self, "frozen", ()):
+            m.eval()  # frozen batch norms: running statistics, never updated
+        return self
+
     def forward(self, x: Tensor) -> list[Tensor]:
         return list(self.body(x).values())
+
+
+def _stage(child: str) -> int:
+    """detectron2's stage number of a ResNet child: the stem (conv1, bn1, relu, maxpool) 1, layer<k> k + 1."""
+    return int(child.removeprefix("layer")) + 1 if child.startswith("layer") else 1
 
 
 def build_backbone(name: str, weights_path: Path | None) -> Backbone:
@@ -307,6 +328,8 @@ class CVLS(nn.Module):
         c = mp.channels
         self.text = TextEncoder(vocab_size + 1, mp.lstm_hidden, c)
         self.visual = VisualEncoder(build_backbone(mp.backbone, weights), c)
+        if mp.freeze_at:
+            self.visual.backbone.freeze(mp.freeze_at)
         self.fusion = Fusion(c)
         self.decoder = MaskDecoder(c)
         self.lcf = ChannelFilter(c) if lp.lcf else None

@@ -256,3 +256,27 @@ def test_full_model_overfits_one_clip():
             if min(ious) > 0.9:
                 break
     assert min(ious) > 0.9, f"IoU {ious} after {step + 1} steps ({time.monotonic() - start:.0f} s)"
+
+
+def test_freeze_at_stops_gradients_and_batch_norm_updates_in_the_frozen_stages():
+    """detectron2's FREEZE_AT: 2 freezes the stem and res2 (layer1); later stages still learn."""
+    model = CVLS(
+        params_section("model", **{**TINY.model_dump(), "freeze_at": 2}), params_section("loss"), vocab_size=12
+    )
+    body = model.visual.backbone.body
+    frozen_bn = body.layer1[0].bn1
+    before = frozen_bn.running_mean.clone()
+    model.train()
+    assert not frozen_bn.training and body.layer2[0].bn1.training  # model.train() keeps frozen BNs in eval
+    frames = torch.rand(2, 1, 3, 32, 32)
+    out = model(frames, torch.tensor([[1, 2], [3, 0]]), torch.tensor([2, 1]))
+    out.logits.sum().backward()
+    assert all(p.grad is None and not p.requires_grad for p in body.conv1.parameters())
+    assert all(p.grad is None for p in body.layer1.parameters())
+    assert all(p.grad is not None for p in body.layer2.parameters())
+    assert torch.equal(frozen_bn.running_mean, before)  # no statistics update in a frozen stage
+    assert not torch.equal(body.layer2[0].bn1.running_mean, torch.zeros_like(body.layer2[0].bn1.running_mean))
+    unfrozen = CVLS(
+        params_section("model", **{**TINY.model_dump(), "freeze_at": 0}), params_section("loss"), vocab_size=12
+    )
+    assert all(p.requires_grad for p in unfrozen.parameters())
