@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 
 # params.yaml's model section, shrunk; resnet18 from random init (the weights tests save resnet18 files)
 TINY = params_section(
-    "model", backbone="resnet18", init="scratch", channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8
+    "model", backbone="resnet18", init="scratch", freeze_at=0, channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8
 )
 
 

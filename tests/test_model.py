@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 
 # params.yaml's model section, shrunk; resnet18 from random init (the weights tests save resnet18 files)
 TINY = params_section(
-    "model", backbone="resnet18", init="scratch", channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8
+    "model", backbone="resnet18", init="scratch", freeze_at=0, channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8
 )
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
