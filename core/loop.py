@@ -187,7 +187,7 @@ def fit(
         means = (sums / max(steps, 1)).tolist()
         row = {"epoch": epoch + 1, "step": step, "train_loss": means[0]}
         row |= {f"train_{p}": v for p, v in zip(objective.parts, means[1:])}
-        if objective.validate is not None and plateau is not None:
+        if plateau is not None:  # exactly when the objective has a validation
             val = objective.validate()
             row["val_loss"] = means[0] if val is None else val
             plateau.step(row["val_loss"])

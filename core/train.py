@@ -32,10 +32,9 @@ from core.config import Params
 from core.data.dataset import to_device
 from core.errors import UserError
 from core.io import file_digest, write_json, write_text
-from core.loop import Objective, Schedule, clip_loader, fit, optimizer_step
+from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
 from core.losses import cvls_loss
 from core.model import CVLS
-from core.results import data_fingerprint
 from core.runtime import Dist, autocast, init_distributed, pick_device, seed_everything
 
 log = logging.getLogger("cvls")
@@ -56,10 +55,10 @@ def run_fingerprint(params: Params) -> str:
     (a retrained pretext or a different ImageNet file must not reuse old runs)."""
     weights = params.backbone_weights
     if weights is None:
-        return data_fingerprint(params)
+        return results.data_fingerprint(params)
     if not weights.is_file():
         raise UserError(missing_weights(params))
-    return f"{data_fingerprint(params)}+init:{file_digest(weights)[:16]}"
+    return f"{results.data_fingerprint(params)}+init:{file_digest(weights)[:16]}"
 
 
 @torch.no_grad()
@@ -80,7 +79,7 @@ def unwrap(model: torch.nn.Module) -> CVLS:
     return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
 
 
-def cvls_step_loss(net: torch.nn.Module, model: CVLS, params: Params):  # noqa: ANN201 - a LossFn
+def cvls_step_loss(net: torch.nn.Module, model: CVLS, params: Params) -> LossFn:
     """Eq. 4 on an on-device batch; `net` may wrap `model` (DDP, compile)."""
 
     def loss(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -174,7 +173,7 @@ def train(
     """Train `params` unless a FINISHED run with the same config hash exists (then reuse it)."""
     device = pick_device(params.train.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist_ = init_distributed(device)
-    fingerprint = data_fingerprint(params)
+    fingerprint = results.data_fingerprint(params)
     run_hash = tracking.config_hash(params, run_fingerprint(params))
     run_dir = results.run_dir(params, run_hash)
     info_path = run_dir / "run.json"
