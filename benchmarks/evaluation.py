@@ -5,7 +5,7 @@ before (for every sample: resize its map to the frame's size, θ·max, count I a
 `core.metrics.batch_scores`, the function evaluation runs now (the same three steps as tensor
 ops over each group of samples of one original size). Timed twice, interleaved: the scoring
 alone, on the sigmoid maps of a model over the whole split (computed once), and the whole
-`core.evaluate.predict`-shaped pass (loader + model forward + scoring). The two give identical
+`core.scoring.predict`-shaped pass (loader + model forward + scoring). The two give identical
 integers I and U (checked here on every sample, and by tests/test_metrics.py).
 Target: scoring >= 5x pairs/s.
 

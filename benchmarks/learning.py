@@ -35,10 +35,10 @@ from core.checkpoint import build_model, load_vocab  # noqa: E402
 from core.config import Params, load_params  # noqa: E402
 from core.data.dataset import FrameDataset, to_device  # noqa: E402
 from core.data.store import open_split  # noqa: E402
-from core.evaluate import predict  # noqa: E402
 from core.loop import clip_loader, make_optimizer  # noqa: E402
 from core.metrics import summarize  # noqa: E402
 from core.runtime import Dist, cpu_cores, seed_everything  # noqa: E402
+from core.scoring import predict  # noqa: E402
 from core.train import train_step  # noqa: E402
 
 TARGET = 2.0

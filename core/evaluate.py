@@ -23,8 +23,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from core import tracking  # noqa: E402
 from core.checkpoint import load_model, load_vocab  # noqa: E402
@@ -33,36 +31,14 @@ from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import SplitStore, open_split  # noqa: E402
 from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
-from core.metrics import batch_scores, intersection_union, iou, predict_mask, summarize  # noqa: E402
+from core.metrics import intersection_union, iou, predict_mask, summarize  # noqa: E402
 from core.model import CVLS  # noqa: E402
 from core.results import SAMPLE_COLUMNS, flat_metrics, mlflow_metrics  # noqa: E402
 from core.runtime import autocast, pick_device  # noqa: E402
+from core.scoring import predict  # noqa: E402
 from core.train import train  # noqa: E402
 
 log = logging.getLogger("cvls")
-
-
-@torch.no_grad()
-def predict(model: CVLS, ds: FrameDataset, params: Params, device: torch.device, desc: str) -> list[dict[str, Any]]:
-    """Score every (frame, sentence) pair: sigmoid map -> original size -> θ·max rule -> I, U."""
-    loader = DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames, num_workers=0)
-    rows: list[dict[str, Any]] = []
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
-        meta, gts = batch.pop("meta"), batch.pop("gt")
-        b = to_device(batch, device)
-        with autocast(device, params.train):
-            logits = model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0]
-        probs = torch.sigmoid(logits.float()).cpu()
-        for (inter, union), m in zip(batch_scores(probs, gts, params.eval.threshold), meta):
-            rows.append(
-                {
-                    **{k: m[k] for k in ("pair", "sample", "video", "frame", "text")},
-                    "inter": inter,
-                    "union": union,
-                    "iou": iou(inter, union),
-                }
-            )
-    return rows
 
 
 def qualitative_figure(

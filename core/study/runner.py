@@ -45,7 +45,7 @@ def run_study(
     the outputs. Safe to run on several machines at once against the same storage."""
     from optuna.trial import TrialState
 
-    from core.train import data_fingerprint
+    from core.results import data_fingerprint
 
     kind = KINDS[kind] if isinstance(kind, str) else kind
     n_jobs = n_jobs or params.studies.n_jobs
