@@ -31,10 +31,9 @@ log = logging.getLogger("cvls")
 
 
 def variant_params(params: Params, variant: str, seed: int) -> Params:
-    """One Table-3 row: the variant's switches, the seed, and the suite's training budget."""
-    return params.with_variant(variant).replace(
-        **{"train.seed": seed, "train.epochs": params.ablation.epochs or params.train.epochs}
-    )
+    """One Table-3 row: the variant's switches and the seed; it trains exactly like the main run
+    (train.*: the same steps, schedule and checkpoint rule for every row)."""
+    return params.with_variant(variant).replace(**{"train.seed": seed})
 
 
 def suite_key(params: Params) -> str:

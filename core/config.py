@@ -182,7 +182,6 @@ class Variant(Section):
 
 class AblationParams(Section):
     seeds: tuple[int, ...] = Field(min_length=1)
-    epochs: int | None = Field(ge=1)  # train.epochs of every row (a suite budget); None = train.epochs
     n_jobs: int = Field(ge=1)  # rows trained in parallel processes (threads split between them)
     variants: dict[str, Variant] = Field(min_length=1)
 
@@ -190,7 +189,6 @@ class AblationParams(Section):
 class StudyParams(Section):
     storage: str | None  # None -> sqlite:///<outputs>/optuna.db
     seeds: tuple[int, ...] = Field(min_length=1)
-    epochs: int | None = Field(ge=1)  # train.epochs of every trial; None = train.epochs
     rhic_ratios: tuple[str, ...]
     lambdas: tuple[float, ...]
     n_jobs: int = Field(ge=1)

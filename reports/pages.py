@@ -80,8 +80,7 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         ("θ (mask threshold)", f"{p.eval.threshold:g}"),
         ("ablation seeds", ", ".join(map(str, p.ablation.seeds))),
         ("study seeds", ", ".join(map(str, s.seeds))),
-        ("ablation epochs", str(p.ablation.epochs or p.train.epochs)),
-        ("study epochs", str(s.epochs or p.train.epochs)),
+        ("budget (every run)", f"{p.train.epochs} epochs, as the main run"),
         ("bootstrap reps", str(p.report.bootstrap)),
         ("confidence", f"{p.report.confidence:.0%}"),
     ]

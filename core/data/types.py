@@ -26,6 +26,9 @@ class Expression:
     text: str
     referent: int  # instance id of the referred object, as in the dataset's mask files
     source: str  # "file:line", for messages
+    # the attribute type that tells the referent apart (the strata of evaluation); None when the
+    # source does not say (the real releases; see core.data.ground_truth)
+    attribute: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Video:
     width: int
     frames: tuple[Frame, ...]  # annotated frames, ascending index
     expressions: tuple[Expression, ...]
+    # instance id -> class, covering every instance of `frames` (the language-blind bound and the
+    # distractor stratum need it); None when the source does not say (see core.data.ground_truth)
+    classes: dict[int, str] | None = None
 
 
 @dataclass

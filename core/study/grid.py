@@ -104,8 +104,8 @@ def grid(kind: StudyKind, params: Params) -> list[GridPoint]:
 
 
 def base_params(kind: StudyKind, params: Params) -> Params:
-    """The config every trial shares: the full model (CCL + RHIC + LCF) at the studies' budget."""
-    return params.replace(**FULL_MODEL, **{"train.epochs": params.studies.epochs or params.train.epochs})
+    """The config every trial shares: the full model (CCL + RHIC + LCF), trained like the main run."""
+    return params.replace(**FULL_MODEL)
 
 
 def trial_params(kind: StudyKind, base: Params, gp: GridPoint) -> Params:
