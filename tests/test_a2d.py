@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
 from pathlib import Path
 
 import h5py
@@ -12,6 +14,7 @@ import pytest
 from core.config import SKIP_CLASSES
 from core.data import a2d, a2d_write
 from core.data.a2d import VideosetRow, load_frames, read_a2d, video_path
+from core.data.ground_truth import write_ground_truth
 from core.data.types import SkipLedger
 from core.data.video import write_mp4
 from core.errors import DataError
@@ -338,3 +341,73 @@ def test_crlf_and_other_copy_rows(tmp_path):
     (vb,) = read_a2d(root, ledger)
     assert [(e.text, e.source) for e in vb.expressions] == [("a ball", f"{ann(root)}:2"), ("a cat", f"{ann(root)}:4")]
     assert ledger.counts["copy_instance_row"] == 1
+
+
+# ---------------------------------------------------------------- synthetic ground truth sidecar
+
+
+def test_without_the_sidecar_classes_and_attributes_are_unknown(tmp_path):
+    videos = list(read_a2d(build(tmp_path), SkipLedger()))
+    assert all(v.classes is None and all(e.attribute is None for e in v.expressions) for v in videos)
+
+
+def test_sidecar_gives_instance_classes_and_sentence_attributes(tmp_path):
+    root = build(tmp_path)
+    write_ground_truth(
+        root / a2d.GROUND_TRUTH,
+        {"vidA": {1: "adult", 2: "dog", 9: "unused"}, "vidB": None, "vidM": {1: "bird"}},
+        [
+            ("vidA", 1, "the man, on the left", "position"),
+            ("vidB", 3, "  a ball rolling ", "motion"),  # matched with blanks stripped, as the reader strips
+            ("vidB", 4, "a dog", "colour"),  # another text than line 8's: not matched
+        ],
+    )
+    va, vb = read_a2d(root, SkipLedger())
+    assert va.classes == {1: "adult", 2: "dog", 9: "unused"} and vb.classes is None
+    assert [e.attribute for e in va.expressions] == ["position", None]
+    assert [e.attribute for e in vb.expressions] == ["motion", None]
+
+
+def _sidecar(root: Path, text: str) -> Path:
+    path = root / a2d.GROUND_TRUTH
+    path.write_text(text)
+    return path
+
+
+GOOD_SENTENCE = {"video": "vidA", "instance": 1, "text": "x", "attribute": "colour"}
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ("{not json", r"not readable JSON \(JSONDecodeError"),
+        (json.dumps({"classes": {}}), r"expected an object with keys classes, sentences .*got \['classes'\]"),
+        (json.dumps([]), r"expected an object with keys classes, sentences .*got list"),
+        (json.dumps({"classes": [], "sentences": []}), r"'classes' must map video ids"),
+        (json.dumps({"classes": {"vidA": {"one": "dog"}}, "sentences": []}), r"classes\['vidA'\] must map integer"),
+        (json.dumps({"classes": {"vidA": {"1": ""}}, "sentences": []}), r"classes\['vidA'\] must map integer"),
+        (json.dumps({"classes": {}, "sentences": [{"video": "vidA"}]}), r"sentences\[0\] must have exactly the keys"),
+        (
+            json.dumps({"classes": {}, "sentences": [{**GOOD_SENTENCE, "instance": "1"}]}),
+            r"sentences\[0\]\.instance must be a non-negative integer, got '1'",
+        ),
+        (
+            json.dumps({"classes": {}, "sentences": [GOOD_SENTENCE, {**GOOD_SENTENCE, "attribute": ""}]}),
+            r"sentences\[1\]\.attribute must be a non-empty string",
+        ),
+        (
+            json.dumps({"classes": {}, "sentences": [GOOD_SENTENCE, {**GOOD_SENTENCE, "text": " x"}]}),
+            r"sentences\[1\]: sentence 'x' of video 'vidA' instance 1 is listed twice",
+        ),
+        (
+            json.dumps({"classes": {"vidA": {"1": "adult"}}, "sentences": []}),
+            r"classes of video 'vidA' miss instance\(s\) 2 of its annotated frames",
+        ),
+    ],
+)
+def test_malformed_sidecar_is_one_line_naming_the_file(tmp_path, doc, message):
+    root = build(tmp_path)
+    path = _sidecar(root, doc)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: {message}") as err:
+        list(read_a2d(root, SkipLedger()))
+    assert "\n" not in str(err.value)

@@ -13,7 +13,7 @@ from core.data import chunks as chunks_mod
 from core.data.a2d import read_a2d
 from core.data.extract import extract, val_videos
 from core.data.store import open_split
-from core.data.synthetic import generate
+from core.data.synthetic import generate, plan_dataset
 from core.data.types import SkipLedger
 from core.data.vocab import Vocab
 from core.errors import DataError
@@ -179,3 +179,42 @@ def test_excluded_video_changes_nothing_else_in_the_store(tiny_store, tmp_path):
     assert vid not in ids and donor.video_id in ids
     # the store was swapped in by core.io.staged_dir: no temp or old sibling is left
     assert sorted(x.name for x in p.outputs.iterdir()) == ["extract_cache", "processed", "raw"]
+
+
+def test_store_carries_classes_and_attributes_of_the_ground_truth(tiny_store):
+    """index.json: per video its classes, per sample its attribute; the store's distractor flag
+    is the plan's same-class flag (every actor is visible in every annotated frame)."""
+    p = tiny_store
+    plan = plan_dataset(p)
+    scenes = {s.video_id: s for s in (*plan.train, *plan.test, *plan.jhmdb)}
+    for split in ("train", "val", "test", "jhmdb"):
+        st = open_split(p.processed, split)
+        index = json.loads((p.processed / split / "index.json").read_text())
+        for i, (s, raw) in enumerate(zip(st.samples, index["samples"])):
+            scene = scenes[st.videos[s.video]["id"]]
+            sentence = next(x for x in scene.sentences if x.text == s.text)
+            assert s.attribute == raw["attribute"] == sentence.key
+            if split == "jhmdb":  # the referent's mask only: classes unknown
+                assert index["videos"][s.video]["classes"] is None and st.has_distractor(i) is None
+            else:
+                assert index["videos"][s.video]["classes"] == {str(a.instance_id): a.cls for a in scene.actors}
+                assert st.instance_class(s.video, s.referent) == scene.actor(s.referent).cls
+                assert st.has_distractor(i) == sentence.same_class
+
+
+def test_ground_truth_is_part_of_the_store_identity(tiny_store, tmp_path, monkeypatch):
+    """A changed class or a removed sidecar is a new fingerprint, with every video's chunk reused."""
+    p = _copy_raw(tiny_store, tmp_path)
+    before = extract(p)["fingerprint"]
+    sidecar = p.raw_a2d / a2d.GROUND_TRUTH
+    doc = json.loads(sidecar.read_text())
+    vid = next(iter(doc["classes"]))
+    doc["classes"][vid] = {k: "zeppelin" for k in doc["classes"][vid]}
+    sidecar.write_text(json.dumps(doc))
+    monkeypatch.setattr(chunks_mod, "load_frames", lambda *a: pytest.fail("decoded a cached video again"))
+    changed = extract(p)["fingerprint"]
+    sidecar.unlink()
+    removed = extract(p)["fingerprint"]
+    assert len({before, changed, removed}) == 3
+    st = open_split(p.processed, "test")
+    assert all(c is None for c in st.video_classes) and all(s.attribute is None for s in st.samples)

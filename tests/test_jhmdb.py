@@ -11,6 +11,7 @@ import scipy.io
 from core.config import SKIP_CLASSES
 from core.data import jhmdb
 from core.data.a2d import load_frames
+from core.data.ground_truth import write_ground_truth
 from core.data.jhmdb import chosen_indices, read_jhmdb
 from core.data.types import SkipLedger
 from core.errors import DataError
@@ -183,3 +184,23 @@ def test_empty_sentence(tmp_path):
     with open(ann(root), "a") as f:
         f.write('r2,"  "\n')
     _raises_then_counts(root, "empty_sentence", f"{ann(root)}:5: empty sentence")
+
+
+def test_sidecar_gives_attributes_and_null_classes(tmp_path):
+    root = build(tmp_path)
+    write_ground_truth(
+        root / jhmdb.GROUND_TRUTH,
+        {"j1": None, "r2": {1: "adult"}},
+        [("j1", 1, "man jumping high", "motion"), ("r2", 1, "someone runs", "size")],
+    )
+    j1, r2 = read_jhmdb(root, SkipLedger())
+    assert j1.classes is None and r2.classes == {1: "adult"}
+    assert [e.attribute for e in j1.expressions] == ["motion"]
+    assert [e.attribute for e in r2.expressions] == [None, "size"]
+
+
+def test_malformed_sidecar_names_the_file(tmp_path):
+    root = build(tmp_path)
+    (root / jhmdb.GROUND_TRUTH).write_text('{"classes": {}, "sentences": {}}')
+    with pytest.raises(DataError, match=r"synthetic_ground_truth\.json: 'sentences' must be a list"):
+        list(read_jhmdb(root, SkipLedger()))

@@ -47,7 +47,7 @@ def _a2d_contents(root: Path) -> dict[str, object]:
     out: dict[str, object] = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        if p.suffix in (".csv", ".txt"):
+        if p.suffix in (".csv", ".txt", ".json"):
             out[rel] = p.read_bytes()
         elif p.suffix == ".h5":
             with h5py.File(p, "r") as f:
@@ -59,7 +59,7 @@ def _jhmdb_contents(root: Path) -> dict[str, object]:
     out: dict[str, object] = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        if p.suffix in (".txt", ".png"):
+        if p.suffix in (".txt", ".png", ".json"):
             out[rel] = p.read_bytes()
         elif p.suffix == ".mat":  # savemat stamps the creation time in the header: compare arrays
             out[rel] = scipy.io.loadmat(str(p))["part_mask"].tobytes()
@@ -292,6 +292,19 @@ def test_round_trip_through_the_readers(generated: tuple[Params, dict]) -> None:
     assert len(jvideos) == summary["jhmdb"]["videos"]
     assert sum(len(v.expressions) for v in jvideos) == summary["jhmdb"]["sentences"]
     assert jledger.counts["jhmdb_unmasked_trailing_frames"] == summary["jhmdb"]["videos_with_unmasked_tail"]
+
+    # the ground truth sidecars (not in the real releases): every actor's class, and per
+    # sentence the planned disambiguating type; J-HMDB masks the referent only: classes unknown
+    plan = synthetic.plan_dataset(params)
+    scenes = {s.video_id: s for s in (*plan.train, *plan.test, *plan.jhmdb)}
+    for v in videos:
+        scene = scenes[v.video_id]
+        assert v.classes == {a.instance_id: a.cls for a in scene.actors}
+        assert [(e.referent, e.attribute) for e in v.expressions] == [(x.referent, x.key) for x in scene.sentences]
+    for v in jvideos:
+        assert v.classes is None
+        assert [e.attribute for e in v.expressions] == [x.key for x in scenes[v.video_id].sentences]
+    assert {e.attribute for v in videos for e in v.expressions} <= set(synthetic.ATTRIBUTE_TYPES)
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ Layout (as distributed, and as public code such as MTTR reads it), under one roo
                                       reMask    masks, stored transposed: (W, H) when the frame
                                                 has one instance, else (N, W, H)
                                       reBBox    4 x N boxes, x1, y1, x2, y2 per column
+    text_annotations/synthetic_ground_truth.json
+                                    NOT in the real release: instance classes and sentence
+                                    attributes, written by the synthetic generator
+                                    (core.data.ground_truth); absent = None (unknown)
 
 `read_a2d` turns this into `Video` records (masks back in image orientation [N, H, W]).
 Documented quirks are always skipped and counted in the ledger (`SkipLedger.quirk`):
@@ -51,6 +55,7 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
+from core.data.ground_truth import read_ground_truth
 from core.data.jhmdb import read_png_frames
 from core.data.textfile import csv_records, parse_csv_line, read_lines
 from core.data.types import Expression, Frame, SkipLedger, Split, Video
@@ -62,6 +67,7 @@ CLIPS = Path("Release") / "clips320H"
 ANNOTATIONS = Path("text_annotations") / "a2d_annotation.txt"
 MISSED = Path("text_annotations") / "a2d_missed_videos.txt"
 INSTANCES = Path("text_annotations") / "a2d_annotation_with_instances"
+GROUND_TRUTH = Path("text_annotations") / "synthetic_ground_truth.json"  # not in the real release
 
 ANNOTATION_HEADER = ("video_id", "instance_id", "query")
 COPY_ROW_RE = re.compile(r"^\d+ \(copy\)$")  # the one known duplicated row: '1 (copy)'
@@ -119,7 +125,8 @@ def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
 
     Only videos that are in videoset.csv, not excluded (EXCLUDED_VIDEOS), not missed, and
     have at least one surviving sentence are yielded, in videoset.csv order. The mp4 is
-    checked to exist, not decoded.
+    checked to exist, not decoded. Classes and attributes come from GROUND_TRUTH when it is
+    there, else stay None.
     """
     root = Path(root)
     if not root.is_dir():
@@ -127,6 +134,7 @@ def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
     for rel in (VIDEOSET, ANNOTATIONS):
         if not (root / rel).is_file():
             raise DataError(f"{root / rel}: required A2D Sentences file not found")
+    ground_truth = read_ground_truth(root / GROUND_TRUTH)
     videoset = _read_videoset(root / VIDEOSET, ledger)
     missed = _read_missed(root / MISSED)
     excluded_rows: dict[str, int] = {}
@@ -155,7 +163,7 @@ def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
             continue  # all its rows were skipped, each already counted
         video = _read_video(root, row, exprs, ledger)
         if video is not None:
-            yield video
+            yield ground_truth.apply(video) if ground_truth else video
 
 
 def _read_videoset(path: Path, ledger: SkipLedger) -> dict[str, VideosetRow]:

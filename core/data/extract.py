@@ -69,7 +69,16 @@ def sample_entries(
             else:
                 ledger.quirk("referent_absent_in_frame", f"{video.video_id} frame {f.index + 1} instance {e.referent}")
         if rows:
-            out.append({"video": vid_row, "text": e.text, "referent": e.referent, "frames": rows, "source": e.source})
+            out.append(
+                {
+                    "video": vid_row,
+                    "text": e.text,
+                    "referent": e.referent,
+                    "frames": rows,
+                    "source": e.source,
+                    "attribute": e.attribute,
+                }
+            )
     return out
 
 
@@ -88,7 +97,10 @@ def assemble_split(folder: Path, entries: list[VideoEntry], size: int, ledger: S
     for entry, c in chunks:
         v = entry.video
         vid_row = len(videos)
-        videos.append({"id": v.video_id, "source": str(v.source), "height": v.height, "width": v.width})
+        classes = None if v.classes is None else {str(i): c for i, c in sorted(v.classes.items())}
+        videos.append(
+            {"id": v.video_id, "source": str(v.source), "height": v.height, "width": v.width, "classes": classes}
+        )
         n, m = len(c.frame_indices), len(c.mask_ids)
         frames[fr : fr + n] = c.frames
         masks[mr : mr + m] = c.masks
@@ -139,7 +151,8 @@ def fingerprint(folder: Path) -> str:
     """Content hash of the processed store (tags every run: which data it saw).
 
     Hashes each file's path relative to `folder` and its bytes, never `folder`'s own name, so
-    the temp folder it is computed in and the published store give the same value."""
+    the temp folder it is computed in and the published store give the same value. index.json
+    is hashed whole, so the classes and attributes it carries are part of the identity."""
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "summary.json":

@@ -6,6 +6,9 @@ Layout, under one root:
     puppet_mask/<action>/<video>/puppet_mask.mat  key 'part_mask', H x W x T; the actor's
                                                   mask in frame t is part_mask[:, :, t] > 0
     jhmdb_annotation.txt                          CSV with header video_id,query
+    synthetic_ground_truth.json                   NOT in the real release: sentence attributes
+                                                  (and classes), written by the synthetic
+                                                  generator (core.data.ground_truth)
 
 Each video shows one actor (instance id 1) and every sentence refers to it. The action of a
 video is not in the annotation file: it is the folder Rename_Images/*/<video_id>.
@@ -38,6 +41,7 @@ import scipy.io
 from PIL import Image
 from scipy.io.matlab import MatReadError
 
+from core.data.ground_truth import read_ground_truth
 from core.data.textfile import csv_records
 from core.data.types import Expression, Frame, SkipLedger, Video
 from core.errors import DataError
@@ -46,6 +50,7 @@ from core.io import atomic_path, write_text
 IMAGES = Path("Rename_Images")
 MASKS = Path("puppet_mask")
 ANNOTATIONS = Path("jhmdb_annotation.txt")
+GROUND_TRUTH = Path("synthetic_ground_truth.json")  # not in the real release
 ANNOTATION_HEADER = ("video_id", "query")
 MASK_KEY = "part_mask"
 ACTOR_ID = 1
@@ -94,7 +99,8 @@ def chosen_indices(n_masked: int, n: int) -> list[int]:
 
 
 def read_jhmdb(root: Path, ledger: SkipLedger, frames_per_video: int = 3) -> Iterator[Video]:
-    """Yield one test `Video` per annotated J-HMDB video, in annotation-file order."""
+    """Yield one test `Video` per annotated J-HMDB video, in annotation-file order (classes and
+    attributes from GROUND_TRUTH when it is there, else None)."""
     if frames_per_video < 1:
         raise ValueError(f"frames_per_video must be >= 1, got {frames_per_video}")
     root = Path(root)
@@ -104,12 +110,13 @@ def read_jhmdb(root: Path, ledger: SkipLedger, frames_per_video: int = 3) -> Ite
         raise DataError(f"{root / ANNOTATIONS}: required J-HMDB Sentences file not found")
     if not (root / IMAGES).is_dir():
         raise DataError(f"{root / IMAGES}: J-HMDB frame folder not found")
+    ground_truth = read_ground_truth(root / GROUND_TRUTH)
     sentences = _read_annotations(root / ANNOTATIONS, ledger)
     actions = _index_actions(root)
     for vid, exprs in sentences.items():
         video = _read_video(root, vid, actions.get(vid, []), exprs, frames_per_video, ledger)
         if video is not None:
-            yield video
+            yield ground_truth.apply(video) if ground_truth else video
 
 
 def _index_actions(root: Path) -> dict[str, list[str]]:

@@ -7,7 +7,9 @@ model's input size, as uint8, next to the masks of every instance in it. Per spl
     masks.npy       uint8 [M, S, S]      every instance mask of every annotated frame, at S x S
     masks_orig.npy  uint8 [...]          the same masks at the frame's ORIGINAL size, bit-packed
                                          (evaluation scores at original size, spec 'Inference')
-    index.json      videos, frames (with their mask rows), samples (sentence + referent)
+    index.json      videos (with `classes`: instance id -> class, or null when unknown),
+                    frames (with their mask rows), samples (sentence + referent + `attribute`,
+                    the disambiguating attribute type or null; see core.data.ground_truth)
 
 Arrays are opened with mmap, so a DataLoader worker touches only the pages it reads.
 """
@@ -35,6 +37,7 @@ class SampleRef:
     referent: int
     frames: tuple[int, ...]
     source: str
+    attribute: str | None = None  # the attribute type that tells the referent apart; None = unknown
 
 
 class SplitStore:
@@ -49,7 +52,7 @@ class SplitStore:
         self.videos: list[dict] = self.index["videos"]
         self.frames: list[dict] = self.index["frames"]
         self.samples = [
-            SampleRef(s["video"], s["text"], s["referent"], tuple(s["frames"]), s["source"])
+            SampleRef(s["video"], s["text"], s["referent"], tuple(s["frames"]), s["source"], s.get("attribute"))
             for s in self.index["samples"]
         ]
         self.size: int = self.index["input_size"]
@@ -80,6 +83,42 @@ class SplitStore:
         h, w = video["height"], video["width"]
         packed = self.orig_array[self._orig_offsets[row] : self._orig_offsets[row + 1]]
         return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
+
+    @cached_property
+    def video_classes(self) -> list[dict[int, str] | None]:
+        """Per video row: instance id -> class; None where the source does not say (real data)."""
+        return [None if v.get("classes") is None else {int(i): c for i, c in v["classes"].items()} for v in self.videos]
+
+    def instance_class(self, video_row: int, instance_id: int) -> str | None:
+        """The class of one instance of a video; None when the video's classes are unknown."""
+        classes = self.video_classes[video_row]
+        if classes is None:
+            return None
+        if instance_id not in classes:
+            raise DataError(
+                f"{self.folder / 'index.json'}: video {self.videos[video_row]['id']!r} has no class for "
+                f"instance {instance_id}"
+            )
+        return classes[instance_id]
+
+    @cached_property
+    def annotated_instances(self) -> dict[int, set[int]]:
+        """video row -> the instance ids in any of its annotated frames."""
+        out: dict[int, set[int]] = {}
+        for f in self.frames:
+            if f["annotated"]:
+                out.setdefault(f["video"], set()).update(f["ids"])
+        return out
+
+    def has_distractor(self, sample: int) -> bool | None:
+        """Whether another instance of the referent's class is in any annotated frame of its video
+        (the evaluation's distractor stratum); None when the classes are unknown."""
+        s = self.samples[sample]
+        cls = self.instance_class(s.video, s.referent)
+        if cls is None:
+            return None
+        others = self.annotated_instances.get(s.video, set()) - {s.referent}
+        return any(self.instance_class(s.video, i) == cls for i in others)
 
     def eval_pairs(self) -> list[tuple[int, int]]:
         """(sample, frame_row) for every (annotated frame, sentence) pair scored by the protocol."""

@@ -6,6 +6,13 @@ readers, extraction and everything downstream run unchanged on them. Generation 
 hidden temp folders next to the final ones (`core.io.staged_dir`) and renames them into place
 only when complete, so a killed run never leaves a folder that looks finished; a rerun with
 the same params regenerates the same files.
+
+Both layouts also get the ground truth the real releases lack (`core.data.ground_truth`, a
+file that is not part of either release): every actor's class, and per sentence the attribute
+type that singles its referent out (`Sentence.key`: the first type in `grammar.describe`'s
+search order, the planned type first, whose attribute, alone or paired with one more, matches
+only the referent). J-HMDB's classes are null: its layout masks the referent only, so the
+same-class actors in its pixels have no masks to score a language-blind guess with.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ from typing import Sequence
 import numpy as np
 
 from core.config import Params, SyntheticParams
+from core.data.a2d import GROUND_TRUTH as A2D_GROUND_TRUTH
 from core.data.a2d import VideosetRow, video_path
 from core.data.a2d_write import write_annotations, write_frame_h5, write_missed_videos, write_videoset
+from core.data.ground_truth import write_ground_truth
+from core.data.jhmdb import ACTOR_ID, write_puppet_mask, write_video_frames
+from core.data.jhmdb import GROUND_TRUTH as JHMDB_GROUND_TRUTH
 from core.data.jhmdb import write_annotations as write_jhmdb_annotations
-from core.data.jhmdb import write_puppet_mask, write_video_frames
 from core.data.synthetic.grammar import ATTRIBUTE_TYPES, CLASSES, COLOURS, MOTIONS, TYPE_KEYS
 from core.data.synthetic.plan import plan_dataset
 from core.data.synthetic.render import render_scene
@@ -66,6 +76,11 @@ def write_a2d(root: Path, plan: DatasetPlan) -> None:
     rows = [_write_a2d_video(root, s) for s in scenes]
     write_annotations(root, [(s.video_id, str(x.referent), x.text) for s in scenes for x in s.sentences])
     write_missed_videos(root, [plan.missed.video_id])
+    write_ground_truth(
+        root / A2D_GROUND_TRUTH,
+        {s.video_id: {a.instance_id: a.cls for a in s.actors} for s in scenes},
+        [(s.video_id, x.referent, x.text, x.key) for s in scenes for x in s.sentences],
+    )
     write_videoset(root, rows)
 
 
@@ -78,6 +93,11 @@ def write_jhmdb(root: Path, plan: DatasetPlan) -> None:
         write_video_frames(root, s.action, s.video_id, frames)
         write_puppet_mask(root, s.action, s.video_id, masks[: s.masked_frames, ref])
     write_jhmdb_annotations(root, [(s.video_id, x.text) for s in plan.jhmdb for x in s.sentences])
+    write_ground_truth(
+        root / JHMDB_GROUND_TRUTH,
+        {s.video_id: None for s in plan.jhmdb},
+        [(s.video_id, ACTOR_ID, x.text, x.key) for s in plan.jhmdb for x in s.sentences],
+    )
 
 
 # --------------------------------------------------------------------------------------
