@@ -2,9 +2,12 @@
 
 Both trainings of the suite run here: a CVLS run (`core.train`, Eq. 4) and the language-free
 pretext (`core.pretext`). What differs between them is an `Objective` (what is optimised, its
-loss, what to save at the end, an optional validation loss for the plateau scheduler) and a
-`Schedule` (epochs, an optional total step budget, lr). The loop owns everything else:
-seeding order, resume, the NaN check, checkpoints and the per-epoch history.
+loss, what to save at the end, an optional validation loss for the plateau scheduler, optional
+diagnostics) and a `Schedule` (epochs, an optional total step budget, lr). The loop owns
+everything else: seeding order, resume, the NaN check, checkpoints and the per-epoch history.
+
+Diagnostics (a step's probe, per-epoch validation metrics) only read the run: the weights a run
+ends with are the same with them on or off (CPU, train.deterministic=true).
 
 A checkpoint (`<run>/checkpoint.pt`: weights, optimizer, scheduler, RNG states, epoch, history)
 is written atomically at the end of every epoch, so a killed run resumes from its last epoch
@@ -14,6 +17,7 @@ and ends with the same weights as an uninterrupted one (CPU, train.deterministic
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +59,18 @@ class Objective:
     # (then the epoch's training loss stands in)
     validate: Callable[[], float | None] | None = None
     train_mode: Callable[[], None] | None = None  # put the trained net in train mode (default: module)
+    # a probe of the step every `probe_every` steps (0 = never; train.grad_share_every): run instead
+    # of `loss`, the same loss from the same forward, its parts plus the diagnostics `probes`. It
+    # must leave the step alone (nothing in .grad, no RNG). Logged as their mean over the epoch's
+    # probed steps (NaN in an epoch without one)
+    probe_loss: LossFn | None = None
+    probes: tuple[str, ...] = ()
+    probe_every: int = 0
+    # learning curves: named validation scores after every `val_metrics_every`-th epoch (0 = never;
+    # train.val_metrics_every), NaN after the others. Logged only: the plateau reads `validate`
+    val_metrics: Callable[[], dict[str, float]] | None = None
+    val_metric_names: tuple[str, ...] = ()
+    val_metrics_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,7 +152,8 @@ def fit(
 
     The caller has seeded the RNGs and built `objective.module` (in that order, as the seeds
     decide the initial weights). Each history row: epoch, step (total), train_loss,
-    train_<part>..., val_loss (with a validation), lr, clips_per_s.
+    train_<part>..., val_loss (with a validation), the probes (with a probe), lr, clips_per_s,
+    the val metrics (with them).
     """
     s = schedule
     module = objective.module
@@ -167,14 +184,20 @@ def fit(
         (objective.train_mode or module.train)()
         batches = loader(epoch)
         sums = torch.zeros(1 + len(objective.parts), device=device)  # loss, parts: no host syncs
+        probe_sums, probed = torch.zeros(len(objective.probes), device=device), 0
         bad = torch.zeros((), dtype=torch.bool, device=device)
         steps, clips, t0 = 0, 0, time.perf_counter()
         bar = tqdm(batches, desc=f"{desc} {epoch + 1}/{s.epochs}", unit="batch", disable=not is_main, leave=False)
         for batch in bar:
             batch = to_device(batch, device, channels_last)
-            loss, parts = optimizer_step(objective.loss, opt, batch, params, device, s.grad_clip)
+            # by the global step number, so a resumed run probes the same steps
+            probe = objective.probe_loss if objective.probe_every and step % objective.probe_every == 0 else None
+            loss, parts = optimizer_step(probe or objective.loss, opt, batch, params, device, s.grad_clip)
             bad |= ~torch.isfinite(loss.detach())
             sums += torch.stack([loss.detach().float(), *(parts[p].float() for p in objective.parts)])
+            if probe is not None:
+                probe_sums += torch.stack([parts[p].float() for p in objective.probes])
+                probed += 1
             steps, step = steps + 1, step + 1
             clips += len(batch["frames"])
             if steps % 10 == 0 or steps == len(batches):  # one host sync per 10 steps
@@ -191,7 +214,12 @@ def fit(
             val = objective.validate()
             row["val_loss"] = means[0] if val is None else val
             plateau.step(row["val_loss"])
+        if objective.probe_loss is not None and objective.probe_every:
+            probe_means = (probe_sums / probed).tolist() if probed else [math.nan] * len(objective.probes)
+            row |= dict(zip(objective.probes, probe_means))
         row |= {"lr": opt.param_groups[0]["lr"], "clips_per_s": clips / (time.perf_counter() - t0)}
+        if objective.val_metrics is not None and objective.val_metrics_every and is_main:
+            row |= val_metrics(objective, epoch + 1)
         history.append(row)
         if is_main:
             log_history(handle, [row])
@@ -215,6 +243,19 @@ def fit(
     if is_main:
         objective.export()
     return history
+
+
+def val_metrics(objective: Objective, epoch: int) -> dict[str, float]:
+    """The objective's validation metrics after `epoch` (1-based), NaN when it is not one of every
+    `val_metrics_every`-th. The RNG states are put back: scoring must not shift the next epoch's
+    augmentation (a DataLoader without a generator draws its base seed from the global RNG)."""
+    assert objective.val_metrics is not None
+    if epoch % objective.val_metrics_every:
+        return {k: math.nan for k in objective.val_metric_names}
+    state = rng_state()
+    scores = objective.val_metrics()
+    set_rng_state(state)
+    return {k: scores.get(k, math.nan) for k in objective.val_metric_names}
 
 
 def check_finite(bad: Tensor, epoch: int, step: int) -> None:

@@ -32,12 +32,19 @@ def _full_precision(like: Tensor) -> torch.autocast:
     return torch.autocast(device_type=like.device.type, enabled=False)
 
 
-def segmentation_loss(logits: Tensor, target: Tensor, frame_valid: Tensor) -> Tensor:
-    """Eq. 3: pixel-wise BCE between sigmoid(logits) and the referent mask, mean over the pixels
-    of valid frames (padded frames of short clips count for nothing). [B,T,S,S] x2, [B,T]."""
+def segmentation_loss(logits: Tensor, target: Tensor, frame_valid: Tensor, reduction: str) -> Tensor:
+    """Eq. 3: pixel-wise BCE between sigmoid(logits) and the referent mask. [B,T,S,S] x2, [B,T].
+
+    Per frame, the BCE of its S×S pixels is reduced by `reduction` (loss.seg_reduction, the
+    [open] reading of Eq. 3): 'mean' over them, or 'sum' (BCE written with inner products,
+    -(Y·log P + (1-Y)·log(1-P)), sums over pixels: S² times the mean). Then the mean over the
+    valid (clip, frame) pairs: padded frames of short clips count for nothing.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"loss.seg_reduction: unknown reduction {reduction!r} (mean | sum)")
     bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
     valid = frame_valid.to(bce.dtype)
-    per_frame = bce.flatten(2).mean(-1)  # [B, T]
+    per_frame = bce.flatten(2).mean(-1) if reduction == "mean" else bce.flatten(2).sum(-1)  # [B, T]
     return (per_frame * valid).sum() / valid.sum().clamp_min(1.0)
 
 
@@ -146,17 +153,28 @@ def contrastive_loss(model: CVLS, out: Output, batch: dict[str, Tensor], lp: Los
     return info_nce(anchor, positives, pos_valid, z.flatten(1, 2), neg_valid, lp.tau)
 
 
-def cvls_loss(model: CVLS, out: Output, batch: dict[str, Tensor], lp: LossParams) -> tuple[Tensor, dict[str, Tensor]]:
-    """Eq. 4: L = λ·L_seg + (1−λ)·L_ccl, λ = lp.lambda_seg.
+def cvls_terms(
+    model: CVLS, out: Output, batch: dict[str, Tensor], lp: LossParams
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The summands of Eq. 4 with their graph, and the detached parts.
 
-    With lp.ccl false this is the Baseline of Table 3: L = L_seg exactly, whatever λ (the
-    baseline has no contrastive term, so λ has nothing to trade it against). parts: detached
-    'seg' and 'ccl' (ccl = 0 for the baseline, so every run logs the same keys).
+    terms: 'seg' = λ·L_seg and 'ccl' = (1−λ)·L_ccl, λ = lp.lambda_seg, so L is their sum. With
+    lp.ccl false (the Baseline of Table 3) the one term 'seg' = L_seg, whatever λ: the baseline
+    has no contrastive term, so λ has nothing to trade it against.
+    parts: detached, unweighted 'seg' and 'ccl' (ccl = 0 for the baseline, so every run logs the
+    same keys).
     """
     target = referent_masks(batch["masks"], batch["referent"])
-    seg = segmentation_loss(out.logits, target, batch["frame_valid"])
+    seg = segmentation_loss(out.logits, target, batch["frame_valid"], lp.seg_reduction)
     if not lp.ccl:
-        return seg, {"seg": seg.detach(), "ccl": torch.zeros_like(seg)}
+        return {"seg": seg}, {"seg": seg.detach(), "ccl": torch.zeros_like(seg)}
     ccl = contrastive_loss(model, out, batch, lp)
-    total = lp.lambda_seg * seg + (1.0 - lp.lambda_seg) * ccl
-    return total, {"seg": seg.detach(), "ccl": ccl.detach()}
+    terms = {"seg": lp.lambda_seg * seg, "ccl": (1.0 - lp.lambda_seg) * ccl}
+    return terms, {"seg": seg.detach(), "ccl": ccl.detach()}
+
+
+def cvls_loss(model: CVLS, out: Output, batch: dict[str, Tensor], lp: LossParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """Eq. 4: L = λ·L_seg + (1−λ)·L_ccl (the Baseline: L = L_seg), and its detached parts
+    'seg', 'ccl' (see `cvls_terms`)."""
+    terms, parts = cvls_terms(model, out, batch, lp)
+    return (terms["seg"] + terms["ccl"] if "ccl" in terms else terms["seg"]), parts

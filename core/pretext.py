@@ -91,7 +91,8 @@ def pretext_loss(
     b, t, _, s, _ = frames.shape
     feat = visual(frames.flatten(0, 1))  # [B·T, C, h, w]
     logit = F.interpolate(head.objectness(feat), size=(s, s), mode="bilinear", align_corners=False)
-    obj = segmentation_loss(logit.view(b, t, s, s), masks.amax(dim=2), batch["frame_valid"])
+    # per-pixel mean: loss.seg_reduction is a reading of the paper's Eq. 3, not of this pretext
+    obj = segmentation_loss(logit.view(b, t, s, s), masks.amax(dim=2), batch["frame_valid"], "mean")
     regions = region_weights(masks, feat.shape[-2:])[:, :, :-1]  # instances, no background
     z = head.project(instance_features(feat.unflatten(0, (b, t)), regions))  # [B,T,K,D]
     valid = batch["present"] & (regions.sum(dim=(-2, -1)) > 0) & batch["frame_valid"][:, :, None]

@@ -29,15 +29,22 @@ from core import results, tracking
 from core.checkpoint import build_model, load_checkpoint, load_vocab, missing_weights, save_checkpoint
 from core.cli import params_from, parser, run_main
 from core.config import Params
-from core.data.dataset import to_device
+from core.data.dataset import FrameDataset, to_device
+from core.data.store import open_split
+from core.diagnostics import gradient_share_names, gradient_shares, shared_parameters
 from core.errors import UserError
 from core.io import file_digest, write_json, write_text
 from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
-from core.losses import cvls_loss
+from core.losses import cvls_loss, cvls_terms
+from core.metrics import summarize
 from core.model import CVLS
 from core.runtime import Dist, autocast, init_distributed, pick_device, seed_everything
+from core.scoring import predict
 
 log = logging.getLogger("cvls")
+
+# the learning curves' points (train.val_metrics_every): history name -> core.metrics.summarize key
+VAL_METRICS = {"val_mAP": "mAP", "val_mean_iou": "mean_iou"}
 
 
 @dataclass
@@ -75,6 +82,15 @@ def validation_loss(model: torch.nn.Module, loader: DataLoader, params: Params, 
     return float(total / max(n, 1))
 
 
+def validation_metrics(model: CVLS, ds: FrameDataset, params: Params, device: torch.device) -> dict[str, float]:
+    """Val mAP and mean IoU under the evaluation's own protocol (`core.scoring.predict`, then
+    `core.metrics.summarize`): the points of a run's learning curves."""
+    model.eval()
+    rows = predict(model, ds, params, device, desc="val metrics")
+    m = summarize([r["inter"] for r in rows], [r["union"] for r in rows])
+    return {name: m[key] for name, key in VAL_METRICS.items()}
+
+
 def unwrap(model: torch.nn.Module) -> CVLS:
     return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
 
@@ -85,6 +101,20 @@ def cvls_step_loss(net: torch.nn.Module, model: CVLS, params: Params) -> LossFn:
     def loss(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = net(batch["frames"], batch["tokens"], batch["lengths"])
         return cvls_loss(model, out, batch, params.loss)
+
+    return loss
+
+
+def cvls_probe_loss(net: torch.nn.Module, model: CVLS, params: Params) -> LossFn:
+    """`cvls_step_loss` plus the gradient shares of Eq. 4's two terms on the shared encoders
+    (`core.diagnostics`), from the same forward: the probe of train.grad_share_every."""
+    groups = shared_parameters(model)
+
+    def loss(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = net(batch["frames"], batch["tokens"], batch["lengths"])
+        total, parts = cvls_loss(model, out, batch, params.loss)  # the step's loss, as on every step
+        terms, _ = cvls_terms(model, out, batch, params.loss)  # its two summands again, for their gradients
+        return total, parts | gradient_shares(terms, groups)
 
     return loss
 
@@ -132,6 +162,11 @@ def fit_cvls(
         val_loader = clip_loader(params, "val", vocab, False, 0, Dist())
         return validation_loss(net, val_loader, params, device) if len(val_loader.dataset) else None
 
+    val_frames = FrameDataset(open_split(params.processed, "val"), vocab, params.data)
+
+    def val_metrics() -> dict[str, float]:  # the unwrapped model, on rank 0 alone: no DDP collectives
+        return validation_metrics(model, val_frames, params, device)
+
     def export() -> None:
         save_checkpoint(
             run_dir / "model.pt",
@@ -145,6 +180,12 @@ def fit_cvls(
         export=export,
         validate=validate,
         train_mode=net.train,
+        probe_loss=cvls_probe_loss(net, model, params),
+        probes=gradient_share_names(shared_parameters(model)),
+        probe_every=tp.grad_share_every,
+        val_metrics=val_metrics if len(val_frames) else None,  # the val split as evaluation scores it
+        val_metric_names=tuple(VAL_METRICS),
+        val_metrics_every=tp.val_metrics_every,
     )
     return fit(
         objective,

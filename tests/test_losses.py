@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from core.losses import (
     contrastive_loss,
     cvls_loss,
+    cvls_terms,
     info_nce,
     instance_features,
     referent_masks,
@@ -164,7 +165,7 @@ def test_segmentation_loss_ignores_padded_frames():
     logits_garbage = logits.clone()
     logits_garbage[1, 1:] = 1e4
     want = F.binary_cross_entropy_with_logits(logits[valid], target[valid])
-    assert torch.allclose(segmentation_loss(logits_garbage, target, valid), want, rtol=1e-6)
+    assert torch.allclose(segmentation_loss(logits_garbage, target, valid, "mean"), want, rtol=1e-6)
 
 
 def test_all_switches_off_is_exactly_bce_whatever_lambda():
@@ -176,7 +177,7 @@ def test_all_switches_off_is_exactly_bce_whatever_lambda():
     total, parts = cvls_loss(model, out, batch, lp)
     target = referent_masks(batch["masks"], batch["referent"])
     valid = batch["frame_valid"]
-    assert torch.equal(total, segmentation_loss(out.logits, target, valid))
+    assert torch.equal(total, segmentation_loss(out.logits, target, valid, "mean"))
     want = F.binary_cross_entropy_with_logits(out.logits[valid], target[valid])
     assert torch.allclose(total, want, rtol=1e-6, atol=0)
     assert set(parts) == {"seg", "ccl"} and parts["ccl"].item() == 0.0
@@ -228,3 +229,91 @@ def test_lcf_switch_of_the_loss_must_match_the_model():
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
     with pytest.raises(ValueError, match="without LCF"):
         contrastive_loss(model, out, batch, params_section("loss", lcf=True))
+
+
+# ----------------------------------------------------------------------------- Eq. 3's two readings
+
+
+def _segmentation_loss_before(logits, target, frame_valid):
+    """segmentation_loss as it was before loss.seg_reduction (the per-pixel mean), verbatim."""
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    valid = frame_valid.to(bce.dtype)
+    per_frame = bce.flatten(2).mean(-1)
+    return (per_frame * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def test_segmentation_sum_and_mean_on_a_hand_computed_case():
+    # clip 0, frame 0: logits (0, ln 3, -ln 3, 0) on labels (1, 1, 1, 0):
+    #   BCE = ln 2, ln(1 + 1/3), ln(1 + 3), ln 2   -> sum ln(64/3)
+    # clip 1, frame 0: logits 0 on any labels: 4 x ln 2 -> sum ln 16
+    # frame 1 of both clips is padding, filled with confidently wrong logits that must not count
+    ln3 = math.log(3.0)
+    logits = torch.zeros(2, 2, 2, 2)
+    logits[0, 0] = torch.tensor([[0.0, ln3], [-ln3, 0.0]])
+    logits[:, 1] = -1e4
+    target = torch.zeros(2, 2, 2, 2)
+    target[0, 0] = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    target[1, 0] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    target[:, 1] = 1.0
+    valid = torch.tensor([[True, False], [True, False]])
+    frame_sums = [math.log(64 / 3), math.log(16.0)]
+    got_sum = segmentation_loss(logits, target, valid, "sum")
+    got_mean = segmentation_loss(logits, target, valid, "mean")
+    assert got_sum.item() == pytest.approx(sum(frame_sums) / 2, rel=1e-6)  # mean over the 2 valid frames
+    assert got_mean.item() == pytest.approx(sum(frame_sums) / 2 / 4, rel=1e-6)  # ... of per-pixel means
+    assert torch.allclose(got_sum, got_mean * 4, rtol=1e-6)  # sum = mean x pixels (S x S = 4)
+
+
+def test_segmentation_sum_is_mean_times_pixels_and_ignores_padded_frames():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 8, 8, generator=g)
+    target = (torch.rand(2, 3, 8, 8, generator=g) > 0.5).float()
+    valid = torch.tensor([[True, True, True], [True, False, False]])
+    garbage = logits.clone()
+    garbage[1, 1:] = 1e4
+    want = F.binary_cross_entropy_with_logits(logits[valid], target[valid], reduction="sum") / valid.sum()
+    got = segmentation_loss(garbage, target, valid, "sum")
+    assert torch.allclose(got, want, rtol=1e-6)
+    assert torch.allclose(got, segmentation_loss(garbage, target, valid, "mean") * 64, rtol=1e-6)
+    with pytest.raises(ValueError, match="seg_reduction"):
+        segmentation_loss(logits, target, valid, "median")
+
+
+def test_the_defaults_leave_the_loss_and_its_gradients_bit_identical():
+    """seg_reduction: mean and the cvls_terms refactor give exactly the loss (and gradients) of
+    the code before them: λ·BCE-mean + (1−λ)·L_ccl, the Baseline BCE-mean alone."""
+    for ccl in (True, False):
+        torch.manual_seed(0)
+        lp = params_section("loss", ccl=ccl, lcf=ccl, rhic=ccl)
+        assert lp.seg_reduction == "mean"
+        model = CVLS(TINY, lp, vocab_size=12)
+        batch = make_batch()
+        out = model(batch["frames"], batch["tokens"], batch["lengths"])
+        total, _ = cvls_loss(model, out, batch, lp)
+        seg = _segmentation_loss_before(
+            out.logits, referent_masks(batch["masks"], batch["referent"]), batch["frame_valid"]
+        )
+        before = lp.lambda_seg * seg + (1.0 - lp.lambda_seg) * contrastive_loss(model, out, batch, lp) if ccl else seg
+        assert torch.equal(total, before)
+        params = [p for p in model.parameters() if p.requires_grad]
+        new = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
+        old = torch.autograd.grad(before, params, allow_unused=True)
+        assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(new, old))
+
+
+def test_terms_are_the_weighted_summands_of_eq4():
+    torch.manual_seed(0)
+    lp = params_section("loss", lambda_seg=0.7, seg_reduction="sum")
+    model = CVLS(TINY, lp, vocab_size=12)
+    batch = make_batch()
+    out = model(batch["frames"], batch["tokens"], batch["lengths"])
+    terms, parts = cvls_terms(model, out, batch, lp)
+    total, _ = cvls_loss(model, out, batch, lp)
+    assert set(terms) == {"seg", "ccl"} and all(t.requires_grad for t in terms.values())
+    assert torch.allclose(terms["seg"], 0.7 * parts["seg"]) and torch.allclose(terms["ccl"], 0.3 * parts["ccl"])
+    assert torch.equal(total, terms["seg"] + terms["ccl"])
+    target = referent_masks(batch["masks"], batch["referent"])
+    assert torch.equal(parts["seg"], segmentation_loss(out.logits, target, batch["frame_valid"], "sum").detach())
+    baseline = params_section("loss", ccl=False, rhic=False, lcf=False, seg_reduction="sum")
+    terms, parts = cvls_terms(CVLS(TINY, baseline, vocab_size=12), out, batch, baseline)
+    assert set(terms) == {"seg"} and torch.equal(terms["seg"].detach(), parts["seg"])  # L = L_seg, no λ

@@ -11,7 +11,7 @@ import core.model as model_mod
 from core.errors import UserError
 from core.losses import cvls_loss
 from core.metrics import binarize
-from core.model import CVLS, TextEncoder, build_backbone, coord_map
+from core.model import CVLS, Fusion, TextEncoder, build_backbone, coord_map
 
 from .conftest import params_section
 
@@ -280,3 +280,53 @@ def test_freeze_at_stops_gradients_and_batch_norm_updates_in_the_frozen_stages()
         params_section("model", **{**TINY.model_dump(), "freeze_at": 0}), params_section("loss"), vocab_size=12
     )
     assert all(p.requires_grad for p in unfrozen.parameters())
+
+
+# ----------------------------------------------------------------------------- model.fusion
+
+
+def _conv_input(fusion: Fusion, feat: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """What the fusion's conv receives (the multi-modal tensor), read with a forward hook."""
+    seen = []
+    handle = fusion.conv[0].register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    fusion(feat, s)
+    handle.remove()
+    return seen[0]
+
+
+def test_fusion_readings_on_a_hand_built_case():
+    feat = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # [N=1, C=2, h=1, w=2]
+    s = torch.tensor([[2.0, -1.0]])  # [N, C]
+    product = _conv_input(Fusion(2, "product"), feat, s)
+    assert torch.equal(product, torch.tensor([[[[2.0, 4.0]], [[-3.0, -4.0]]]]))  # F ⊙ tile(s)
+    concat = _conv_input(Fusion(2, "concat"), feat, s)
+    assert torch.equal(concat, torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]], [[2.0, 2.0]], [[-1.0, -1.0]]]]))
+    with pytest.raises(ValueError, match="model.fusion"):
+        Fusion(2, "sum")
+
+
+def test_both_fusions_feed_the_same_decoder_and_train():
+    batch = padded_batch()
+    shapes = {}
+    for mode in ("concat", "product"):
+        torch.manual_seed(0)
+        lp = params_section("loss")
+        model = CVLS(params_section("model", **{**TINY.model_dump(), "fusion": mode}), lp, vocab_size=12)
+        assert model.fusion.conv[0].in_channels == (32 if mode == "concat" else 16)  # [F ; s] or F ⊙ s, C = 16
+        shapes[mode] = {k: v.shape for k, v in model.decoder.state_dict().items()}
+        out = model(batch["frames"], batch["tokens"], batch["lengths"])
+        assert out.logits.shape == (2, 3, 32, 32)
+        total, _ = cvls_loss(model, out, batch, lp)
+        total.backward()
+        # the sentence reaches the mask through either fusion
+        assert model.text.out.weight.grad is not None and model.text.out.weight.grad.abs().sum() > 0
+    assert shapes["concat"] == shapes["product"]
+
+
+def test_default_fusion_is_the_concatenation_as_before():
+    """model.fusion: concat computes exactly the fusion before the key: conv([F ; tile(s)])."""
+    torch.manual_seed(0)
+    fusion = Fusion(16, params_section("model").fusion)
+    feat, s = torch.randn(3, 16, 5, 4), torch.randn(3, 16)
+    tiled = s[:, :, None, None].expand(-1, -1, 5, 4)
+    assert torch.equal(fusion(feat, s), fusion.conv(torch.cat([feat, tiled], dim=1)))
