@@ -25,3 +25,10 @@ class DataError(UserError):
         super().__init__(message)
         self.problem_class = problem_class
         self.detail = message if detail is None else detail
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by core.cli.run_main's handler.
+
+    A KeyboardInterrupt on purpose: it unwinds exactly like Ctrl-C (an MLflow run ends KILLED, a
+    study trial FAIL), and only the exit code differs (143 instead of 130)."""

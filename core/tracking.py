@@ -10,6 +10,10 @@
   FAILED with the one-line error in the tag 'error'.
 - Identity: `config_hash` of the sections that determine a trained model plus the data
   fingerprint; `find_finished_run` looks it up so a finished run is not trained twice.
+- No run is left RUNNING by a dead process: Ctrl-C and SIGTERM (core.cli) end it KILLED; a run
+  SIGKILLed is tagged with its owner (host, pid, process start), so the next run of the same
+  config on that host marks it KILLED and names it in 'cvls.replaces'; on other hosts the study
+  machinery ends it (`end_running_runs`) once the trial's heartbeat goes stale.
 
 Runs are driven through `MlflowClient` with explicit run ids (no global active run), so several
 runs, threads or processes never interfere; they still show normally in `mlflow ui`.
@@ -26,6 +30,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +43,7 @@ from urllib.parse import unquote
 import yaml
 
 from core.config import Params
+from core.dburl import driver_url
 
 log = logging.getLogger("cvls")
 
@@ -48,6 +54,8 @@ TAG_DATA_SOURCE = "cvls.data_source"
 TAG_CONFIG_HASH = "cvls.config_hash"
 TAG_PARENT_KEY = "cvls.parent_key"
 TAG_ERROR = "error"
+TAG_OWNER = "cvls.owner"  # host:pid:process-start of the process that created the run
+TAG_REPLACES = "cvls.replaces"  # the stale RUNNING runs of the same config this run marked KILLED
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests runs by
 CONFIG_ARTIFACT = "config/params.resolved.yaml"
 IDENTITY_SECTIONS = ("data", "model", "loss", "train", "eval")  # what determines a trained model
@@ -107,7 +115,7 @@ def _creation_lock(uri: str) -> Iterator[None]:
 def _client(uri: str):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=driver_url(uri))
 
 
 def init_tracking(params: Params) -> str:
@@ -290,6 +298,78 @@ def _base_tags(params: Params) -> dict[str, str]:
     }
 
 
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc), None when it does not exist or
+    is a zombie; '' where /proc is absent. Tells a dead owner from a new process with its pid."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not Path("/proc/self/stat").exists():  # no procfs (e.g. macOS): fall back to kill(pid, 0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
+
+
+def _owner_gone(owner: str | None) -> bool:
+    """Whether the owner tag names a process of this host that no longer runs (other hosts: False,
+    since their processes cannot be seen from here)."""
+    parts = (owner or "").rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    if int(parts[1]) == os.getpid():
+        return False  # this process's own run (e.g. an outer one): alive by definition
+    start = _process_start(int(parts[1]))
+    # gone, or its pid now belongs to a process started at another time
+    return start is None or (bool(start) and bool(parts[2]) and start != parts[2])
+
+
+def end_running_runs(params: Params, tags: dict[str, str], reason: str) -> list[str]:
+    """Mark KILLED, with tag 'error' = reason, every RUNNING run of the experiment that carries all
+    `tags` (e.g. a stale study trial's runs); their ids."""
+    exp_id = init_tracking(params)
+    client = _client(tracking_uri(params))
+    where = " and ".join(f"tags.`{mlflow_name(k)}` = {_quoted(str(v))}" for k, v in tags.items())
+    found = client.search_runs([exp_id], filter_string=f"{where} and attributes.status = 'RUNNING'", max_results=100)
+    for run in found:
+        _kill(client, run.info.run_id, reason)
+    return [run.info.run_id for run in found]
+
+
+def _kill(client: Any, run_id: str, reason: str) -> None:
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(TAG_ERROR, reason[:1000])])
+    client.set_terminated(run_id, "KILLED")
+
+
+def _end_stale_runs(client: Any, exp_id: str, run_hash: str) -> list[str]:
+    """RUNNING runs of this config whose owner process on this host is gone -> KILLED; their ids."""
+    found = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{TAG_CONFIG_HASH}` = {_quoted(run_hash)} and attributes.status = 'RUNNING'",
+        max_results=100,
+    )
+    stale = [r for r in found if _owner_gone(r.data.tags.get(TAG_OWNER))]
+    for run in stale:
+        owner = run.data.tags.get(TAG_OWNER)
+        log.warning(
+            "MLflow run %s (config %s) was left RUNNING by %s, which is gone: KILLED", run.info.run_id, run_hash, owner
+        )
+        _kill(client, run.info.run_id, f"stale: its process {owner} ended without closing the run")
+    return [r.info.run_id for r in stale]
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return f"{type(err).__name__}: {text}"[:1000]
@@ -306,8 +386,9 @@ def tracked_run(
     enabled: bool = True,
 ) -> Iterator[RunHandle]:
     """An MLflow run around the block: params, tags and the config snapshot logged at the start;
-    FINISHED on success; FAILED (KILLED for Ctrl-C) with tag 'error' on an exception, re-raised.
-    enabled=False yields a handle whose methods do nothing."""
+    FINISHED on success; FAILED (KILLED for Ctrl-C / SIGTERM) with tag 'error' on an exception,
+    re-raised. With a run_hash, RUNNING runs of that config left by dead processes on this host
+    are marked KILLED first (see `_end_stale_runs`). enabled=False yields a no-op handle."""
     if not enabled:
         yield RunHandle()
         return
@@ -315,9 +396,12 @@ def tracked_run(
 
     exp_id = init_tracking(params)
     client = _client(tracking_uri(params))
-    all_tags = _base_tags(params)
+    all_tags = _base_tags(params) | {TAG_OWNER: _owner()}
     if run_hash:
         all_tags[TAG_CONFIG_HASH] = run_hash
+        replaced = _end_stale_runs(client, exp_id, run_hash)
+        if replaced:
+            all_tags[TAG_REPLACES] = ",".join(replaced)
     if parent_run_id:
         all_tags[TAG_PARENT_RUN_ID] = parent_run_id
     all_tags.update({mlflow_name(k): str(v) for k, v in tags.items()})

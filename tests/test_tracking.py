@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -273,3 +275,124 @@ def test_concurrent_init_on_fresh_sqlite(tmp_path):
     assert len(runs) == 4
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert sorted(r.data.tags["worker"] for r in runs) == ["0", "1", "2", "3"]
+
+
+# ---------------------------------------------------------------------------------------------
+# no run left RUNNING: SIGTERM ends it KILLED; a SIGKILLed one is closed by the next run
+_HOLDER = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from core import tracking
+from core.cli import run_main
+from core.config import load_params
+out = Path(sys.argv[2])
+p = load_params(Path(sys.argv[1]) / "params.yaml", [f"paths.outputs={out}"])
+
+def main(argv):
+    with tracking.tracked_run(p, name="holder", run_hash="held", tags={}) as run:
+        (out / "run_id").write_text(run.run_id)
+        time.sleep(120)
+
+run_main(main)
+"""
+
+
+def _start_holder(out: Path) -> tuple[subprocess.Popen, str]:
+    """A process inside a tracked run of config 'held' (run_main, as every script); its run id."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(ROOT), str(out)], stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "run_id").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"holder did not start: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.05)
+    return proc, (out / "run_id").read_text()
+
+
+def test_sigterm_ends_the_run_killed_and_a_live_run_is_left_alone(tmp_path):
+    p = make_params(tmp_path)
+    proc, held = _start_holder(tmp_path)
+    client = client_for(p)
+    try:
+        # the same config again while the holder lives: its RUNNING run is not stale
+        with tracking.tracked_run(p, name="second", run_hash="held", tags={}) as second:
+            pass
+        assert client.get_run(held).info.status == "RUNNING"
+        assert tracking.TAG_REPLACES not in client.get_run(second.run_id).data.tags
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM and err.strip().endswith("terminated"), err[-3000:]
+    got = client.get_run(held)
+    assert got.info.status == "KILLED"
+    assert got.data.tags["error"] == f"Terminated: terminated by signal {int(signal.SIGTERM)}"
+
+
+def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next_run_of_its_config(tmp_path):
+    p = make_params(tmp_path)
+    proc, held = _start_holder(tmp_path)
+    proc.kill()  # SIGKILL: nothing in the process can close its run
+    proc.communicate()
+    client = client_for(p)
+    assert client.get_run(held).info.status == "RUNNING"
+    exp_id = tracking.init_tracking(p)
+    here = socket.gethostname()
+    elsewhere = {tracking.TAG_CONFIG_HASH: "held", tracking.TAG_OWNER: "another-host:1:1"}
+    remote = client.create_run(exp_id, tags=elsewhere).info.run_id  # may be alive: not ours to judge
+    # a pid that lives, but is not the process that made the run (it started at another time)
+    reused = {tracking.TAG_CONFIG_HASH: "held", tracking.TAG_OWNER: f"{here}:{os.getppid()}:1"}
+    recycled = client.create_run(exp_id, tags=reused).info.run_id
+
+    with tracking.tracked_run(p, name="resumed", run_hash="held", tags={}) as resumed:
+        pass
+    for run_id in (held, recycled):
+        old = client.get_run(run_id)
+        assert old.info.status == "KILLED" and old.data.tags["error"].startswith("stale: its process"), run_id
+    assert client.get_run(remote).info.status == "RUNNING"
+    new = client.get_run(resumed.run_id)
+    assert new.info.status == "FINISHED"
+    assert sorted(new.data.tags[tracking.TAG_REPLACES].split(",")) == sorted([held, recycled])
+    assert new.data.tags[tracking.TAG_OWNER].startswith(f"{here}:{os.getpid()}:")
+
+
+def test_a_training_run_killed_then_resumed_leaves_no_running_run(tiny_store, tmp_path):
+    """`python -m core.train` SIGKILLed after its first epoch's checkpoint, then run again: it
+    resumes from the checkpoint in a new run and marks the killed one KILLED (SQLite store)."""
+    p = tiny_store.replace(**{"train.epochs": 3, "train.seed": 31, "tracking.experiment": "killed-train"})
+    pfile = tmp_path / "params.yaml"
+    pfile.write_text(yaml.safe_dump(p.to_dict(), sort_keys=False))
+    cmd = [sys.executable, "-m", "core.train", "--params", str(pfile)]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
+    client = client_for(p)
+    exp_id = tracking.init_tracking(p)
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # kill it once its run is RUNNING and epoch 1 is checkpointed
+            runs = client.search_runs([exp_id], "attributes.status = 'RUNNING'")
+            ckpt = runs and p.outputs / "runs" / runs[0].data.tags[tracking.TAG_CONFIG_HASH] / "checkpoint.pt"
+            if ckpt and ckpt.is_file():
+                break
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpointed RUNNING run"
+            time.sleep(0.05)
+        proc.kill()
+    finally:
+        proc.wait()
+        log.close()
+    (killed,) = runs
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = client.search_runs([exp_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+    (new,) = [r for r in runs if r.info.status == "FINISHED"]
+    assert new.data.tags["resumed"] == "true" and new.data.tags[tracking.TAG_REPLACES] == killed.info.run_id
+    assert client.get_run(killed.info.run_id).data.tags["error"].startswith("stale: its process")

@@ -25,9 +25,11 @@ machines against the same storage):
   sampler for new points; they stop when every pair is COMPLETE (the budget: grid x seeds
   COMPLETE trials), waiting meanwhile on pairs RUNNING elsewhere.
 - Resume: RDBStorage heartbeats (params.studies.heartbeat_s, grace 2x); a RUNNING trial whose
-  worker died goes stale, is marked FAIL and re-enqueued (max 3 retries); a run killed mid-way
-  resumes from its checkpoint (core.train). A trial that raised is FAIL and is enqueued again by
-  the next invocation.
+  worker died goes stale, is marked FAIL and re-enqueued (max 3 retries), and the MLflow runs it
+  left RUNNING (tags study + trial) are marked KILLED (`end_stale_runs`), on whichever machine
+  notices; a run killed mid-way resumes from its checkpoint (core.train) when it is retried on
+  the machine that holds it. A worker stopped by Ctrl-C or SIGTERM marks its trial FAIL and its
+  run KILLED itself. A trial that raised is FAIL and is enqueued again by the next invocation.
 - MLflow: one parent run per study (`study <name>`, found again on resume via cvls.parent_key);
   each trial's run (or a light reference run when the config was trained elsewhere) is nested
   under it with tags study, trial, variant, study_point.
@@ -51,6 +53,7 @@ from core.study.outputs import collect_rows, summarize_points, write_outputs
 from core.study.runner import StudyResult, cli, main, run_study
 from core.study.storage import (
     create_study,
+    end_stale_runs,
     enqueue_grid,
     open_storage,
     open_study,
@@ -79,6 +82,7 @@ __all__ = [
     "main",
     "run_study",
     "create_study",
+    "end_stale_runs",
     "enqueue_grid",
     "open_storage",
     "open_study",

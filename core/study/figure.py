@@ -1,4 +1,4 @@
-"""Fig. 6a/6b: mAP against the swept value. One drawing, used by the study stage and the report."""
+"""Fig. 6a/6b: a score against the swept value. One drawing, used by the study stage and the report."""
 
 from __future__ import annotations
 
@@ -12,14 +12,26 @@ from core.study.grid import StudyKind
 SPLIT_STYLE = {"val": ("tab:blue", "o", "val"), "test": ("tab:orange", "s", "test (A2D-format)")}
 
 
-def draw_sweep(ax: Any, df: pd.DataFrame, xs: dict[str, float]) -> None:
-    """Per split (val, test): the mean over seeds as a line, the min-max band, every seed as a dot.
+def draw_sweep(
+    ax: Any,
+    df: pd.DataFrame,
+    xs: dict[str, float],
+    *,
+    metric: str = "mAP",
+    intervals: pd.DataFrame | None = None,
+    interval_label: str = "",
+) -> None:
+    """Per split (val, test): the mean over seeds as a line and every seed as a dot; with
+    `intervals` (columns point, split, lo, hi) an error bar at each point, else the min-max band
+    over seeds.
 
-    `df` has one row per (point, seed) with columns point, val/mAP, test/mAP; `xs` places each
+    `df` has one row per (point, seed) with columns point, '<split>/<metric>'; `xs` places each
     point on the x axis. A split without any finite value is left out.
     """
-    for split, (colour, marker, label) in SPLIT_STYLE.items():
-        col = f"{split}/mAP"
+    spots = sorted(set(xs.values()))
+    dodge = 0.08 * (min(np.diff(spots)) if len(spots) > 1 else 1.0)  # the splits' bars side by side, not on top
+    for k, (split, (colour, marker, label)) in enumerate(SPLIT_STYLE.items()):
+        col = f"{split}/{metric}"
         d = df[["point", col]].dropna()
         if d.empty:
             continue
@@ -28,7 +40,24 @@ def draw_sweep(ax: Any, df: pd.DataFrame, xs: dict[str, float]) -> None:
         x = np.array([xs[p] for p in order])
         mean, lo, hi = (np.array([f(g.get_group(p)) for p in order]) for f in (np.mean, np.min, np.max))
         ax.plot(x, mean, color=colour, marker=marker, label=f"{label}: mean over seeds")
-        if (hi > lo).any():
+        if intervals is not None:
+            iv = intervals[intervals["split"] == split].set_index("point")
+            at = [i for i, p in enumerate(order) if p in iv.index]
+            if at:
+                bar_lo, bar_hi = iv.loc[[order[i] for i in at], ["lo", "hi"]].to_numpy().T
+                # drawn from its middle so the bar spans lo..hi exactly (a percentile interval
+                # need not be symmetric about the line)
+                ax.errorbar(
+                    x[at] + (k - 0.5) * dodge,
+                    (bar_lo + bar_hi) / 2,
+                    yerr=(bar_hi - bar_lo) / 2,
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1.2,
+                    capsize=3,
+                    label=f"{label}: {interval_label}",
+                )
+        elif (hi > lo).any():
             ax.fill_between(x, lo, hi, color=colour, alpha=0.18, lw=0, label=f"{label}: min–max over seeds")
         ax.scatter([xs[p] for p in d["point"]], d[col], color=colour, s=10, alpha=0.6, zorder=3)
 

@@ -12,11 +12,20 @@ from typing import Any, Callable, Sequence
 from core import tracking
 from core.cli import params_from, parser, run_main
 from core.config import Params
-from core.errors import UserError
+from core.errors import Terminated, UserError
 from core.runtime import cpu_cores
 from core.study.grid import FULL_VARIANT, KINDS, StudyKind, base_params, grid, pair_of, study_name
 from core.study.outputs import summary_table, write_outputs
-from core.study.storage import absolute_sqlite, backend_of, create_study, display_url, one_line, open_study, storage_url
+from core.study.storage import (
+    absolute_sqlite,
+    backend_of,
+    create_study,
+    display_url,
+    one_line,
+    open_study,
+    storage_lock,
+    storage_url,
+)
 from core.study.worker import WorkerContext, run_worker, worker_process
 
 log = logging.getLogger("cvls")
@@ -62,18 +71,10 @@ def run_study(
         f"study {name} on {display_url(url)}: {kind.key} over {len({gp.point for gp in points})} points x "
         f"{len(params.studies.seeds)} seed(s) = {len(points)} trials ({enqueued} enqueued now), {n_jobs} worker(s)"
     )
-    parent = tracking.start_parent_run(
-        base,
-        name=f"study {name}",
-        tags={
-            tracking.TAG_PARENT_KEY: f"study:{name}",
-            "study": name,
-            "study_kind": kind.name,
-            "swept_key": kind.key,
-            "optuna_storage": display_url(url),
-            "variant": FULL_VARIANT,
-        },
-    )
+    # under the storage lock: with an MLflow server (no SQLite file lock), workers starting at
+    # once on several machines would each create a parent; the advisory lock makes them find one
+    with storage_lock(url):
+        parent = _parent_run(kind, base, name, url)
     ctx = WorkerContext(kind.name, params, url, name, parent)
     problems: list[str] = []
     failed_workers = 0
@@ -96,11 +97,14 @@ def run_study(
         try:
             for proc in procs:
                 proc.join()
-        except BaseException:
-            for proc in procs:  # a Ctrl-C reached them too: a moment to mark their trials FAIL
+        except BaseException as err:
+            if isinstance(err, Terminated):  # a Ctrl-C reaches the whole process group, SIGTERM only us
+                for proc in procs:
+                    proc.terminate()
+            for proc in procs:  # a moment to mark their trials FAIL and their runs KILLED
                 proc.join(timeout=10)
                 if proc.is_alive():
-                    proc.terminate()  # its trial goes stale and is retried on the next run
+                    proc.kill()  # its trial goes stale and is retried on the next run
             raise
         for i, proc in enumerate(procs):
             if proc.exitcode != 0:
@@ -125,6 +129,22 @@ def run_study(
         + f"; outputs in {params.outputs / 'studies'}"
     )
     return StudyResult(name, display_url(url), parent, enqueued, info, not problems, problems)
+
+
+def _parent_run(kind: StudyKind, base: Params, name: str, url: str) -> str:
+    """The study's MLflow parent run, found again by its parent key (call under `storage_lock`)."""
+    return tracking.start_parent_run(
+        base,
+        name=f"study {name}",
+        tags={
+            tracking.TAG_PARENT_KEY: f"study:{name}",
+            "study": name,
+            "study_kind": kind.name,
+            "swept_key": kind.key,
+            "optuna_storage": display_url(url),
+            "variant": FULL_VARIANT,
+        },
+    )
 
 
 def main(kind_name: str, argv: Sequence[str] | None = None) -> int:

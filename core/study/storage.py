@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from core import tracking
 from core.config import Params
+from core.dburl import driver_url
 from core.errors import UserError
 from core.study.grid import (
     ATTR_CLAIM,
@@ -69,7 +70,7 @@ def backend_of(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).get_backend_name()
+        return make_url(driver_url(url)).get_backend_name()
     except Exception as err:  # noqa: BLE001
         raise UserError(
             f"optuna storage {display_url(url)!r}: not a database URL ({one_line(err)}); "
@@ -112,7 +113,7 @@ def storage_lock(url: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         engine = _lock_engines.get(url)
         if engine is None:
             engine = _lock_engines[url] = sqlalchemy.create_engine(
-                url, poolclass=NullPool, connect_args={"connect_timeout": 15}
+                driver_url(url), poolclass=NullPool, connect_args={"connect_timeout": 15}
             )
         conn = engine.connect()
     except Exception as err:  # noqa: BLE001 - a missing driver, an unreachable server, bad credentials
@@ -167,7 +168,7 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                return optuna.storages.RDBStorage(driver_url(url), engine_kwargs=engine_kwargs, **kwargs)
         except Exception as err:  # noqa: BLE001 - any failure to open is the user's URL/server
             last = err
             if not _is_integrity_error(err):
@@ -245,6 +246,21 @@ def recover_trials(study: Any, storage: Any, url: str) -> list[int]:
     return failed
 
 
+def end_stale_runs(params: Params, study_name: str, trials: list[int]) -> None:
+    """The MLflow runs that trials failed by `recover_trials` left RUNNING: KILLED. Their worker
+    died, possibly on another machine, so nothing else would ever close them. Best effort: the
+    study goes on when MLflow cannot be reached (the runs then stay RUNNING)."""
+    for number in trials:
+        reason = f"stale: trial {number} of study {study_name} lost its worker (no heartbeat); it is retried"
+        try:
+            ended = tracking.end_running_runs(params, {"study": study_name, "trial": str(number)}, reason)
+        except Exception as err:  # noqa: BLE001 - a tracking problem must not stop the recovery
+            log.warning("could not mark the MLflow runs of stale trial %d KILLED: %s", number, one_line(err))
+            continue
+        for run_id in ended:
+            log.warning("MLflow run %s of stale trial %d marked KILLED", run_id, number)
+
+
 def create_study(kind: StudyKind, params: Params, url: str, name: str) -> tuple[Any, int]:
     """Create (or load) the study and enqueue the missing grid pairs, all under the lock.
     Returns (study, number of trials enqueued now)."""
@@ -259,8 +275,10 @@ def create_study(kind: StudyKind, params: Params, url: str, name: str) -> tuple[
                     study.set_user_attr("kind", kind.name)
                     study.set_user_attr("swept_key", kind.key)
                     study.set_user_attr("objective", "val/mAP (%)")
-                recover_trials(study, storage, url)
-                return study, enqueue_grid(study, kind, grid(kind, params))
+                stale = recover_trials(study, storage, url)
+                enqueued = enqueue_grid(study, kind, grid(kind, params))
+            end_stale_runs(params, name, stale)
+            return study, enqueued
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001

@@ -32,7 +32,7 @@ from core.study.grid import (
     pair_of,
     trial_params,
 )
-from core.study.storage import one_line, open_study, recover_trials, storage_lock
+from core.study.storage import end_stale_runs, one_line, open_study, recover_trials, storage_lock
 
 log = logging.getLogger("cvls")
 
@@ -143,8 +143,9 @@ def run_worker(ctx: WorkerContext) -> WorkerResult:
     poll = max(0.5, min(5.0, hb / 2))
     while True:
         with storage_lock(ctx.url):
-            recover_trials(study, storage, ctx.url)  # dead workers' trials -> FAIL + re-enqueued
+            stale = recover_trials(study, storage, ctx.url)  # dead workers' trials -> FAIL + re-enqueued
             claimed = _claim(study, storage, worker)
+        end_stale_runs(params, ctx.study_name, stale)  # ...and their MLflow runs KILLED
         if claimed == "skip":
             continue
         if claimed is None:
