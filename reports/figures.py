@@ -13,6 +13,7 @@ import seaborn as sns
 from core.config import parse_ratio
 from core.study.figure import draw_sweep
 from reports import paper
+from reports.sweeps import PointIntervals
 
 
 def ratio_order(points: Sequence[str]) -> list[str]:
@@ -22,29 +23,33 @@ def ratio_order(points: Sequence[str]) -> list[str]:
     return known + rest
 
 
-def rhic_ratio(ax: Any, df: pd.DataFrame) -> None:
-    """Fig. 6a: mAP vs hard:easy ratio, categorical axis in the paper's order."""
+def rhic_ratio(ax: Any, df: pd.DataFrame, metric: str = "mAP", intervals: PointIntervals | None = None) -> None:
+    """Fig. 6a: `metric` vs hard:easy ratio, categorical axis in the paper's order."""
     df = df.assign(point=df["point"].astype(str))
     order = ratio_order(list(df["point"].unique()))
     xs = {p: i for i, p in enumerate(order)}
-    draw_sweep(ax, df, xs)
+    _sweep(ax, df, xs, metric, intervals)
     if paper.FIG6A_DEFAULT in xs:
         ax.axvline(xs[paper.FIG6A_DEFAULT], color="0.4", ls="--", lw=1, label=f"paper's choice {paper.FIG6A_DEFAULT}")
     ax.set_xticks(range(len(order)), order)
     ax.set_xlabel("RHIC hard:easy pixel ratio")
-    ax.set_ylabel("mAP 0.5:0.95 (%)")
-    ax.set_title(f"Fig. 6a — RHIC ratio (seeds per point: {df.groupby('point').size().max()})")
+    ax.set_title(f"Fig. 6a — {paper.METRIC_LABELS[metric]}")
 
 
-def lambda_sensitivity(ax: Any, df: pd.DataFrame) -> None:
-    """Fig. 6b: mAP vs lambda (weight of the segmentation term)."""
+def lambda_sensitivity(ax: Any, df: pd.DataFrame, metric: str = "mAP", intervals: PointIntervals | None = None) -> None:
+    """Fig. 6b: `metric` vs lambda (weight of the segmentation term)."""
     df = df.assign(point=df["point"].astype(str))
     xs = dict(zip(df["point"], df["x"].astype(float)))
-    draw_sweep(ax, df, xs)
+    _sweep(ax, df, xs, metric, intervals)
     ax.axvline(paper.FIG6B_DEFAULT, color="0.4", ls="--", lw=1, label=f"paper's λ = {paper.FIG6B_DEFAULT}")
     ax.set_xlabel("λ (weight of L_seg; L_ccl gets 1 − λ)")
-    ax.set_ylabel("mAP 0.5:0.95 (%)")
-    ax.set_title(f"Fig. 6b — λ sensitivity (seeds per point: {df.groupby('point').size().max()})")
+    ax.set_title(f"Fig. 6b — {paper.METRIC_LABELS[metric]}")
+
+
+def _sweep(ax: Any, df: pd.DataFrame, xs: dict[str, float], metric: str, intervals: PointIntervals | None) -> None:
+    frame, label = (None, "") if intervals is None else (intervals.frame, intervals.label)
+    draw_sweep(ax, df, xs, metric=metric, intervals=frame, interval_label=label)
+    ax.set_ylabel(f"{paper.METRIC_LABELS[metric]} (%)")
 
 
 def training_curve(ax: Any, histories: pd.DataFrame, column: str, variants: Sequence[str], title: str) -> None:

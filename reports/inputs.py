@@ -1,7 +1,9 @@
 """Everything the report reads: the result tables and summaries other stages wrote under outputs/.
 
 The report reads files only (never the model): a missing or malformed input is a one-line
-`UserError` naming the file and the stage that writes it.
+`UserError` naming the file and the stage that writes it. What came later is optional, so
+older outputs still build a report whose pages say what is missing: the strata columns of the
+per-sample table, and the runs' own <run>/eval/bounds.json and per_sample.csv (the studies').
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import pandas as pd
 
 from core.config import Params
 from core.errors import UserError
+from core.metrics import sample_map
 from core.results import (
     ABLATION_COLUMNS,
     ABLATION_SAMPLE_COLUMNS,
     HISTORY_INDEX,
     METRIC_COLUMNS,
+    STRATA_COLUMNS,
     STUDY_COLUMNS,
+    read_per_sample,
     run_dir,
 )
 
@@ -37,9 +42,9 @@ STAGES = {
     "studies/lambda_sensitivity.csv": "study_lambda",
 }
 # the columns the report needs (the schemas are core.results'); a metric column of an absent split
-# may be missing and reads as NaN
+# may be missing and reads as NaN, the strata columns (newer than the table) are missing in older ones
 REQUIRED_COLUMNS = {
-    rel: tuple(c for c in cols if c not in METRIC_COLUMNS)
+    rel: tuple(c for c in cols if c not in METRIC_COLUMNS and c not in STRATA_COLUMNS)
     for rel, cols in {
         "ablation/results.csv": ABLATION_COLUMNS,
         "ablation/per_sample.csv": ABLATION_SAMPLE_COLUMNS,
@@ -57,10 +62,12 @@ class ReportInputs:
     main_metrics: dict[str, dict[str, float]]  # eval/metrics.json: split -> metric -> %
     main_run: dict[str, Any]  # <run_dir>/run.json of the main run (pretrained, history)
     results: pd.DataFrame  # ablation/results.csv, one row per (variant, seed)
-    per_sample: pd.DataFrame  # ablation/per_sample.csv
+    per_sample: pd.DataFrame  # ablation/per_sample.csv, with `map` (with_sample_map)
     histories: pd.DataFrame  # ablation/histories.csv
     rhic: pd.DataFrame  # studies/rhic_ratio.csv
     lam: pd.DataFrame  # studies/lambda_sensitivity.csv
+    study_samples: dict[str, pd.DataFrame]  # run_hash -> <run>/eval/per_sample.csv of the study runs that have one
+    bounds: dict[str, Any] | None  # <run>/eval/bounds.json of the Table-3 runs (None: none has one)
 
     @property
     def fingerprint(self) -> str:
@@ -123,20 +130,47 @@ def main_run_info(params: Params) -> dict[str, Any]:
     raise UserError(f"{where}: missing run.json of the main run (written by the 'train' stage)")
 
 
+def with_sample_map(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-sample rows with `map`: each sample's share of mAP (core.metrics.sample_map, 0..1)."""
+    return df.assign(map=[sample_map(i, u) for i, u in zip(df["inter"], df["union"])])
+
+
+def run_samples(params: Params, run_hashes: list[str]) -> dict[str, pd.DataFrame]:
+    """run_hash -> its <run>/eval/per_sample.csv (core.results.read_per_sample, with `map`), for
+    the runs that have one."""
+    paths = {h: run_dir(params, h) / "eval" / "per_sample.csv" for h in dict.fromkeys(map(str, run_hashes))}
+    return {h: with_sample_map(pd.DataFrame(read_per_sample(p))) for h, p in paths.items() if p.is_file()}
+
+
+def read_bounds(params: Params, run_hashes: list[str]) -> dict[str, Any] | None:
+    """bounds.json of the first of the runs that has one: the bounds depend on the data alone,
+    so every run of one data fingerprint carries the same values."""
+    for h in dict.fromkeys(map(str, run_hashes)):
+        path = run_dir(params, h) / "eval" / "bounds.json"
+        if path.is_file():
+            return read_json(path)
+    return None
+
+
 def load_inputs(params: Params) -> ReportInputs:
     synthetic = None
     if params.data.source == "synthetic":
         synthetic = read_json(_rel(params, "raw/synthetic_summary.json"))
+    results = read_table(params, "ablation/results.csv")
+    rhic = read_table(params, "studies/rhic_ratio.csv")
+    lam = read_table(params, "studies/lambda_sensitivity.csv")
     return ReportInputs(
         processed=read_json(_rel(params, "processed/summary.json")),
         synthetic=synthetic,
         main_metrics=read_json(_rel(params, "eval/metrics.json")),
         main_run=main_run_info(params),
-        results=read_table(params, "ablation/results.csv"),
-        per_sample=read_table(params, "ablation/per_sample.csv"),
+        results=results,
+        per_sample=with_sample_map(read_table(params, "ablation/per_sample.csv")),
         histories=read_table(params, "ablation/histories.csv"),
-        rhic=read_table(params, "studies/rhic_ratio.csv"),
-        lam=read_table(params, "studies/lambda_sensitivity.csv"),
+        rhic=rhic,
+        lam=lam,
+        study_samples=run_samples(params, [*rhic["run_hash"], *lam["run_hash"]]),
+        bounds=read_bounds(params, list(results["run_hash"])),
     )
 
 

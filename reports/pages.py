@@ -9,15 +9,17 @@ import pandas as pd
 
 from core.config import Params
 from core.tracking import git_commit
-from reports import figures, paper, tables
+from reports import figures, paper, strata, tables
 from reports.document import SMALL, Page
 from reports.inputs import ReportInputs, qualitative_image
+from reports.sweeps import point_intervals
 from reports.tables import Numbers, Table
 from reports.variants import baseline, full
 
 PAGE_TITLES = {
     "title": "CVLS ablation suite — report",
     "table3": "Table 3 reproduced: component ablation",
+    "strata": "Table 3 by stratum: distractors and attributes",
     "significance": "Paired significance of each incremental step",
     "fig6": "Fig. 6: RHIC ratio and λ sensitivity",
     "main_results": "Main results vs the paper's Tables 1–2",
@@ -103,6 +105,28 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     return page
 
 
+BOUNDS_NOTE = (
+    "Bounds (test split, from the runs' bounds.json, core/bounds.py; they depend on the data alone): the oracle "
+    "ceiling scores the referent's ground-truth mask at the decoder's resolution (perfect grounding at this "
+    "architecture's output size); the language-blind bound is the expected score of a predictor that knows the "
+    "referent's class but not the sentence (one of the frame's instances of that class, at random). Headroom "
+    "closed: (ours − blind) / (oracle − blind) of the mean over seeds, in %: 0 at the blind bound, 100 at the ceiling."
+)
+NO_BLIND_NOTE = (
+    f"Headroom closed: {tables.NA}, no language-blind bound (the data has no class labels, as real A2D Sentences)."
+)
+NO_BOUNDS_NOTE = (
+    "Bounds: no Table-3 run has <run>/eval/bounds.json (runs evaluated before the bounds were written); "
+    "re-evaluate them for the oracle ceiling, the language-blind bound and the share of the headroom closed."
+)
+
+
+def table3_bounds(inp: ReportInputs) -> dict[str, dict[str, float]] | None:
+    """The test split's bounds (None when absent or without the oracle)."""
+    b = (inp.bounds or {}).get("test")
+    return b if b and "oracle" in b else None
+
+
 def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     conf = params.report.confidence
     page = Page("table3", PAGE_TITLES["table3"])
@@ -113,10 +137,60 @@ def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         f"plain text lost the check marks, so the rows follow the {paper.TABLE3_ROW_ORDER_NOTE}.",
         size=SMALL,
     )
+    bounds = table3_bounds(inp)
     page.text(f"(a) mAP 0.5:0.95, Overall IoU, Mean IoU — {paper.TABLE3_ROW_ORDER_NOTE}", weight="bold", size=10)
-    page.table(tables.table3(inp.results, conf, num))
+    page.table(tables.table3(inp.results, conf, num, bounds))
+    if bounds is None:
+        page.text(NO_BOUNDS_NOTE, size=SMALL)
+    else:
+        page.text(BOUNDS_NOTE, size=SMALL)
+        if "language_blind" in bounds:
+            page.table(tables.headroom(inp.results, bounds, num))
+        else:
+            page.text(NO_BLIND_NOTE, size=SMALL)
+    page.text(tables.detectable_differences(inp.results, inp.per_sample, conf, num), size=SMALL, gap=0.2)
     page.text("(b) Precision at IoU thresholds (P@K: % of samples with IoU ≥ K)", weight="bold", size=10)
     page.table(tables.table3_precision(inp.results, conf, num))
+    page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")
+    return page
+
+
+def strata_unavailable(params: Params, found: strata.StrataScores) -> str:
+    """Why the strata page has no table, in one sentence."""
+    if not found.columns:
+        return (
+            f"Strata unavailable: {params.outputs / 'ablation/per_sample.csv'} has no distractor / attribute "
+            "columns (written before the strata existed); rerun `dvc repro ablate`."
+        )
+    if params.data.source == "real":
+        return "Strata unavailable: " + strata.REAL_DATA_NOTE
+    return (
+        "Strata unavailable: no test pair of the Table-3 runs carries a distractor or attribute label (runs "
+        "evaluated before the labels were written); re-evaluate them."
+    )
+
+
+def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+    conf = params.report.confidence
+    page = Page("strata", PAGE_TITLES["strata"])
+    page.text(
+        "Test split, in %, per Table-3 variant: the protocol's scores on the test pairs of each stratum, mean ± CI "
+        f"(the half-width of the {conf:.0%} Student-t interval over seeds of each run's score on the stratum, as "
+        "evaluation writes it to <run>/eval/strata.json; a single seed: the value alone), from the per-sample "
+        "table. distractor: another instance of the referent's class is in an annotated frame of its video, so "
+        "only the sentence tells them apart; no_distractor: none is; attribute=a: the attribute type the sentence "
+        "uses to single the referent out. The synthetic benchmark records both labels. " + strata.REAL_DATA_NOTE,
+        size=SMALL,
+    )
+    found = strata.strata_scores(inp.results, inp.per_sample)
+    if not found.available:
+        page.text(strata_unavailable(params, found), weight="bold", box="#eef3fb")
+        return page
+    for letter, (metric, label) in zip("ab", strata.SCORES.items()):
+        page.text(f"({letter}) {label} by stratum", weight="bold", size=10)
+        page.table(strata.strata_table(found.scores, metric, conf, num))
+    if found.unlabelled:
+        page.text(f"Runs left out (no labelled test pair): {', '.join(found.unlabelled)}.", size=SMALL)
     page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")
     return page
 
@@ -145,20 +219,41 @@ def significance_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 
 
 def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+    r = params.report
     page = Page("fig6", PAGE_TITLES["fig6"])
-    (ax,) = page.axes(3.9)
-    figures.rhic_ratio(ax, inp.rhic)
-    page.legend(*figures.take_legend(ax))
-    page.text(
-        "Ours: full CVLS model, mAP on the val and test splits for each ratio (line: mean over seeds; band and "
-        "dots: the seeds). " + paper.FIG6A_BEHAVIOUR,
-        size=SMALL,
-        gap=0.25,
+    studies = (
+        (inp.rhic, figures.rhic_ratio, "ratio", paper.FIG6A_BEHAVIOUR),
+        (
+            inp.lam,
+            figures.lambda_sensitivity,
+            "λ",
+            paper.FIG6B_BEHAVIOUR + " Ours: L = λ·L_seg + (1 − λ)·L_ccl (Eq. 4).",
+        ),
     )
-    (ax,) = page.axes(3.9)
-    figures.lambda_sensitivity(ax, inp.lam)
-    page.legend(*figures.take_legend(ax))
-    page.text("Ours: full CVLS model, L = λ·L_seg + (1 − λ)·L_ccl (Eq. 4). " + paper.FIG6B_BEHAVIOUR, size=SMALL)
+    for df, draw, what, behaviour in studies:
+        axs = page.axes(3.5, ncols=2, left=0.6, wspace=0.7)
+        for ax, metric in zip(axs, ("mAP", "mean_iou")):
+            iv = point_intervals(
+                df, inp.study_samples, metric=metric, splits=("val", "test"), reps=r.bootstrap, confidence=r.confidence
+            )
+            draw(ax, df, metric, iv)
+        page.legend(*figures.take_legend(axs[0]))
+        figures.take_legend(axs[1])
+        without = sum(str(h) not in inp.study_samples for h in df["run_hash"])
+        missing = (
+            f" {without} of the {len(df)} runs have no <run>/eval/per_sample.csv: no bar at their one-seed points."
+            if without
+            else ""
+        )
+        page.text(
+            f"Ours: full CVLS model on the val and test splits at each {what}, seeds per point: "
+            f"{df.groupby('point').size().max()} (line: mean over seeds; dots: the seeds; bars: the {r.confidence:.0%} "
+            "interval, Student-t over seeds where a point has ≥ 2, else the percentile bootstrap of the run's "
+            f"score over its samples, {r.bootstrap} resamples).{missing} Mean IoU (right) is not in the paper's "
+            "figure. " + behaviour,
+            size=SMALL,
+            gap=0.25,
+        )
     return page
 
 
@@ -231,7 +326,9 @@ def qualitative_page(params: Params, inp: ReportInputs, num: Numbers, images: di
     page = Page("qualitative", PAGE_TITLES["qualitative"])
     page.text(
         "The same test clips for both models: a fixed sample set (the frames with the most other objects, "
-        "which include same-class distractors on the benchmark). Green: ground truth; red: prediction. "
+        "which include same-class distractors on the benchmark). Left column: the ground-truth mask, titled with "
+        "the sentence; right column: the prediction, titled with its IoU; each mask drawn as a white outline edged "
+        "in black over the frame. "
         "The images are the evaluation stage's per-run figures, shown scaled; full size: "
         + "; ".join(str(p) for p in images.values())
         + ".",

@@ -37,6 +37,7 @@ def build_report(params: Params, *, track: bool = True) -> ReportResult:
         pages = [
             P.title_page(params, inp, num),
             P.table3_page(params, inp, num),
+            P.strata_page(params, inp, num),
             P.significance_page(params, inp, num),
             P.fig6_page(params, inp, num),
             P.main_results_page(params, inp, num),

@@ -14,12 +14,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.bounds import share_of_headroom
 from reports import paper
-from reports.stats import Interval, mean_ci, paired_bootstrap, paired_t
-from reports.variants import full, incremental_steps
+from reports.stats import Interval, detectable_difference, mean_ci, paired_bootstrap, paired_t
+from reports.variants import baseline, full, incremental_steps
 
 DASH = "–"
 PM = "±"
+NA = "n/a"  # a number that cannot exist for this data (not a missing one, which is DASH)
+POWER = 0.8  # the power the detectable differences are stated at
+# bounds.json's bounds, as Table 3's reference rows
+BOUND_ROWS = {"oracle": "oracle ceiling", "language_blind": "language-blind bound"}
+HEADROOM_METRICS = ("mAP", "mean_iou")
 
 
 class Numbers:
@@ -75,8 +81,12 @@ def seed_intervals(results: pd.DataFrame, column: str, confidence: float) -> dic
     return {v: mean_ci(g[column].tolist(), confidence) for v, g in results.groupby("variant", sort=False)}
 
 
-def table3(results: pd.DataFrame, confidence: float, num: Numbers) -> Table:
-    """Table 3 reproduced: test mAP / Overall IoU / Mean IoU per variant, ours (mean ± CI) vs paper."""
+def table3(
+    results: pd.DataFrame, confidence: float, num: Numbers, bounds: dict[str, dict[str, float]] | None = None
+) -> Table:
+    """Table 3 reproduced: test mAP / Overall IoU / Mean IoU per variant, ours (mean ± CI) vs paper;
+    with `bounds` (bounds.json of the test split: 'oracle' / 'language_blind' -> metric -> %), the
+    bounds as reference rows under the variants."""
     header = ["Variant", "seeds"]
     for m in paper.TABLE3_METRICS:
         label = paper.METRIC_LABELS[m].replace(" 0.5:0.95", "")
@@ -88,6 +98,31 @@ def table3(results: pd.DataFrame, confidence: float, num: Numbers) -> Table:
         for m in paper.TABLE3_METRICS:
             row.append(num.pm(f"table3/{v}/test/{m}", stats[m][v]))
             row.append(num.put(f"paper/table3/{v}/{m}", paper.TABLE3.get(v, {}).get(m)))
+        t.rows.append(row)
+    for b, label in BOUND_ROWS.items():
+        if bounds is not None and b in bounds:
+            row = [label, DASH]
+            for m in paper.TABLE3_METRICS:
+                row += [num.put(f"bounds/test/{b}/{m}", bounds[b].get(m)), DASH]
+            t.rows.append(row)
+    return t
+
+
+def headroom(results: pd.DataFrame, bounds: dict[str, dict[str, float]], num: Numbers) -> Table:
+    """Per variant, the share of the headroom it closes on test (core.bounds.share_of_headroom of
+    its mean over seeds against the bounds, in %) for mAP and Mean IoU; n/a without a
+    language-blind bound (data without class labels)."""
+    labels = [paper.METRIC_LABELS[m] for m in HEADROOM_METRICS]
+    t = Table(["Variant", *(f"{label}\nheadroom closed (%)" for label in labels)])
+    blind = bounds.get("language_blind", {})
+    for v, g in results.groupby("variant", sort=False):
+        row = [v]
+        for m in HEADROOM_METRICS:
+            if m in blind:
+                share = share_of_headroom(float(g[f"test/{m}"].mean()), blind[m], bounds["oracle"][m])
+                row.append(num.put(f"headroom/{v}/{m}", 100 * share, digits=0))
+            else:
+                row.append(NA)
         t.rows.append(row)
     return t
 
@@ -106,11 +141,14 @@ def table3_precision(results: pd.DataFrame, confidence: float, num: Numbers) -> 
     return t
 
 
-def paired_iou(per_sample: pd.DataFrame, a: str, b: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, samples) IoU arrays (in %) of variants a and b on the same seeds and sample pairs."""
+def paired_scores(
+    per_sample: pd.DataFrame, a: str, b: str, split: str = "test", score: str = "iou"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, samples) arrays (in %) of a per-sample `score` column ('iou', or 'map': the sample's
+    share of mAP) of variants a and b on the same seeds and sample pairs."""
     ps = per_sample[per_sample["split"] == split]
     tables = {
-        v: ps[ps["variant"] == v].pivot_table(index="seed", columns="pair", values="iou", aggfunc="mean")
+        v: ps[ps["variant"] == v].pivot_table(index="seed", columns="pair", values=score, aggfunc="mean")
         for v in (a, b)
     }
     seeds = tables[a].index.intersection(tables[b].index)
@@ -140,7 +178,7 @@ def significance(
     )
     for i, (a, b) in enumerate(incremental_steps(results)):
         key = f"significance/{a}->{b}"
-        ia, ib = paired_iou(per_sample, a, b, split)
+        ia, ib = paired_scores(per_sample, a, b, split)
         boot = paired_bootstrap(ia, ib, reps=reps, confidence=confidence, seed=i) if ia.size else None
         ma = results[results["variant"] == a].set_index("seed")[f"{split}/mAP"]
         mb = results[results["variant"] == b].set_index("seed")[f"{split}/mAP"]
@@ -167,6 +205,42 @@ def significance(
         ]
         t.rows.append(row)
     return t
+
+
+def detectable_differences(
+    results: pd.DataFrame, per_sample: pd.DataFrame, confidence: float, num: Numbers, split: str = "test"
+) -> str:
+    """The power line under Table 3: the smallest Mean IoU and mAP difference (pp) that a paired
+    test over the samples (like the significance page's bootstrap) detects at `POWER`, two-sided
+    at alpha = 1 - confidence, from the measured variance of each variant paired with Baseline
+    (stats.detectable_difference of the seed-averaged per-sample differences); the median over
+    those pairings, so one number stands for the table."""
+    base, alpha = baseline(results), 1 - confidence
+    found = []  # (mde mean IoU, mde mAP, pairs, seeds) per variant paired with the baseline
+    for v in [v for v in dict.fromkeys(results["variant"]) if v != base]:
+        (ia, ib), (ma, mb) = (paired_scores(per_sample, base, v, split, score) for score in ("iou", "map"))
+        if ia.shape[1] >= 2:
+            d_iou, d_map = (ib - ia).mean(axis=0), (mb - ma).mean(axis=0)
+            found.append(
+                (
+                    detectable_difference(d_iou, alpha=alpha, power=POWER),
+                    detectable_difference(d_map, alpha=alpha, power=POWER),
+                    *ia.shape[::-1],
+                )
+            )
+    head = f"Smallest detectable difference ({POWER:.0%} power, α = {alpha:g} two-sided"
+    if not found:
+        return head + f"): {DASH} (fewer than 2 {split} pairs shared with {base})."
+    iou_mde, map_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
+    pairs, seeds = min(f[2] for f in found), min(f[3] for f in found)
+    return (
+        f"{head}, paired over {num.put('power/pairs', pairs)} {split} pairs × {num.put('power/seeds', seeds)} "
+        f"seeds): Mean IoU {num.put('power/mean_iou', iou_mde)} pp, mAP {num.put('power/mAP', map_mde)} pp. "
+        f"Rule: the median over the variants paired with {base} ({len(found)}) of "
+        f"(z_{1 - alpha / 2:g} + z_{POWER:g}) · sd(d) / √pairs, d = a pair's score difference averaged over the seeds "
+        "(normal approximation; a pair's mAP score is the share of the thresholds 0.5:0.05:0.95 its IoU reaches). "
+        "Smaller true differences between rows are likely to go undetected."
+    )
 
 
 def main_results(metrics: dict[str, dict[str, float]], num: Numbers) -> Table:

@@ -25,13 +25,14 @@ from core.errors import UserError
 from core.metrics import summarize
 from core.results import METRIC_KEYS, SPLITS
 from reports import paper
-from reports.stats import mean_ci, paired_bootstrap, paired_t
+from reports.stats import detectable_difference, mean_ci, paired_bootstrap, paired_t
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED_PAGES = ("title", "table3", "significance", "fig6", "main_results", "training", "qualitative")
+EXPECTED_PAGES = ("title", "table3", "strata", "significance", "fig6", "main_results", "training", "qualitative")
 SECTION_TITLES = (
     "CVLS ablation suite — report",
     "Table 3 reproduced",
+    "Table 3 by stratum",
     "Paired significance",
     "Fig. 6",
     "Main results",
@@ -69,8 +70,9 @@ def _samples(rng: np.random.Generator, base: np.ndarray, effect: float, noise: f
     return [(int(round(i * u)), int(u)) for i, u in zip(iou, union)]
 
 
-def _run(rng, bases, effect, shuffled_effect=-0.35):
-    """One evaluated run: per-sample rows and metrics per split (core.metrics.summarize)."""
+def _run(rng, bases, effect, shuffled_effect=-0.35, labels=True):
+    """One evaluated run: per-sample rows (`labels`: with the strata columns) and metrics per split
+    (core.metrics.summarize)."""
     rows, metrics = [], {}
     for split in SPLITS:
         shift = effect + (shuffled_effect if split == "test_shuffled" else 0.0)
@@ -87,6 +89,7 @@ def _run(rng, bases, effect, shuffled_effect=-0.35):
                     "inter": i,
                     "union": u,
                     "iou": 1.0 if u == 0 else i / u,
+                    **(_labels(pair) if labels else {}),
                 }
             )
     return rows, metrics
@@ -117,12 +120,40 @@ def _qualitative_png(path: Path, rng: np.random.Generator, rows: int = 3) -> Non
     plt.close(fig)
 
 
+ATTRIBUTES = ("colour", "size", "position", "motion")
+# the fixture's bounds.json values of the test split (percent), for the headroom shares
+ORACLE = {"P@0.5": 99.0, "P@0.6": 98.0, "P@0.7": 96.0, "P@0.8": 92.0, "P@0.9": 80.0}
+ORACLE |= {"mAP": 90.0, "overall_iou": 93.0, "mean_iou": 92.0, "n": N_PAIRS["test"]}
+BLIND = {"P@0.5": 40.0, "P@0.6": 30.0, "P@0.7": 20.0, "P@0.8": 10.0, "P@0.9": 2.0}
+BLIND |= {"mAP": 18.0, "overall_iou": 40.0, "mean_iou": 38.0, "n": N_PAIRS["test"]}
+
+
+def _labels(pair: int) -> dict:
+    """A sample's strata, as evaluation writes them: a distractor for 4 in 5 pairs, attributes in turn."""
+    return {"distractor": "0" if pair % 5 == 0 else "1", "attribute": ATTRIBUTES[pair % 4]}
+
+
+def _write_run_eval(folder: Path, rows: list[dict], blind: bool = True) -> None:
+    """<run>/eval/per_sample.csv (with the text), bounds.json and strata.json, as evaluation writes them."""
+    _write_csv(folder / "per_sample.csv", [{**r, "text": "the red dog on the left"} for r in rows])
+    bounds = {"test": {"oracle": ORACLE} | ({"language_blind": BLIND} if blind else {})}
+    (folder / "bounds.json").write_text(json.dumps(bounds))
+    test = [r for r in rows if r["split"] == "test"]
+    strata = {"distractor": [r for r in test if r["distractor"] == "1"]}
+    strata |= {f"attribute={a}": [r for r in test if r["attribute"] == a] for a in ATTRIBUTES}
+    summaries = {k: summarize([r["inter"] for r in v], [r["union"] for r in v]) for k, v in strata.items()}
+    (folder / "strata.json").write_text(json.dumps({"test": summaries}))
+
+
 def _metric_cols(metrics: dict) -> dict:
     return {f"{s}/{k}": metrics.get(s, {}).get(k, math.nan) for s in SPLITS for k in METRIC_KEYS}
 
 
-def write_outputs(params: Params, seed: int = 0) -> None:
-    """Realistic inputs under params.outputs: summaries, main run, ablation and study tables."""
+def write_outputs(params: Params, seed: int = 0, newer: bool = True, blind: bool = True) -> None:
+    """Realistic inputs under params.outputs: summaries, main run, ablation and study tables.
+    `newer`: with what evaluation added later, the strata columns of the per-sample rows and each
+    run's eval/per_sample.csv, bounds.json (`blind`: with the language-blind bound) and strata.json;
+    without, the outputs of runs evaluated before those existed."""
     out = params.outputs
     rng = np.random.default_rng(seed)
     bases = {s: rng.beta(4, 3, n) * 0.8 for s, n in N_PAIRS.items()}
@@ -188,7 +219,7 @@ def write_outputs(params: Params, seed: int = 0) -> None:
     for name, variant in params.ablation.variants.items():
         for s in params.ablation.seeds:
             h = f"{name.replace('+', '_').lower()}-s{s}"
-            rows, metrics = _run(rng, bases, EFFECT.get(name, 0.05) + rng.normal(0, 0.01))
+            rows, metrics = _run(rng, bases, EFFECT.get(name, 0.05) + rng.normal(0, 0.01), labels=newer)
             results.append(
                 {
                     "variant": name,
@@ -203,6 +234,8 @@ def write_outputs(params: Params, seed: int = 0) -> None:
                 }
             )
             per_sample += [{"variant": name, "seed": s, **r} for r in rows]
+            if newer:
+                _write_run_eval(run_dir(h) / "eval", rows, blind)
             for e in range(1, params.train.epochs + 1):
                 tl = 0.9 * np.exp(-0.25 * e) + 0.1 * variant.ccl + rng.normal(0, 0.01)
                 histories.append(
@@ -240,7 +273,9 @@ def write_outputs(params: Params, seed: int = 0) -> None:
         for trial, (point, x) in enumerate(points):
             drop = 0.02 * max(0.0, np.log2(x)) if study == "rhic_ratio" else 0.01 * abs(x - 0.8)
             for s in params.studies.seeds:
-                _, metrics = _run(rng, bases, EFFECT["CCL+RHIC+LCF"] - drop)
+                sample_rows, metrics = _run(rng, bases, EFFECT["CCL+RHIC+LCF"] - drop, labels=newer)
+                if newer:
+                    _write_run_eval(run_dir(f"{study}-{trial}-s{s}") / "eval", sample_rows, blind)
                 rows.append(
                     {
                         "study": study,
@@ -351,6 +386,86 @@ def test_significance_and_main_results_numbers(built):
         assert numbers[f"paper/table2/{m}"]["value"] == paper.TABLE2_JHMDB[m]
 
 
+def test_table3_has_the_bounds_and_each_rows_share_of_the_headroom(built):
+    numbers = json.loads(built.result.numbers.read_text())
+    for m in ("mAP", "overall_iou", "mean_iou"):
+        assert numbers[f"bounds/test/oracle/{m}"]["value"] == ORACLE[m]
+        assert numbers[f"bounds/test/language_blind/{m}"]["value"] == BLIND[m]
+    results = pd.read_csv(built.params.outputs / "ablation/results.csv")
+    for v, g in results.groupby("variant"):
+        for m in ("mAP", "mean_iou"):
+            share = 100 * (g[f"test/{m}"].mean() - BLIND[m]) / (ORACLE[m] - BLIND[m])
+            assert numbers[f"headroom/{v}/{m}"]["text"] == f"{share:.0f}", (v, m)
+    _, text = pdf_text(built.result.pdf)
+    flat = " ".join(text.split())
+    assert "oracle ceiling" in flat and "language-blind bound" in flat and "headroom closed" in flat
+    assert "Smallest detectable difference (80% power, α = 0.05 two-sided, paired over 90 test pairs × 3 seeds)" in flat
+    assert numbers["power/pairs"]["value"] == N_PAIRS["test"] and numbers["power/seeds"]["value"] == 3
+
+
+def test_strata_page_matches_each_runs_strata_json(built):
+    """The page's per-stratum means over seeds are the means of what evaluation wrote per run."""
+    numbers = json.loads(built.result.numbers.read_text())
+    results = pd.read_csv(built.params.outputs / "ablation/results.csv")
+    for v, g in results.groupby("variant"):
+        strata = [
+            json.loads((built.params.outputs / "runs" / h / "eval/strata.json").read_text())["test"]
+            for h in g["run_hash"]
+        ]
+        for stratum in ("distractor", "attribute=colour", "attribute=motion"):
+            for m in ("mean_iou", "mAP"):
+                mean = np.mean([s[stratum][m] for s in strata])
+                assert numbers[f"strata/{v}/{stratum}/{m}/mean"]["text"] == f"{mean:.1f}", (v, stratum, m)
+    test_pairs = range(N_PAIRS["test"])
+    assert numbers["strata/n/distractor"]["value"] == sum(_labels(p)["distractor"] == "1" for p in test_pairs)
+    assert numbers["strata/n/no_distractor"]["value"] == sum(_labels(p)["distractor"] == "0" for p in test_pairs)
+
+
+def test_fig6_intervals_contain_each_point_over_seeds_and_over_samples(built, tmp_path):
+    from reports.inputs import load_inputs
+    from reports.sweeps import point_intervals
+
+    one_seed = make_params(tmp_path)  # studies.seeds: [0], the default: bootstrap over samples
+    write_outputs(one_seed)
+    for params, over in ((built.params, "seeds"), (one_seed, "samples")):
+        inp = load_inputs(params)
+        for df in (inp.rhic, inp.lam):
+            for metric in ("mAP", "mean_iou"):
+                iv = point_intervals(
+                    df, inp.study_samples, metric=metric, splits=("val", "test"), reps=300, confidence=0.95
+                )
+                assert len(iv.frame) == 2 * df["point"].nunique() and set(iv.frame["over"]) == {over}
+                means = (
+                    df.assign(point=df["point"].astype(str))
+                    .groupby("point")[[f"val/{metric}", f"test/{metric}"]]
+                    .mean()
+                )
+                for r in iv.frame.itertuples():
+                    assert r.lo < means.loc[r.point, f"{r.split}/{metric}"] < r.hi, (metric, r)
+
+
+@pytest.fixture(scope="module")
+def built_older(tmp_path_factory):
+    """A report from outputs written before the bounds and strata existed (one study seed)."""
+    from reports.report import build_report
+
+    params = make_params(tmp_path_factory.mktemp("report_older"))
+    write_outputs(params, newer=False)
+    return SimpleNamespace(params=params, result=build_report(params, track=False))
+
+
+def test_report_from_older_outputs_says_what_is_missing(built_older):
+    n_pages, text = pdf_text(built_older.result.pdf)
+    assert n_pages == len(EXPECTED_PAGES)
+    flat = " ".join(text.split())
+    assert "Bounds: no Table-3 run has <run>/eval/bounds.json" in flat
+    assert "Strata unavailable:" in flat and "has no distractor / attribute columns" in flat
+    assert "8 of the 8 runs have no <run>/eval/per_sample.csv" in flat
+    assert "6 of the 6 runs have no <run>/eval/per_sample.csv" in flat
+    numbers = json.loads(built_older.result.numbers.read_text())
+    assert not [k for k in numbers if k.startswith(("bounds/", "headroom/", "strata/"))]
+
+
 def test_rendered_page_has_ink_everywhere_expected(built):
     """Every page PNG is A4 at 150 dpi and none is blank."""
     import matplotlib.image as mpimg
@@ -390,6 +505,134 @@ def test_paired_t_over_seeds():
     r = paired_t([30.0, 31.0, 29.5], [33.0, 34.5, 32.0], 0.95)
     assert r.diff == pytest.approx(3.0) and r.p < 0.05 and r.lo < 3.0 < r.hi
     assert math.isnan(paired_t([30.0], [33.0], 0.95).p)
+
+
+def test_detectable_difference_hand_example():
+    # d = 1, 2, 3, 4: sd = sqrt(5/3) = 1.29099, sd / sqrt(4) = 0.645497
+    # z_0.975 + z_0.8 = 1.959964 + 0.841621 = 2.801585 -> 1.808415
+    assert detectable_difference([1, 2, 3, 4], alpha=0.05, power=0.8) == pytest.approx(1.808415, abs=1e-6)
+    # t_{0.975,3} + t_{0.8,3} = 3.182446 + 0.978472 = 4.160918 -> 2.685861
+    assert detectable_difference([1, 2, 3, 4], alpha=0.05, power=0.8, t=True) == pytest.approx(2.685861, abs=1e-6)
+    assert math.isnan(detectable_difference([3.0], alpha=0.05, power=0.8))
+
+
+def _hand_samples() -> pd.DataFrame:
+    """Variant A over seeds 0, 1 and Baseline (IoU 0) on 4 test pairs of union 10; the strata of
+    the pairs: distractor 1, 1, 0, 0 and attribute colour, size, colour, unknown."""
+    from reports.inputs import with_sample_map
+
+    rows = []
+    for seed, inters in ((0, (2, 4, 6, 10)), (1, (4, 4, 8, 10))):
+        for variant, inter in (("Baseline", (0, 0, 0, 0)), ("A", inters)):
+            for pair, (i, d, a) in enumerate(zip(inter, (1, 1, 0, 0), ("colour", "size", "colour", None))):
+                rows.append(
+                    {"variant": variant, "seed": seed, "split": "test", "pair": pair, "inter": i, "union": 10}
+                    | {"iou": i / 10, "distractor": d, "attribute": a}
+                )
+    return with_sample_map(pd.DataFrame(rows))
+
+
+def test_power_line_hand_example():
+    from reports.tables import Numbers, detectable_differences
+
+    results = pd.DataFrame({"variant": ["Baseline", "A"], "seed": [0, 0], "ccl": [False, True]})
+    results = results.assign(rhic=False, lcf=False)
+    num = Numbers()
+    line = detectable_differences(results, _hand_samples(), 0.95, num)
+    # seed-averaged IoU differences (pp): 30, 40, 70, 100 -> sd sqrt(1000) = 31.623, / 2 * 2.801585 = 44.297
+    # their mAP shares (pp): seed 0 0, 0, 30, 100; seed 1 0, 0, 70, 100 -> 0, 0, 50, 100: sd 47.871 -> 67.057
+    assert num.items["power/mean_iou"]["text"] == "44.3" and num.items["power/mAP"]["text"] == "67.1"
+    assert (
+        "paired over 4 test pairs × 2 seeds" in line and "the median over the variants paired with Baseline (1)" in line
+    )
+
+
+def test_headroom_share_hand_example():
+    from reports.tables import NA, Numbers, headroom
+
+    results = pd.DataFrame({"variant": ["A", "A"], "test/mAP": [40.0, 50.0], "test/mean_iou": [60.0, 62.0]})
+    bounds = {"oracle": {"mAP": 90.0, "mean_iou": 92.0}, "language_blind": {"mAP": 18.0, "mean_iou": 38.0}}
+    # mAP: (45 - 18) / (90 - 18) = 0.375; Mean IoU: (61 - 38) / (92 - 38) = 0.4259
+    assert headroom(results, bounds, Numbers()).rows == [["A", "38", "43"]]
+    assert headroom(results, {"oracle": bounds["oracle"]}, Numbers()).rows == [["A", NA, NA]]
+
+
+def test_strata_table_hand_example():
+    from reports.strata import strata_scores, strata_table
+    from reports.tables import Numbers
+
+    samples = _hand_samples()
+    samples = samples[samples["variant"] == "A"]
+    unknown = samples[samples["seed"] == 0].assign(variant="B", distractor=None, attribute=None)
+    results = pd.DataFrame({"variant": ["A", "A", "B"], "seed": [0, 1, 0]})
+    found = strata_scores(results, pd.concat([samples, unknown]))
+    assert found.unlabelled == ["B seed 0"]
+    # IoU of A: seed 0 .2 .4 .6 1, seed 1 .4 .4 .8 1; t_{0.975,1} = 12.706, sd/sqrt(2) = |x0 - x1| / 2
+    t = strata_table(found.scores, "mean_iou", 0.95, Numbers())
+    assert t.header == ["Variant", "seeds", "distractor", "no_distractor", "attribute=\ncolour", "attribute=\nsize"]
+    assert t.rows == [
+        ["A", "2", "35.0 ± 63.5", "85.0 ± 63.5", "50.0 ± 127.1", "40.0 ± 0.0"],
+        ["test pairs (n)", "", "2", "2", "2", "1"],
+    ]
+    # mAP shares: seed 0 0 0 .3 1, seed 1 0 0 .7 1
+    t = strata_table(found.scores, "mAP", 0.95, Numbers())
+    assert t.rows[0] == ["A", "2", "0.0 ± 0.0", "75.0 ± 127.1", "25.0 ± 127.1", "0.0 ± 0.0"]
+    older = strata_scores(results, samples.drop(columns=["distractor", "attribute"]))
+    assert not older.available and not older.columns
+
+
+def test_table3_page_without_a_language_blind_bound_says_na(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from reports import pages
+    from reports.inputs import load_inputs
+    from reports.tables import Numbers
+
+    params = make_params(tmp_path)
+    write_outputs(params, blind=False)
+    num = Numbers()
+    page = pages.table3_page(params, load_inputs(params), num)
+    texts = [" ".join(t.get_text().split()) for t in page.fig.texts]
+    plt.close(page.fig)
+    assert pages.NO_BLIND_NOTE in texts
+    assert num.items["bounds/test/oracle/mAP"]["value"] == ORACLE["mAP"]
+    assert not [k for k in num.items if k.startswith(("headroom/", "bounds/test/language_blind"))]
+
+
+def test_strata_unavailable_on_real_data_says_why(tmp_path):
+    from reports.pages import strata_unavailable
+    from reports.strata import StrataScores
+
+    real = make_params(tmp_path, "data.source=real", f"data.a2d_root={tmp_path}")
+    why = strata_unavailable(real, StrataScores(pd.DataFrame(), unlabelled=["A seed 0"]))
+    assert "Real A2D Sentences has no class labels in its sentence h5 files" in why
+
+
+def test_point_intervals_hand_example():
+    from reports.sweeps import point_intervals
+
+    nan = math.nan
+    df = pd.DataFrame(
+        {
+            "point": ["1:3", "1:1", "1:1"],
+            "run_hash": ["h1", "h2", "h3"],
+            "val/mAP": [nan, nan, nan],
+            "test/mAP": [50.0, 10.0, 12.0],
+        }
+    )
+    # one seed at 1:3: its run's two samples score 0 and 1, so a resample's mean is 0, 50 or 100
+    # (1/4, 1/2, 1/4): the 2.5% and 97.5% quantiles are 0 and 100
+    samples = {"h1": pd.DataFrame({"split": ["test", "test"], "map": [0.0, 1.0], "iou": [0.0, 1.0]})}
+    iv = point_intervals(df, samples, metric="mAP", splits=("val", "test"), reps=2000, confidence=0.95)
+    got = {(r.point, r.split): (r.lo, r.hi, r.over) for r in iv.frame.itertuples()}
+    assert got.keys() == {("1:3", "test"), ("1:1", "test")}  # no val scores: no interval
+    assert got["1:3", "test"] == (0.0, 100.0, "samples")
+    # two seeds at 1:1: 11 ± t_{0.975,1} * sd / sqrt(2) = 11 ± 12.706 * 1 (sd = sqrt(2))
+    lo, hi, over = got["1:1", "test"]
+    assert (
+        over == "seeds" and lo == pytest.approx(11 - 12.7062, abs=1e-4) and hi == pytest.approx(11 + 12.7062, abs=1e-4)
+    )
+    assert iv.label == "95% CI (t over seeds, bootstrap over samples)"
 
 
 # ---------------------------------------------------------------------------------------------
