@@ -1,13 +1,16 @@
-"""Benchmark 9 - evaluation: scored (frame, sentence) pairs per second, per-sample loop vs batched.
+"""Benchmark 9 - evaluation: scored (frame, sentence) pairs per second, before vs now.
 
-What: the test split of the benchmark store scored by (a) the per-sample loop evaluation ran
-before (for every sample: resize its map to the frame's size, θ·max, count I and U) and (b)
-`core.metrics.batch_scores`, the function evaluation runs now (the same three steps as tensor
-ops over each group of samples of one original size). Timed twice, interleaved: the scoring
-alone, on the sigmoid maps of a model over the whole split (computed once), and the whole
-`core.scoring.predict`-shaped pass (loader + model forward + scoring). The two give identical
-integers I and U (checked here on every sample, and by tests/test_metrics.py).
-Target: scoring >= 5x pairs/s.
+What: the test split and its shuffled-sentence control (what evaluation scores on the frames of
+the test split) of the benchmark store, by
+  (before) evaluation as it was at 9d7e0cc: the whole model forward on every pair, then a Python
+      loop per sample (resize its map to the frame's size, θ·max, count I and U);
+  (now) `core.scoring.predict`, what evaluation runs: the visual map of each frame computed
+      once (`FrameFeatures`, shared by the split and its control), the fusion and decoder per
+      pair, and `core.metrics.batch_scores` (the three scoring steps as tensor ops over each
+      group of samples of one original size).
+Also the scoring alone on precomputed maps (loop vs batch_scores). Candidates interleaved. The
+paths give identical integers I and U (checked here on every pair, and by tests/test_scoring.py
+and tests/test_metrics.py). Target: evaluation >= 5x pairs/s.
 
     python benchmarks/evaluation.py          # CPU default profile (~1 min, + ~40 s once to make the data)
 """
@@ -24,10 +27,11 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import cli, fixtures, output, stores, timing  # noqa: E402
 from core.checkpoint import load_vocab  # noqa: E402
-from core.data.dataset import FrameDataset, collate_frames, to_device  # noqa: E402
+from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import open_split  # noqa: E402
 from core.metrics import batch_scores, binarize, intersection_union, resize_to  # noqa: E402
 from core.runtime import autocast  # noqa: E402
+from core.scoring import FrameFeatures, predict  # noqa: E402
 
 TARGET = 5.0
 
@@ -46,8 +50,12 @@ def main() -> int:
     params = stores.ensure_store(stores.data_params(ctx))
     theta = params.eval.threshold
     vocab = load_vocab(params)
-    ds = FrameDataset(open_split(params.processed, "test"), vocab, params.data)
-    loader = DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames, num_workers=0)
+    store = open_split(params.processed, "test")
+    splits = [
+        FrameDataset(store, vocab, params.data),
+        FrameDataset(store, vocab, params.data, text_from=derangement(len(store.samples), params.train.seed)),
+    ]
+    loaders = [DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames) for ds in splits]
     model = fixtures.build_model(params, ctx.device, ctx.channels_last, vocab=vocab).eval()
 
     def forward(batch: dict[str, Any]) -> torch.Tensor:
@@ -55,39 +63,43 @@ def main() -> int:
         with torch.no_grad(), autocast(ctx.device, params.train):
             return torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0].float()).cpu()
 
-    batches = [(forward(b), b["gt"]) for b in loader]  # the maps, for the scoring-alone timing
-    for probs, gts in batches:
-        assert batch_scores(probs, gts, theta) == per_sample_scores(probs, gts, theta)
-    n = sum(len(g) for _, g in batches)
+    def before() -> list[tuple[int, int]]:
+        return [s for loader in loaders for b in loader for s in per_sample_scores(forward(b), b["gt"], theta)]
+
+    def now() -> list[tuple[int, int]]:
+        features = FrameFeatures(model)
+        rows = [r for ds in splits for r in predict(model, ds, params, ctx.device, "eval", features)]
+        return [(r["inter"], r["union"]) for r in rows]
+
+    assert now() == before(), "the two evaluation paths must give identical I and U"
+    batches = [(forward(b), b["gt"]) for b in loaders[0]]  # the maps, for the scoring-alone timing
+    n = sum(len(ds) for ds in splits)
+    n_scoring = sum(len(g) for _, g in batches)
 
     def scoring(fn: Any) -> Any:
         return lambda: [fn(p, g, theta) for p, g in batches]
 
-    def whole(fn: Any) -> Any:
-        return lambda: [fn(forward(b), b["gt"], theta) for b in loader]
-
-    cands = {f"scoring: {k}": scoring(f) for k, f in SCORERS.items()}
-    cands |= {f"whole pass: {k}": whole(f) for k, f in SCORERS.items()}
+    cands = {"evaluation: before": before, "evaluation: now": now}
+    cands |= {f"scoring alone: {k}": scoring(f) for k, f in SCORERS.items()}
     times = timing.interleaved(cands, args.reps, args.warmup, ctx.device)
     rows = []
     for name in cands:
         s = timing.stats(times[name])
-        rows.append([name, 1e3 * s["median_s"], n / s["median_s"]])
-    score_x = timing.ratio(times, "scoring: per-sample loop", "scoring: batch_scores")
-    whole_x = timing.ratio(times, "whole pass: per-sample loop", "whole pass: batch_scores")
+        pairs = n if name.startswith("evaluation") else n_scoring
+        rows.append([name, 1e3 * s["median_s"], pairs / s["median_s"]])
+    eval_x = timing.ratio(times, "evaluation: before", "evaluation: now")
+    score_x = timing.ratio(times, "scoring alone: per-sample loop", "scoring alone: batch_scores")
     output.finish(
         "evaluation",
         ctx,
-        f"Benchmark 9: evaluation of the test split ({n} pairs, eval.batch_size {params.eval.batch_size})",
+        f"Benchmark 9: evaluation of the test split and its shuffled control ({n} pairs, "
+        f"{len({r for _, r in store.eval_pairs()})} frames, "
+        f"eval.batch_size {params.eval.batch_size})",
         ["candidate", "median ms", "pairs/s"],
         rows,
-        {"pairs": n, "times_s": times, "whole_pass_speedup": whole_x},
-        [
-            output.headline(
-                "evaluation scoring: batch_scores pairs/s / per-sample loop pairs/s", score_x, TARGET, at_most=False
-            )
-        ],
-        [f"whole pass (loader + model + scoring): batch_scores {whole_x:.2f}x the per-sample loop"],
+        {"pairs": n, "times_s": times, "scoring_speedup": score_x},
+        [output.headline("evaluation pairs/s: now / before", eval_x, TARGET, at_most=False)],
+        [f"scoring alone: batch_scores {score_x:.2f}x the per-sample loop"],
     )
     return 0
 

@@ -108,6 +108,8 @@ class ModelParams(Section):
     # (0 none, 1 the stem, 2 + res2, ... 5 the whole ResNet)
     freeze_at: int = Field(ge=0, le=5)
     channels: int = Field(ge=8)
+    # the multi-modal tensor the decoder reads ([open] around Eq. 3): conv([F ; tile(s)]) or conv(F ⊙ tile(s))
+    fusion: Literal["concat", "product"]
     lstm_hidden: int = Field(ge=8)
     proj_hidden: int = Field(ge=8)
     proj_dim: int = Field(ge=8)
@@ -126,6 +128,8 @@ class LossParams(Section):
     rhic: bool
     lcf: bool
     lambda_seg: float = Field(ge=0.0, le=1.0, description="Eq. 4: weight of L_seg; L_ccl gets 1-lambda_seg")
+    # Eq. 3's BCE over the pixels of a frame ([open]): their mean, or their sum (the inner-product form)
+    seg_reduction: Literal["mean", "sum"]
     tau: float = Field(gt=0.0)
     rhic_ratio: str
 
@@ -151,6 +155,9 @@ class TrainParams(Section):
     bf16: bool
     channels_last: bool
     max_steps_per_epoch: int | None = Field(ge=1)
+    # diagnostics that read a run and never change its weights (0 = off)
+    grad_share_every: int = Field(ge=0)  # steps: Eq. 4's two terms' gradients on the shared encoders
+    val_metrics_every: int = Field(ge=0)  # epochs: val mAP and mean IoU in the history (learning curves)
 
 
 class PretrainParams(Section):

@@ -5,8 +5,12 @@
 Splits: `val` (the studies' objective), `test` (A2D-format test split), `jhmdb` (zero-shot,
 no fine-tuning), and `test_shuffled`: the test split with every sample paired with another
 sample's sentence. A model that uses the language must lose most of its mAP there.
-Writes `<run>/eval/metrics.json`, `per_sample.csv` (every sample's I, U, IoU: the report's
-confidence intervals and paired tests) and `qualitative.png`, and logs them to the run.
+Writes `<run>/eval/metrics.json`, `per_sample.csv` (every sample's I, U, IoU and strata: the
+report's confidence intervals and paired tests), `bounds.json` (split -> the oracle and the
+language-blind bound, `core.bounds`; language_blind absent where classes are unknown),
+`strata.json` (split -> stratum -> scores, `core.strata`) and `qualitative.png`, and logs them
+to the run (metrics as '<split>/<metric>', 'bound/<bound>/<split>/<metric>' and
+'strata/<split>/<stratum>/<metric>').
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core import tracking  # noqa: E402
+from core.bounds import store_bounds  # noqa: E402
 from core.checkpoint import load_model, load_vocab  # noqa: E402
 from core.cli import params_from, parser, run_main  # noqa: E402
 from core.config import Params  # noqa: E402
@@ -33,12 +38,16 @@ from core.data.store import SplitStore, open_split  # noqa: E402
 from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
 from core.metrics import intersection_union, iou, predict_mask, summarize  # noqa: E402
 from core.model import CVLS  # noqa: E402
-from core.results import SAMPLE_COLUMNS, flat_metrics, mlflow_metrics  # noqa: E402
+from core.results import SAMPLE_COLUMNS, flat_bounds, flat_metrics, flat_strata, mlflow_metrics  # noqa: E402
 from core.runtime import autocast, pick_device  # noqa: E402
-from core.scoring import predict  # noqa: E402
+from core.scoring import FrameFeatures, predict  # noqa: E402
+from core.strata import pair_strata, strata_metrics  # noqa: E402
 from core.train import train  # noqa: E402
 
 log = logging.getLogger("cvls")
+
+# what one evaluation leaves in <run>/eval/ (published together; all present = evaluated)
+EVAL_FILES = ("metrics.json", "per_sample.csv", "bounds.json", "strata.json", "qualitative.png")
 
 
 def qualitative_figure(
@@ -96,26 +105,32 @@ def evaluate_run(
 ) -> dict[str, dict[str, float]]:
     """Evaluate a finished run once (cached in <run>/eval/); log metrics and artifacts to its MLflow run."""
     out = run_dir / "eval"
-    metrics_path = out / "metrics.json"
-    if metrics_path.is_file():
-        return json.loads(metrics_path.read_text())
+    if all((out / name).is_file() for name in EVAL_FILES):
+        return json.loads((out / "metrics.json").read_text())
     device = pick_device(params.train.device)
     model = load_model(params, run_dir / "model.pt", device)
     vocab = load_vocab(params)
     metrics: dict[str, dict[str, float]] = {}
+    strata: dict[str, dict[str, dict[str, float]]] = {}
     all_rows: list[dict[str, Any]] = []
     splits = [s for s in ("val", "test", "jhmdb") if (params.processed / s / "index.json").is_file()]
+    features = FrameFeatures(model)  # each frame's visual map once: test_shuffled reuses test's
     for split in splits + ["test_shuffled"]:
         store = open_split(params.processed, split.removesuffix("_shuffled"))
         text_from = derangement(len(store.samples), params.train.seed) if split.endswith("_shuffled") else None
         ds = FrameDataset(store, vocab, params.data, text_from=text_from)
         if len(ds) == 0:
             continue
-        rows = predict(model, ds, params, device, desc=f"eval {split}")
+        rows = predict(model, ds, params, device, desc=f"eval {split}", features=features)
+        rows = [{**r, **pair_strata(store, r["sample"])} for r in rows]
         metrics[split] = summarize([r["inter"] for r in rows], [r["union"] for r in rows])
+        strata[split] = strata_metrics(rows)
         all_rows.extend({"split": split, **r} for r in rows)
+    bounds = {split: b for split, b in store_bounds(params).items() if split in metrics}
     with staged_dir(out) as tmp:  # metrics.json appears only together with everything else
         write_csv(tmp / "per_sample.csv", all_rows, SAMPLE_COLUMNS)
+        write_json(tmp / "bounds.json", bounds)
+        write_json(tmp / "strata.json", strata)
         test_store = open_split(params.processed, "test")
         fig = qualitative_figure(model, test_store, FrameDataset(test_store, vocab, params.data), params, device)
         fig.savefig(tmp / "qualitative.png", dpi=110)
@@ -123,8 +138,8 @@ def evaluate_run(
         write_json(tmp / "metrics.json", metrics)
     if tracking_enabled and run_id:
         handle = tracking.run_handle(params, run_id)
-        handle.log_metrics(mlflow_metrics(flat_metrics(metrics)))
-        for name in ("metrics.json", "per_sample.csv", "qualitative.png"):
+        handle.log_metrics(mlflow_metrics({**flat_metrics(metrics), **flat_bounds(bounds), **flat_strata(strata)}))
+        for name in EVAL_FILES:
             handle.log_artifact(out / name, "eval")
     return metrics
 
@@ -139,9 +154,7 @@ def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("Evaluate the run of the given params (trained and reused by config hash)")
-    p.add_argument(
-        "--out", type=Path, default=None, help="also copy metrics.json / per_sample.csv / qualitative.png here"
-    )
+    p.add_argument("--out", type=Path, default=None, help=f"also copy {' / '.join(EVAL_FILES)} here")
     args = p.parse_args(argv)
     params = params_from(args)
     result = train(params)  # reuses the finished run; trains only if it does not exist yet
@@ -149,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_metrics(metrics))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.json", "per_sample.csv", "qualitative.png"):
+        for name in EVAL_FILES:
             with atomic_path(args.out / name) as tmp:
                 shutil.copyfile(result.run_dir / "eval" / name, tmp)
     if "test" in metrics and "test_shuffled" in metrics:

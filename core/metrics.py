@@ -13,7 +13,7 @@ rounding to one decimal is half-up on exact fractions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 import torch
@@ -56,24 +56,49 @@ def _pct(x: Fraction) -> float:
     return math.floor(x * 1000 + Fraction(1, 2)) / 10
 
 
+def _sum_of_means(parts: Iterable[tuple[int | Fraction, int]]) -> Fraction:
+    """Σ total / count over (total, count) parts, exactly; totals of one count are added first,
+    so a long list costs a few fraction operations, not one per part."""
+    by_count: dict[int, int | Fraction] = {}
+    for total, count in parts:
+        by_count[count] = by_count.get(count, 0) + total
+    return sum((Fraction(t) / c for c, t in by_count.items()), Fraction(0))
+
+
 def summarize(inters: Sequence[int], unions: Sequence[int]) -> dict[str, float]:
     """P@0.5..P@0.9, mAP (0.5:0.95), overall_iou, mean_iou (percent, one decimal) and n."""
     if len(inters) != len(unions):
         raise ValueError(f"{len(inters)} intersections but {len(unions)} unions")
-    if not inters:
+    return summarize_expected([[(i, u)] for i, u in zip(inters, unions)])
+
+
+def summarize_expected(candidates: Sequence[Sequence[tuple[int, int]]]) -> dict[str, float]:
+    """The same scores, in expectation, of a predictor that outputs one of several predictions
+    per sample uniformly at random; `candidates[s]` holds the (I, U) of each of sample s's.
+
+    Exact, over fractions: P@K = mean over samples of the share of candidates with IoU >= K;
+    mAP = mean of those over K = 0.50:0.05:0.95; mean IoU = mean over samples of the candidates'
+    mean IoU; overall IoU = Σ E[I] / Σ E[U] (the expected counts per sample, summed: the
+    aggregate the protocol takes, of the expected prediction). With one candidate per sample
+    it is `summarize` exactly (it is how `summarize` is computed).
+    """
+    if not candidates:
         raise ValueError("no samples to summarize")
-    n = len(inters)
-    ious = [_iou(int(i), int(u)) for i, u in zip(inters, unions)]
+    if any(len(c) == 0 for c in candidates):
+        raise ValueError("a sample without candidate predictions")
+    n = len(candidates)
+    ious = [[_iou(int(i), int(u)) for i, u in c] for c in candidates]
 
     def precision(k: float) -> Fraction:
         kk = Fraction(str(k))  # 0.55 -> 11/20 exactly
-        return Fraction(sum(iou >= kk for iou in ious), n)
+        return _sum_of_means((sum(x >= kk for x in c), len(c)) for c in ious) / n
 
     out = {f"P@{k}": _pct(precision(k)) for k in THRESHOLDS_P}
     out["mAP"] = _pct(sum((precision(k) for k in THRESHOLDS_MAP), Fraction(0)) / len(THRESHOLDS_MAP))
-    total_u = sum(int(u) for u in unions)
-    out["overall_iou"] = _pct(Fraction(sum(int(i) for i in inters), total_u) if total_u else Fraction(1))
-    out["mean_iou"] = _pct(sum(ious, Fraction(0)) / n)
+    total_i = _sum_of_means((sum(int(i) for i, _ in c), len(c)) for c in candidates)
+    total_u = _sum_of_means((sum(int(u) for _, u in c), len(c)) for c in candidates)
+    out["overall_iou"] = _pct(total_i / total_u if total_u else Fraction(1))
+    out["mean_iou"] = _pct(_sum_of_means((sum(c, Fraction(0)), len(c)) for c in ious) / n)
     out["n"] = n
     return out
 
@@ -111,3 +136,14 @@ def batch_scores(probs: Tensor, gts: Sequence[Tensor], theta: float) -> list[tup
 def sample_scores(prob: Tensor, gt: Tensor, theta: float) -> tuple[int, int]:
     """One sample, the same way: `batch_scores` of a batch of one."""
     return batch_scores(prob[None], [gt], theta)[0]
+
+
+_MAP_FRACTIONS = tuple(Fraction(str(k)) for k in THRESHOLDS_MAP)  # the exact K, built once
+
+
+def sample_map(inter: int, union: int) -> float:
+    """One sample's share of mAP: the fraction of K in 0.50:0.05:0.95 with IoU >= K, compared
+    exactly as `summarize` does. The mean of it over samples is `summarize`'s mAP / 100 before
+    rounding, so paired statistics on mAP can work per sample."""
+    v = _iou(int(inter), int(union))
+    return sum(v >= k for k in _MAP_FRACTIONS) / len(_MAP_FRACTIONS)

@@ -2,7 +2,7 @@
 
     tokens ──one-hot──► bi-LSTM ──self-guided attention (Eq. 8)──► Linear ──► s   [B, C]
     frames ──ResNet──► Res2..Res5 ──SEM (Eq. 9)──► top-down merge ──► concat ──► F  [B, T, C, h, w]
-    [F ; tile(s)] ──conv (fusion)──► mask decoder ──► logits (upsampled to the input size)
+    [F ; tile(s)] or F ⊙ tile(s) ──conv (fusion)──► mask decoder ──► logits (upsampled to the input size)
     s ──LCF (Eq. 5)──► gate c   (the losses use F' = c ⊙ F for instance features)
     g(·): projection head shared by sentence and instance features (contrastive loss only)
 
@@ -263,13 +263,25 @@ class VisualEncoder(nn.Module):
 
 
 class Fusion(nn.Module):
-    """Baseline implicit fusion (Table 3): concat the tiled sentence with F, then convolve."""
+    """The multi-modal tensor the decoder reads: F and the tiled sentence s, then one conv to C.
 
-    def __init__(self, channels: int):
+    `mode` (model.fusion) is the [open] reading of the prose around Eq. 3:
+      concat:  conv([F ; tile(s)])   2C -> C, Table 3's "implicit concatenation-convolution";
+      product: conv(F ⊙ tile(s))     C -> C, the "element-wise multiplication" of Eq. 3's text.
+    Both give C channels, so the decoder is the same. The coordinate map is not added here in
+    either reading: SEM (Eq. 9) already put it into F, so the readings differ in the operator only.
+    """
+
+    def __init__(self, channels: int, mode: str):
         super().__init__()
-        self.conv = conv_gn_relu(2 * channels, channels)
+        if mode not in ("concat", "product"):
+            raise ValueError(f"model.fusion: unknown fusion {mode!r} (concat | product)")
+        self.mode = mode
+        self.conv = conv_gn_relu((2 if mode == "concat" else 1) * channels, channels)
 
     def forward(self, feat: Tensor, s: Tensor) -> Tensor:
+        if self.mode == "product":
+            return self.conv(feat * s[:, :, None, None].to(feat.dtype))
         tiled = s[:, :, None, None].to(feat.dtype).expand(-1, -1, *feat.shape[-2:])
         return self.conv(torch.cat([feat, tiled], dim=1))
 
@@ -330,7 +342,7 @@ class CVLS(nn.Module):
         self.visual = VisualEncoder(build_backbone(mp.backbone, weights), c)
         if mp.freeze_at:
             self.visual.backbone.freeze(mp.freeze_at)
-        self.fusion = Fusion(c)
+        self.fusion = Fusion(c, mp.fusion)
         self.decoder = MaskDecoder(c)
         self.lcf = ChannelFilter(c) if lp.lcf else None
         self.head = ProjectionHead(c, mp.proj_hidden, mp.proj_dim)
@@ -344,13 +356,18 @@ class CVLS(nn.Module):
         b, t, _, height, width = frames.shape
         s = self.text(tokens, lengths)  # [B, C]                      (Eq. 8)
         feat = self.visual(frames.flatten(0, 1))  # [B·T, C, h, w]    (Eq. 9 + top-down)
-        fused = self.fusion(feat, s.repeat_interleave(t, dim=0))
-        logit = self.decoder(fused)  # [B·T, 1, h, w]
-        logits = F.interpolate(logit, size=(height, width), mode="bilinear", align_corners=False)
+        logits = self.segment(feat, s.repeat_interleave(t, dim=0), (height, width))
         gate = self.lcf(s) if self.lcf is not None else None  # (Eq. 5)
         return Output(
             logits=logits.reshape(b, t, height, width), features=feat.unflatten(0, (b, t)), sentence=s, gate=gate
         )
+
+    def segment(self, feat: Tensor, s: Tensor, size: tuple[int, int]) -> Tensor:
+        """Mask logits [N, 1, H, W] of visual maps F [N, C, h, w] for sentences s [N, C]. The
+        visual map does not depend on the sentence, so evaluation computes it once per frame
+        (`core.scoring`) and calls this for each sentence of the frame."""
+        logit = self.decoder(self.fusion(feat, s))  # [N, 1, h, w]
+        return F.interpolate(logit, size=size, mode="bilinear", align_corners=False)
 
     def project(self, x: Tensor) -> Tensor:
         """g(·) on the last dim: [..., C] -> [..., proj_dim], L2-normalised, float32."""

@@ -28,11 +28,13 @@ METRIC_COLUMNS = tuple(f"{s}/{k}" for s in SPLITS for k in METRIC_KEYS)
 RUN_COLUMNS = ("run_id", "run_hash", "reused", *METRIC_COLUMNS)  # one evaluated run, flat
 ABLATION_COLUMNS = ("variant", "seed", "ccl", "rhic", "lcf", *RUN_COLUMNS)  # ablation/results.csv
 STUDY_COLUMNS = ("study", "trial", "point", "x", "seed", *RUN_COLUMNS)  # studies/<kind>.csv
+# the strata of a scored pair (core.strata): distractor 1/0, attribute type; empty = unknown
+STRATA_COLUMNS = ("distractor", "attribute")
 # one scored (frame, sentence) pair of an evaluation: <run>/eval/per_sample.csv
-SAMPLE_COLUMNS = ("split", "pair", "sample", "video", "frame", "inter", "union", "iou", "text")
+SAMPLE_COLUMNS = ("split", "pair", "sample", "video", "frame", "inter", "union", "iou", *STRATA_COLUMNS, "text")
 # the ablation's per-sample table (the splits the report's paired tests use), without the text
 ABLATION_SAMPLE_SPLITS = ("test", "jhmdb", "test_shuffled")
-ABLATION_SAMPLE_COLUMNS = ("variant", "seed", *SAMPLE_COLUMNS[:-1])
+ABLATION_SAMPLE_COLUMNS = ("variant", "seed", *(c for c in SAMPLE_COLUMNS if c != "text"))
 HISTORY_INDEX = "epoch"  # a history row's step; every other key of the row is a metric
 
 
@@ -63,9 +65,10 @@ def run_row(run_id: str | None, run_hash: str, reused: bool, metrics: dict[str, 
 
 
 def mlflow_metrics(row: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a flat row under names MLflow accepts ('test/P@0.5' -> 'test/P_at_0.5')."""
+    """The finite numbers of a flat row under names MLflow accepts ('test/P@0.5' -> 'test/P_at_0.5',
+    'strata/test/attribute=colour/mAP' -> 'strata/test/attribute_colour/mAP')."""
     return {
-        k.replace("@", "_at_"): float(v)
+        k.replace("@", "_at_").replace("=", "_"): float(v)
         for k, v in row.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     }
@@ -76,6 +79,20 @@ def flat_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()}
 
 
+def flat_bounds(bounds: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """split -> bound -> metric -> value (eval/bounds.json) as 'bound/<bound>/<split>/<metric>' -> value."""
+    return {
+        f"bound/{name}/{split}/{k}": v for split, b in bounds.items() for name, m in b.items() for k, v in m.items()
+    }
+
+
+def flat_strata(strata: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """split -> stratum -> metric -> value (eval/strata.json) as 'strata/<split>/<stratum>/<metric>' -> value."""
+    return {
+        f"strata/{split}/{name}/{k}": v for split, st in strata.items() for name, m in st.items() for k, v in m.items()
+    }
+
+
 def log_history(handle: MetricLogger, rows: list[dict[str, float]]) -> None:
     """Per-epoch training rows as MLflow metrics, each at its epoch as the step."""
     for row in rows:
@@ -83,9 +100,18 @@ def log_history(handle: MetricLogger, rows: list[dict[str, float]]) -> None:
 
 
 def read_per_sample(path: Path) -> list[dict[str, Any]]:
-    """A per_sample.csv written by evaluation, with its integer and float columns typed."""
+    """A per_sample.csv written by evaluation, with its integer and float columns typed and the
+    strata's empty cells (unknown) as None."""
     with open(path, newline="") as f:
         return [
-            {**r, "pair": int(r["pair"]), "inter": int(r["inter"]), "union": int(r["union"]), "iou": float(r["iou"])}
+            {
+                **r,
+                "pair": int(r["pair"]),
+                "inter": int(r["inter"]),
+                "union": int(r["union"]),
+                "iou": float(r["iou"]),
+                "distractor": int(r["distractor"]) if r.get("distractor") else None,
+                "attribute": r.get("attribute") or None,
+            }
             for r in csv.DictReader(f)
         ]

@@ -138,3 +138,15 @@ def test_batch_scores_equal_the_per_sample_protocol_on_random_maps():
     assert all(isinstance(v, int) for pair in batch_scores(probs, gts, theta) for v in pair)
     with pytest.raises(ValueError, match="2 maps but 1 ground truths"):
         batch_scores(probs[:2], gts[:1], theta)
+
+
+def test_sample_map_counts_thresholds_exactly_and_averages_to_map():
+    from core.metrics import sample_map
+
+    assert sample_map(13, 20) == 0.4  # IoU 0.65 exactly: 0.5, 0.55, 0.6, 0.65
+    assert sample_map(1, 2) == 0.1  # IoU 0.5 exactly: 0.5 only
+    assert sample_map(0, 0) == 1.0 and sample_map(0, 5) == 0.0
+    # the hand example above: 4 + 3 + 0 + 10 + 9 thresholds passed, mAP 50.0
+    inters, unions = [1, 7, 0, 0, 9], [2, 10, 5, 0, 10]
+    assert [sample_map(i, u) for i, u in zip(inters, unions)] == [0.1, 0.5, 0.0, 1.0, 0.9]
+    assert 100 * sum(sample_map(i, u) for i, u in zip(inters, unions)) / 5 == summarize(inters, unions)["mAP"]

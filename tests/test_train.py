@@ -13,10 +13,11 @@ from mlflow import MlflowClient
 from core import tracking
 from core import train as train_mod
 from core.checkpoint import load_checkpoint
-from core.evaluate import evaluate_run
+from core.evaluate import EVAL_FILES, evaluate_run
 from core.loop import Diverged
 from core.metrics import summarize
 from core.results import read_per_sample
+from core.strata import strata_metrics
 from core.train import train
 
 from .conftest import ROOT
@@ -89,7 +90,14 @@ def test_run_contents_read_back_through_mlflow(tiny_store):
     assert [m.step for m in history] == list(range(1, p.train.epochs + 1))
     assert run.data.metrics["test/mAP"] == metrics["test"]["mAP"]
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "eval")}
-    assert artifacts == {"eval/metrics.json", "eval/per_sample.csv", "eval/qualitative.png"}
+    assert artifacts == {f"eval/{name}" for name in EVAL_FILES}
+    bounds = json.loads((result.run_dir / "eval" / "bounds.json").read_text())
+    strata = json.loads((result.run_dir / "eval" / "strata.json").read_text())
+    assert run.data.metrics["bound/oracle/test/mAP"] == bounds["test"]["oracle"]["mAP"]
+    assert run.data.metrics["bound/language_blind/test/P_at_0.5"] == bounds["test"]["language_blind"]["P@0.5"]
+    attribute = next(k for k in strata["test"] if k.startswith("attribute="))
+    metric = f"strata/test/{attribute.replace('=', '_')}/mean_iou"
+    assert run.data.metrics[metric] == strata["test"][attribute]["mean_iou"]
     assert "config/params.resolved.yaml" in {a.path for a in client.list_artifacts(result.run_id, "config")}
 
 
@@ -102,6 +110,12 @@ def test_per_sample_ious_reproduce_the_metrics(tiny_store):
         mine = [r for r in rows if r["split"] == split]
         assert summarize([r["inter"] for r in mine], [r["union"] for r in mine]) == metrics[split]
     assert {"val", "test", "jhmdb", "test_shuffled"} <= set(metrics)
+    # the strata columns arrive typed, and strata.json summarises exactly those rows
+    strata = json.loads((result.run_dir / "eval" / "strata.json").read_text())
+    mine = [r for r in rows if r["split"] == "test"]
+    assert {r["distractor"] for r in mine} <= {0, 1} and all(r["attribute"] for r in mine)
+    assert strata["test"] == strata_metrics(mine)
+    assert all(r["distractor"] is None for r in rows if r["split"] == "jhmdb")  # its layout masks one actor
 
 
 def test_nan_loss_stops_the_run_and_marks_it_failed(tiny_store, monkeypatch):

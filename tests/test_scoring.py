@@ -1,0 +1,41 @@
+"""core.scoring: the per-frame feature cache scores exactly what the full forward per pair scores."""
+
+from __future__ import annotations
+
+import torch
+
+from core.checkpoint import build_model, load_vocab
+from core.data.dataset import FrameDataset, collate_frames, derangement, to_device
+from core.data.store import open_split
+from core.metrics import batch_scores
+from core.scoring import FrameFeatures, predict
+
+
+def _forward_rows(model, ds, theta):
+    """The plain path: the whole model forward on each pair alone."""
+    out = []
+    for i in range(len(ds)):
+        item = ds[i]
+        b = to_device(collate_frames([item]), torch.device("cpu"))
+        with torch.no_grad():
+            prob = torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0].float())
+        out.append(batch_scores(prob, [item["gt"]], theta)[0])
+    return out
+
+
+def test_cached_frame_features_score_like_the_full_forward(tiny_store):
+    params = tiny_store.replace(**{"eval.batch_size": 3})  # batches that split a frame's sentences
+    torch.manual_seed(0)
+    vocab = load_vocab(params)
+    model = build_model(params, vocab).eval()
+    store = open_split(params.processed, "test")
+    features = FrameFeatures(model)
+    plain = FrameDataset(store, vocab, params.data)
+    shuffled = FrameDataset(store, vocab, params.data, text_from=derangement(len(store.samples), 0))
+    rows = predict(model, plain, params, torch.device("cpu"), "test", features)
+    cached = len(features._maps)
+    rows_shuffled = predict(model, shuffled, params, torch.device("cpu"), "test_shuffled", features)
+    assert cached == len({row for _, row in store.eval_pairs()}) < len(plain)  # one map per frame
+    assert len(features._maps) == cached  # the shuffled control reuses every map
+    for ds, got in ((plain, rows), (shuffled, rows_shuffled)):
+        assert [(r["inter"], r["union"]) for r in got] == _forward_rows(model, ds, params.eval.threshold)
