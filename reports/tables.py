@@ -239,7 +239,42 @@ def detectable_differences(
         f"Rule: the median over the variants paired with {base} ({len(found)}) of "
         f"(z_{1 - alpha / 2:g} + z_{POWER:g}) · sd(d) / √pairs, d = a pair's score difference averaged over the seeds "
         "(normal approximation; a pair's mAP score is the share of the thresholds 0.5:0.05:0.95 its IoU reaches). "
-        "Smaller true differences between rows are likely to go undetected."
+        "Smaller true differences between rows are likely to go undetected. "
+        + seed_detectable_differences(results, alpha, num, split)
+    )
+
+
+def seed_detectable_differences(results: pd.DataFrame, alpha: float, num: Numbers, split: str = "test") -> str:
+    """The same power over the seeds: the pairing above holds the trained models fixed, so it
+    leaves out how much a row moves from one training seed to the next. Here d = a variant's
+    score minus Baseline's on the same seed (one per seed), q = Student-t with seeds - 1 degrees
+    of freedom (stats.detectable_difference, t=True); the median over the variants."""
+    base = baseline(results)
+    by_seed = results.set_index(["variant", "seed"])
+    found = []
+    for v in [v for v in dict.fromkeys(results["variant"]) if v != base]:
+        seeds = sorted(
+            set(results.loc[results["variant"] == v, "seed"]) & set(results.loc[results["variant"] == base, "seed"])
+        )
+        if len(seeds) >= 2:
+            found.append(
+                [
+                    detectable_difference(
+                        [by_seed.loc[(v, s), f"{split}/{m}"] - by_seed.loc[(base, s), f"{split}/{m}"] for s in seeds],
+                        alpha=alpha,
+                        power=POWER,
+                        t=True,
+                    )
+                    for m in ("mean_iou", "mAP")
+                ]
+            )
+    if not found:
+        return f"Over the seeds: {DASH} (fewer than 2 seeds shared with {base})."
+    iou_mde, map_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
+    return (
+        f"Over the seeds (a row's score minus {base}'s on the same seed, paired t, which includes how much "
+        f"a row moves between training seeds): Mean IoU {num.put('power/seed/mean_iou', iou_mde)} pp, "
+        f"mAP {num.put('power/seed/mAP', map_mde)} pp."
     )
 
 

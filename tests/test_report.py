@@ -547,6 +547,28 @@ def test_power_line_hand_example():
     )
 
 
+def test_power_over_seeds_hand_example():
+    from reports.tables import Numbers, seed_detectable_differences
+
+    results = pd.DataFrame(
+        {
+            "variant": ["Baseline"] * 3 + ["A"] * 3,
+            "seed": [0, 1, 2] * 2,
+            "test/mean_iou": [30.0, 31.0, 29.0, 31.0, 33.0, 32.0],
+            "test/mAP": [10.0, 11.0, 9.0, 12.0, 11.0, 13.0],
+            "ccl": [False] * 3 + [True] * 3,
+        }
+    ).assign(rhic=False, lcf=False)
+    num = Numbers()
+    line = seed_detectable_differences(results, 0.05, num)
+    # Mean IoU d = 1, 2, 3: sd 1, / sqrt(3) = 0.577350; t_{0.975,2} + t_{0.8,2} = 4.302653 + 1.060660
+    # = 5.363313 -> 3.0965; mAP d = 2, 0, 4: sd 2 -> 6.1930
+    assert num.items["power/seed/mean_iou"]["text"] == "3.1" and num.items["power/seed/mAP"]["text"] == "6.2"
+    assert "paired t" in line
+    one_seed = results[results["seed"] == 0]
+    assert "fewer than 2 seeds" in seed_detectable_differences(one_seed, 0.05, Numbers())
+
+
 def test_headroom_share_hand_example():
     from reports.tables import NA, Numbers, headroom
 
