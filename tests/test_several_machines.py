@@ -7,6 +7,7 @@ only the two server URLs, exactly as in the README's several-machines recipe."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from sqlalchemy.pool import NullPool
 
 from core.config import Params
 from core.dburl import driver_url
@@ -62,9 +64,17 @@ def _finish(proc: subprocess.Popen, p: Params) -> str:
     return (p.outputs / "worker.log").read_text()[-4000:]
 
 
+@functools.cache
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    """One storage per database for the test's own reads, without a pool: the polls below run
+    every 0.2 s, and a new storage per poll left a pool of connections behind each time until
+    the server refused clients ('too many clients already')."""
+    return optuna.storages.RDBStorage(driver_url(url), engine_kwargs={"poolclass": NullPool})
+
+
 def _study(url: str) -> optuna.Study:
-    (summary,) = optuna.get_all_study_summaries(driver_url(url))
-    return optuna.load_study(study_name=summary.study_name, storage=driver_url(url))
+    (summary,) = optuna.get_all_study_summaries(_storage(url))
+    return optuna.load_study(study_name=summary.study_name, storage=_storage(url))
 
 
 def _pairs(trials: list, state: TrialState = TrialState.COMPLETE) -> list[tuple[str, int]]:
@@ -94,7 +104,7 @@ def _wait_for(what: str, check, procs: list[subprocess.Popen], timeout: float = 
 
 def _running_trial_of(url: str, pid: int):
     """The trial a worker (by pid) has RUNNING in the Optuna storage, if any."""
-    if not optuna.get_all_study_summaries(driver_url(url)):
+    if not optuna.get_all_study_summaries(_storage(url)):
         return None
     trials = _study(url).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return next((t for t in trials if "claim" in t.user_attrs and _claimer(t) == pid), None)
