@@ -157,15 +157,22 @@ def test_rhic_selects_the_hardest_pixels_in_the_expected_number(ratio, expected)
 # ----------------------------------------------------------------------------- Eqs. 3-4
 
 
-def test_segmentation_loss_ignores_padded_frames():
+def _padded_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits, targets and frame_valid of 2 clips x 3 frames (the second has 2 padded frames),
+    and the logits with garbage in the padded frames."""
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(2, 3, 8, 8, generator=g)
     target = (torch.rand(2, 3, 8, 8, generator=g) > 0.5).float()
     valid = torch.tensor([[True, True, True], [True, False, False]])
-    logits_garbage = logits.clone()
-    logits_garbage[1, 1:] = 1e4
+    garbage = logits.clone()
+    garbage[1, 1:] = 1e4
+    return logits, target, valid, garbage
+
+
+def test_segmentation_loss_ignores_padded_frames():
+    logits, target, valid, garbage = _padded_case()
     want = F.binary_cross_entropy_with_logits(logits[valid], target[valid])
-    assert torch.allclose(segmentation_loss(logits_garbage, target, valid, "mean"), want, rtol=1e-6)
+    assert torch.allclose(segmentation_loss(garbage, target, valid, "mean"), want, rtol=1e-6)
 
 
 def test_all_switches_off_is_exactly_bce_whatever_lambda():
@@ -265,12 +272,7 @@ def test_segmentation_sum_and_mean_on_a_hand_computed_case():
 
 
 def test_segmentation_sum_is_mean_times_pixels_and_ignores_padded_frames():
-    g = torch.Generator().manual_seed(3)
-    logits = torch.randn(2, 3, 8, 8, generator=g)
-    target = (torch.rand(2, 3, 8, 8, generator=g) > 0.5).float()
-    valid = torch.tensor([[True, True, True], [True, False, False]])
-    garbage = logits.clone()
-    garbage[1, 1:] = 1e4
+    logits, target, valid, garbage = _padded_case()
     want = F.binary_cross_entropy_with_logits(logits[valid], target[valid], reduction="sum") / valid.sum()
     got = segmentation_loss(garbage, target, valid, "sum")
     assert torch.allclose(got, want, rtol=1e-6)
