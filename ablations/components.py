@@ -1,31 +1,35 @@
 """Component ablation (paper Table 3): every variant x seed, tracked under one parent run.
 
-    python ablations/components.py [--params params.yaml] [--set key=value ...] [--force]
+    python ablations/components.py [--params params.yaml] [--set key=value ...] [--storage URL] [--n-jobs N]
 
 Variants are named switch combinations in params.yaml (`ablation.variants`), nothing else.
-Each row is a `run_variant`: trained once per resolved config and reused afterwards, so a
-killed suite resumes where it stopped (and a finished one reruns in seconds).
+The (variant, seed) rows are the trials of one queue, the studies' (core.study, kind
+'ablation'): in an Optuna RDB (`--storage`, else params studies.storage, else
+sqlite:///<outputs>/optuna.db), each row is trained exactly once by whichever worker claims it,
+`--n-jobs N` local workers (params ablation.n_jobs; one GPU each on a machine with several) or
+the same command on other machines against the same storage and MLflow server. A killed worker's
+row is retried; a finished suite reruns in seconds. Every row trains like the main run.
 Writes to <outputs>/ablation/: results.csv (one row per run), per_sample.csv (every test
-sample's IoU, for paired statistics), histories.csv (training curves), summary.json.
+sample's IoU, for paired statistics), histories.csv (training curves), summary.json; a row
+trained on another machine is read from the tracking server (its run.json and eval/ artifacts).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from core import tracking
-from core.cli import params_from, parser, run_main, setup_logging
+from core.cli import params_from, parser, run_main
 from core.config import Params
+from core.errors import UserError
 from core.io import write_csv, write_json
-from core.results import ABLATION_COLUMNS, ABLATION_SAMPLE_COLUMNS, ABLATION_SAMPLE_SPLITS
-from core.runs import RunRecord, run_variant
-from core.runtime import cpu_cores
+from core.results import ABLATION_COLUMNS, ABLATION_SAMPLE_COLUMNS, ABLATION_SAMPLE_SPLITS, RUN_INFO
+from core.runs import RunRecord, local_run
+from core.study import ABLATION, collect_rows, run_queue, trial_params
+from core.study.grid import GridPoint
+from core.study.storage import absolute_sqlite
 
 log = logging.getLogger("cvls")
 
@@ -33,48 +37,29 @@ log = logging.getLogger("cvls")
 def variant_params(params: Params, variant: str, seed: int) -> Params:
     """One Table-3 row: the variant's switches and the seed; it trains exactly like the main run
     (train.*: the same steps, schedule and checkpoint rule for every row)."""
-    return params.with_variant(variant).replace(**{"train.seed": seed})
+    return trial_params(ABLATION, params, GridPoint(variant, 0.0, seed))
 
 
-def suite_key(params: Params) -> str:
-    fingerprint = json.loads((params.processed / "summary.json").read_text())["fingerprint"]
-    return f"ablation:{params.digest(('data', 'model', 'loss', 'train', 'eval', 'ablation'))}:{fingerprint}"
-
-
-def run_row(params: Params, variant: str, seed: int, parent: str, force: bool) -> RunRecord:
-    return run_variant(
-        variant_params(params, variant, seed),
-        name=variant,
-        tags={"suite": "ablation", "variant": variant},
-        parent_run_id=parent,
-        force=force,
-    )
-
-
-def _worker_init(threads: int) -> None:
-    setup_logging()
-    torch.set_num_threads(threads)
-
-
-def run_suite(params: Params, force: bool = False) -> list[tuple[str, int, RunRecord]]:
-    """Every (variant, seed) of params.ablation, nested under one MLflow parent run; with
-    ablation.n_jobs > 1 the rows train in that many processes, the CPU threads split between them."""
-    parent = tracking.start_parent_run(
-        params, name="ablation: Table 3", tags={"cvls.parent_key": suite_key(params), "suite": "ablation"}
-    )
-    combos = [(v, s) for v in params.ablation.variants for s in params.ablation.seeds]
-    jobs = min(params.ablation.n_jobs, len(combos))
-    if jobs == 1:
-        return [(v, s, run_row(params, v, s, parent, force)) for v, s in combos]
-    threads = max(1, cpu_cores() // jobs)
-    with ProcessPoolExecutor(
-        jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
-    ) as pool:
-        futures = [pool.submit(run_row, params, v, s, parent, force) for v, s in combos]
-        results = []
-        for (variant, seed), fut in zip(combos, futures):
-            results.append((variant, seed, fut.result()))  # a failed row raises here, after the others finish
-            log.info("ablation %d/%d done: %s seed %d", len(results), len(combos), variant, seed)
+def run_suite(
+    params: Params, *, storage: str | None = None, n_jobs: int | None = None
+) -> list[tuple[str, int, RunRecord]]:
+    """Work the ablation's queue until every (variant, seed) of params.ablation is COMPLETE (on
+    this machine or any other), then one RunRecord per row, in the params order."""
+    q = run_queue(ABLATION, params, storage=storage, n_jobs=n_jobs)
+    rows = collect_rows(ABLATION, params, q.study)
+    done = {(r["point"], r["seed"]) for r in rows}
+    missing = [f"{v} seed {s}" for v in params.ablation.variants for s in params.ablation.seeds if (v, s) not in done]
+    if missing:
+        raise UserError(
+            f"ablation {q.name}: rows not complete: {', '.join(missing)}" + "".join(f"; {p}" for p in q.problems)
+        )
+    results = []
+    for r in rows:
+        folder = local_run(params, r["run_id"], r["run_hash"])
+        info = json.loads((folder / RUN_INFO).read_text())
+        metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+        rec = RunRecord(r["run_id"], r["run_hash"], folder, r["reused"], metrics, info.get("history", []))
+        results.append((r["point"], r["seed"], rec))
     return results
 
 
@@ -121,10 +106,18 @@ def format_table(params: Params, results: list[tuple[str, int, RunRecord]]) -> s
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("Run the Table-3 component ablation (Baseline ... CCL+RHIC+LCF) over the seeds in params")
-    p.add_argument("--force", action="store_true", help="retrain every row even if a finished run exists")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna RDB URL of the rows' queue (default: params studies.storage, else sqlite:///<outputs>/optuna.db)",
+    )
+    p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: params ablation.n_jobs)")
     args = p.parse_args(argv)
+    if args.n_jobs is not None and args.n_jobs < 1:
+        raise UserError(f"--n-jobs {args.n_jobs}: must be >= 1")
     params = params_from(args)
-    results = run_suite(params, force=args.force)
+    storage = absolute_sqlite(args.storage, Path.cwd()) if args.storage else None
+    results = run_suite(params, storage=storage, n_jobs=args.n_jobs)
     write_outputs(params, results)
     print(format_table(params, results))
     trained = sum(not rec.reused for _, _, rec in results)

@@ -38,7 +38,7 @@ from core.data.store import SplitStore, open_split  # noqa: E402
 from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
 from core.metrics import intersection_union, iou, predict_mask, summarize  # noqa: E402
 from core.model import CVLS  # noqa: E402
-from core.results import SAMPLE_COLUMNS, flat_bounds, flat_metrics, flat_strata, mlflow_metrics  # noqa: E402
+from core.results import EVAL_FILES, SAMPLE_COLUMNS, flat_bounds, flat_metrics, flat_strata, mlflow_metrics  # noqa: E402
 from core.runtime import autocast, pick_device  # noqa: E402
 from core.scoring import FrameFeatures, predict  # noqa: E402
 from core.strata import pair_strata, strata_metrics  # noqa: E402
@@ -47,7 +47,6 @@ from core.train import train  # noqa: E402
 log = logging.getLogger("cvls")
 
 # what one evaluation leaves in <run>/eval/ (published together; all present = evaluated)
-EVAL_FILES = ("metrics.json", "per_sample.csv", "bounds.json", "strata.json", "qualitative.png")
 
 
 def qualitative_figure(

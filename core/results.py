@@ -36,6 +36,10 @@ SAMPLE_COLUMNS = ("split", "pair", "sample", "video", "frame", "inter", "union",
 ABLATION_SAMPLE_SPLITS = ("test", "jhmdb", "test_shuffled")
 ABLATION_SAMPLE_COLUMNS = ("variant", "seed", *(c for c in SAMPLE_COLUMNS if c != "text"))
 HISTORY_INDEX = "epoch"  # a history row's step; every other key of the row is a metric
+# what a finished run's folder holds besides its weights, each file also an artifact of its MLflow
+# run under the same relative path, so another machine can have them from the tracking server
+EVAL_FILES = ("metrics.json", "per_sample.csv", "bounds.json", "strata.json", "qualitative.png")  # <run>/eval/
+RUN_INFO = "run.json"  # <run>/run.json (run id, history); artifact run/run.json
 
 
 class MetricLogger(Protocol):

@@ -13,9 +13,10 @@ from typing import Any
 
 from core import tracking
 from core.config import Params
+from core.errors import UserError
 from core.evaluate import evaluate_run
-from core.results import log_history, mlflow_metrics, read_per_sample, run_row
-from core.train import train
+from core.results import RUN_INFO, log_history, mlflow_metrics, read_per_sample, run_dir, run_row
+from core.train import evaluated, fetch_run, train
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,17 @@ def log_reference(params: Params, record: RunRecord, *, name: str, tags: dict[st
     with tracking.tracked_run(params, name=name, run_hash=None, tags=ref_tags, parent_run_id=parent_run_id) as handle:
         log_history(handle, record.history)
         handle.log_metrics(mlflow_metrics(record.row()))  # NaN (an absent split) is left out
+
+
+def local_run(params: Params, run_id: str, run_hash: str) -> Path:
+    """The run's folder on this machine with its run.json and evaluation, copied from the tracking
+    server when the run was trained on another machine (`core.train.fetch_run`)."""
+    folder = run_dir(params, run_hash)
+    if (folder / RUN_INFO).is_file() and evaluated(folder):
+        return folder
+    if not fetch_run(params, run_id, folder):
+        raise UserError(
+            f"MLflow run {run_id} ({tracking.tracking_uri(params)}): no run/{RUN_INFO} and eval/ artifacts "
+            f"to copy into {folder} (trained elsewhere and not evaluated, or by an older version of the suite)"
+        )
+    return folder

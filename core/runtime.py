@@ -92,3 +92,21 @@ def cpu_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def worker_gpus(n_workers: int, device_pref: str) -> list[str | None]:
+    """The GPU each of n local workers is pinned to (its CUDA_VISIBLE_DEVICES), one GPU per worker
+    round-robin over the visible ones; None each on CPU or with a single GPU (nothing to pin)."""
+    if device_pref == "cpu" or not torch.cuda.is_available():
+        return [None] * n_workers
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else []
+    ids = ids or [str(i) for i in range(torch.cuda.device_count())]
+    return pin_round_robin(n_workers, ids)
+
+
+def pin_round_robin(n_workers: int, devices: list[str]) -> list[str | None]:
+    """Worker i gets devices[i % len(devices)]; no pinning when there are fewer than two devices."""
+    if len(devices) < 2:
+        return [None] * n_workers
+    return [devices[i % len(devices)] for i in range(n_workers)]

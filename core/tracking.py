@@ -240,6 +240,25 @@ def find_finished_run(params: Params, run_hash: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def download_artifacts(params: Params, run_id: str, paths: Sequence[str], dest: Path) -> bool:
+    """Each artifact path (a file or a folder) of the run copied under `dest` with its relative
+    path; False when the run lacks one of them (or the store cannot be read: logged)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri(params))
+    try:
+        for path in paths:
+            parent, _, leaf = path.rpartition("/")
+            if leaf not in {a.path.rpartition("/")[2] for a in client.list_artifacts(run_id, parent or None)}:
+                return False
+            (dest / parent).mkdir(parents=True, exist_ok=True)
+            client.download_artifacts(run_id, path, str(dest / parent))
+    except (MlflowException, OSError) as err:
+        log.warning("could not download the artifacts of MLflow run %s: %s", run_id, _one_line(err))
+        return False
+    return True
+
+
 class RunHandle:
     """Logging into one run by explicit id; every method is a no-op when run_id is None."""
 

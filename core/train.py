@@ -9,6 +9,11 @@ pretext. A run is identified by a hash of its resolved config + the data fingerp
 history; written atomically each epoch) and, once finished, `model.pt`. Asking for a config
 that already has a FINISHED run reuses it; a killed run resumes from its last checkpoint and
 ends with the same weights as an uninterrupted one (CPU, train.deterministic=true).
+
+Reuse crosses machines through the tracking server: a FINISHED, evaluated run trained elsewhere
+(an MLflow server shared by several machines) has its `run.json` and `eval/` artifacts copied into
+this machine's `outputs/runs/<hash>/` (`fetch_run`); its weights stay where they were trained, and
+its evaluation is read from the copied files rather than recomputed.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from core.data.dataset import FrameDataset, to_device
 from core.data.store import open_split
 from core.diagnostics import gradient_share_names, gradient_shares, shared_parameters
 from core.errors import UserError
-from core.io import file_digest, write_json, write_text
+from core.io import file_digest, publish_dir, write_json, write_text
 from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
 from core.losses import cvls_loss, cvls_terms
 from core.metrics import summarize
@@ -217,8 +222,14 @@ def train(
     fingerprint = results.data_fingerprint(params)
     run_hash = tracking.config_hash(params, run_fingerprint(params))
     run_dir = results.run_dir(params, run_hash)
-    info_path = run_dir / "run.json"
-    if not force and info_path.is_file() and (run_dir / "model.pt").is_file():
+    info_path = run_dir / results.RUN_INFO
+    if not force and tracking_enabled and dist_.is_main and not info_path.is_file():
+        remote = tracking.find_finished_run(params, run_hash)
+        if remote is not None and fetch_run(params, remote, run_dir):
+            log.info(
+                "run %s (config %s) was trained on another machine: its results copied from tracking", remote, run_hash
+            )
+    if not force and info_path.is_file() and ((run_dir / "model.pt").is_file() or evaluated(run_dir)):
         info = json.loads(info_path.read_text())
         if not tracking_enabled or tracking.find_finished_run(params, run_hash) == info.get("run_id"):
             log.info("reusing finished run %s (config %s)", info.get("run_id"), run_hash)
@@ -261,7 +272,33 @@ def train(
                     "history": history,
                 },
             )
+            handle.log_artifact(info_path, "run")  # with eval/ (core.evaluate): what `fetch_run` copies
     return TrainResult(run_hash, run_dir, handle.run_id, False, history)
+
+
+def evaluated(run_dir: Path) -> bool:
+    """Whether the run's evaluation (core.evaluate) is complete in its folder."""
+    return all((run_dir / "eval" / name).is_file() for name in results.EVAL_FILES)
+
+
+def fetch_run(params: Params, run_id: str, run_dir: Path) -> bool:
+    """Copy a FINISHED, evaluated MLflow run's run.json and eval/ artifacts into `run_dir`, the
+    folder this machine keeps for its config; run.json last, so its presence means the rest is
+    there. False (nothing written) when the run has not all of them: not evaluated yet, or logged
+    before run.json became an artifact; the caller then trains it here."""
+    import tempfile
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=run_dir.parent) as tmp:
+        staged = Path(tmp)
+        if not tracking.download_artifacts(params, run_id, [f"run/{results.RUN_INFO}", "eval"], staged):
+            return False
+        if not evaluated(staged):
+            return False
+        run_dir.mkdir(exist_ok=True)
+        publish_dir(staged / "eval", run_dir / "eval")
+        os.replace(staged / "run" / results.RUN_INFO, run_dir / results.RUN_INFO)
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

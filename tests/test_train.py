@@ -13,10 +13,10 @@ from mlflow import MlflowClient
 from core import tracking
 from core import train as train_mod
 from core.checkpoint import load_checkpoint
-from core.evaluate import EVAL_FILES, evaluate_run
+from core.evaluate import evaluate_run
 from core.loop import Diverged
 from core.metrics import summarize
-from core.results import read_per_sample
+from core.results import EVAL_FILES, read_per_sample
 from core.strata import strata_metrics
 from core.train import train
 
@@ -189,3 +189,40 @@ def test_torchrun_ddp_on_cpu(tiny_store, tmp_path):
     assert [r.info.status for r in runs] == ["FINISHED"]  # one run, logged once (rank 0)
     run_dir = p.outputs / "runs" / runs[0].data.tags["cvls.config_hash"]
     assert (run_dir / "model.pt").is_file() and len(load_checkpoint(run_dir / "checkpoint.pt")["history"]) == 1
+
+
+def _other_machine(p, folder):
+    """Another machine: its own outputs with a copy of the store and the backbone, the same tracking."""
+    import shutil
+
+    for part in ("processed", "pretrain"):
+        shutil.copytree(p.outputs / part, folder / part)
+    return p.replace(**{"paths.outputs": str(folder)})
+
+
+def test_a_run_trained_on_another_machine_is_reused_through_the_tracking_store(tiny_store, tmp_path):
+    from core.runs import run_variant
+
+    quick = {"train.epochs": 1, "train.max_steps_per_epoch": 2, "train.seed": 21}
+    a = tiny_store.replace(**{**quick, "tracking.uri": f"sqlite:///{tmp_path / 'shared.db'}"})
+    first = run_variant(a, name="A")
+    b = _other_machine(a, tmp_path / "b")
+    again = run_variant(b, name="B")
+    assert again.reused and again.run_id == first.run_id and again.run_hash == first.run_hash
+    assert again.run_dir != first.run_dir and not (again.run_dir / "model.pt").exists()  # weights stay on A
+    assert again.metrics == first.metrics and again.history == first.history
+    assert again.per_sample() == first.per_sample()
+    for name in EVAL_FILES:
+        assert (again.run_dir / "eval" / name).read_bytes() == (first.run_dir / "eval" / name).read_bytes()
+    client = MlflowClient(tracking.tracking_uri(a))
+    runs = client.search_runs([tracking.init_tracking(a)], f"tags.`cvls.config_hash` = '{first.run_hash}'")
+    assert [r.info.run_id for r in runs] == [first.run_id]  # trained once for both machines
+
+
+def test_a_run_not_yet_evaluated_elsewhere_is_trained_here(tiny_store, tmp_path):
+    quick = {"train.epochs": 1, "train.max_steps_per_epoch": 2, "train.seed": 22}
+    a = tiny_store.replace(**{**quick, "tracking.uri": f"sqlite:///{tmp_path / 'shared.db'}"})
+    first = train(a, name="A")  # FINISHED, but its evaluation has not run (no eval/ artifacts)
+    b = _other_machine(a, tmp_path / "b")
+    here = train(b, name="B")
+    assert not here.reused and here.run_id != first.run_id and (here.run_dir / "model.pt").is_file()

@@ -1,7 +1,8 @@
-"""Optuna grid studies of the full CVLS model: one piece of machinery for every swept key.
+"""Optuna grid studies: one queue of (point, seed) trials for every sweep and for the ablation.
 
     python studies/rhic_ratio.py          [--params params.yaml] [--set k=v] [--storage URL] [--n-jobs N]
     python studies/lambda_sensitivity.py  (same options)
+    python ablations/components.py        (same options: kind 'ablation', the points are the variants)
 
 A study sweeps one params key over a fixed grid (params.studies.rhic_ratios / .lambdas) for each
 seed in params.studies.seeds. Every (grid point, seed) pair is one Optuna trial that calls
@@ -39,6 +40,7 @@ machines against the same storage):
 
 from core.study.figure import study_figure
 from core.study.grid import (
+    ABLATION,
     KINDS,
     LAMBDA_SENSITIVITY,
     RHIC_RATIO,
@@ -50,7 +52,7 @@ from core.study.grid import (
     trial_params,
 )
 from core.study.outputs import collect_rows, summarize_points, write_outputs
-from core.study.runner import StudyResult, cli, main, run_study
+from core.study.runner import QueueResult, StudyResult, cli, fetch_rows, main, run_queue, run_study
 from core.study.storage import (
     create_study,
     end_stale_runs,
@@ -64,6 +66,7 @@ from core.study.storage import (
 from core.study.worker import WorkerContext, WorkerResult, run_worker
 
 __all__ = [
+    "ABLATION",
     "KINDS",
     "LAMBDA_SENSITIVITY",
     "RHIC_RATIO",
@@ -77,8 +80,11 @@ __all__ = [
     "study_figure",
     "summarize_points",
     "write_outputs",
+    "QueueResult",
     "StudyResult",
     "cli",
+    "fetch_rows",
+    "run_queue",
     "main",
     "run_study",
     "create_study",

@@ -1,4 +1,8 @@
-"""What a study sweeps: the kinds, the grid of (point, seed) pairs, the study name."""
+"""What a study sweeps: the kinds, the grid of (point, seed) pairs, the study name.
+
+Three kinds share one queue (core.study): the two sweeps of the full model (Fig. 6a/6b: one
+params key over a grid) and the component ablation (Table 3: the points are the variants of
+params.ablation.variants, each a set of loss switches, over params.ablation.seeds)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ SEED_RANGE = (-(2**31), 2**31 - 1)
 
 @dataclass(frozen=True)
 class StudyKind:
-    """One swept params key: its grid, its Optuna parameter and how to plot it."""
+    """What a study sweeps: its grid, its Optuna parameter, how a point configures a run, how to plot it."""
 
     name: str  # 'rhic_ratio' -> study '<name>-<digest>', outputs <name>.csv/.png/.json
     key: str  # dotted params key set per trial
@@ -40,10 +44,22 @@ class StudyKind:
     point_text: Callable[[Any], str]  # grid value -> the 'point' column
     x_of: Callable[[str], float]  # point text -> numeric x
     value_of: Callable[[str], Any]  # point text -> the params value
+    seeds_of: Callable[[Params], Sequence[int]] = lambda p: p.studies.seeds
+    sets: tuple[str, ...] = ()  # the loss keys a point sets (left out of the study name); () = the key's leaf
+    sweeps_full_model: bool = True  # every trial is the full model (CCL + RHIC + LCF) but the swept key
 
     @property
     def leaf(self) -> str:
         return self.key.split(".")[-1]
+
+    def configure(self, base: Params, point: str) -> Params:
+        """The run a point trains (its seed still to set): the swept key, or the variant's switches."""
+        if self.sweeps_full_model:
+            return base.replace(**{self.key: self.value_of(point)})
+        return base.with_variant(point)
+
+    def variant_of(self, point: str) -> str:
+        return FULL_VARIANT if self.sweeps_full_model else point
 
 
 def _ratio_x(text: str) -> float:
@@ -77,7 +93,23 @@ LAMBDA_SENSITIVITY = StudyKind(
     x_of=float,
     value_of=float,
 )
-KINDS = {k.name: k for k in (RHIC_RATIO, LAMBDA_SENSITIVITY)}
+ABLATION = StudyKind(
+    name="ablation",
+    key="ablation.variants",
+    param="variant",  # the variant's position in params.ablation.variants
+    param_range=(0.0, 1e9),
+    title="Component ablation (Table 3)",
+    x_label="variant",
+    categorical=True,
+    grid_values=lambda p: list(p.ablation.variants),
+    point_text=str,
+    x_of=lambda t: float("nan"),  # set by position in `grid`: the variants keep the params order
+    value_of=str,
+    seeds_of=lambda p: p.ablation.seeds,
+    sets=("ccl", "rhic", "lcf"),
+    sweeps_full_model=False,
+)
+KINDS = {k.name: k for k in (RHIC_RATIO, LAMBDA_SENSITIVITY, ABLATION)}
 
 
 @dataclass(frozen=True)
@@ -92,33 +124,43 @@ class GridPoint:
 
 
 def grid(kind: StudyKind, params: Params) -> list[GridPoint]:
-    """Every (point, seed) pair of the study, points in ascending x (the paper's order), no repeats."""
+    """Every (point, seed) pair of the study, no repeats: the sweeps' points in ascending x (the
+    paper's order), the ablation's variants in the params order (x = their position)."""
     points: list[str] = []
     for v in kind.grid_values(params):
         text = kind.point_text(v)
         if text not in points:
             points.append(text)
-    points.sort(key=kind.x_of)  # stable: ties keep the params order
-    seeds = list(dict.fromkeys(params.studies.seeds))
-    return [GridPoint(pt, kind.x_of(pt), s) for pt in points for s in seeds]
+    if kind.sweeps_full_model:
+        points.sort(key=kind.x_of)  # stable: ties keep the params order
+        xs = [kind.x_of(pt) for pt in points]
+    else:
+        xs = [float(i) for i in range(len(points))]
+    seeds = list(dict.fromkeys(kind.seeds_of(params)))
+    return [GridPoint(pt, x, s) for pt, x in zip(points, xs) for s in seeds]
 
 
 def base_params(kind: StudyKind, params: Params) -> Params:
-    """The config every trial shares: the full model (CCL + RHIC + LCF), trained like the main run."""
-    return params.replace(**FULL_MODEL)
+    """The config every trial shares, trained like the main run: for a sweep, the full model
+    (CCL + RHIC + LCF); for the ablation, params itself (each variant sets its switches)."""
+    return params.replace(**FULL_MODEL) if kind.sweeps_full_model else params
 
 
 def trial_params(kind: StudyKind, base: Params, gp: GridPoint) -> Params:
-    return base.replace(**{kind.key: kind.value_of(gp.point), "train.seed": gp.seed})
+    return kind.configure(base, gp.point).replace(**{"train.seed": gp.seed})
 
 
 def study_name(kind: StudyKind, base: Params, data_fingerprint: str) -> str:
-    """'<kind>-<10 hex>' over data, model, loss (but the swept key), train (but the seed), eval
-    and the data fingerprint: the same params.yaml resumes the same study, a changed one does not."""
+    """'<kind>-<10 hex>' over data, model, loss (but what a point sets), train (but the seed), eval,
+    the ablation's variants and the data fingerprint: the same params.yaml resumes the same
+    study, a changed one does not."""
     d = base.to_dict()
     shared = {k: d[k] for k in ("data", "model", "loss", "train", "eval")}
-    shared["loss"] = {k: v for k, v in shared["loss"].items() if k != kind.leaf}
+    sets = kind.sets or (kind.leaf,)
+    shared["loss"] = {k: v for k, v in shared["loss"].items() if k not in sets}
     shared["train"] = {k: v for k, v in shared["train"].items() if k != "seed"}
+    if not kind.sweeps_full_model:
+        shared["variants"] = d["ablation"]["variants"]
     blob = json.dumps({"kind": kind.name, "shared": shared, "data_fingerprint": data_fingerprint}, sort_keys=True)
     return f"{kind.name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 

@@ -13,8 +13,8 @@ from core import tracking
 from core.cli import params_from, parser, run_main
 from core.config import Params
 from core.errors import Terminated, UserError
-from core.runtime import cpu_cores
-from core.study.grid import FULL_VARIANT, KINDS, StudyKind, base_params, grid, pair_of, study_name
+from core.runtime import cpu_cores, worker_gpus
+from core.study.grid import ATTR_ROW, FULL_VARIANT, KINDS, StudyKind, base_params, grid, pair_of, study_name
 from core.study.outputs import summary_table, write_outputs
 from core.study.storage import (
     absolute_sqlite,
@@ -32,6 +32,20 @@ log = logging.getLogger("cvls")
 
 
 @dataclass
+class QueueResult:
+    """A study's queue after this invocation: the study, where it lives, its MLflow parent."""
+
+    study: Any
+    url: str
+    name: str
+    base: Params
+    parent_run_id: str | None
+    enqueued: int
+    failed_workers: int
+    problems: list[str]
+
+
+@dataclass
 class StudyResult:
     study_name: str
     storage: str
@@ -42,6 +56,91 @@ class StudyResult:
     problems: list[str]
 
 
+def run_queue(
+    kind: StudyKind,
+    params: Params,
+    *,
+    storage: str | None = None,
+    n_jobs: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> QueueResult:
+    """Create/resume the study's queue of (point, seed) trials and work it with n_jobs worker
+    processes (1: in this process; on a machine with several GPUs, one GPU each) until every pair
+    is COMPLETE. Safe on several machines at once against the same storage."""
+    from optuna.trial import TrialState
+
+    from core.results import data_fingerprint
+
+    n_jobs = n_jobs or (params.studies.n_jobs if kind.sweeps_full_model else params.ablation.n_jobs)
+    url = storage_url(params, storage)
+    backend_of(url)  # a bad URL is a one-line error before any work
+    fingerprint = data_fingerprint(params)  # the store missing: core.train's one-line error
+    if params.data.val_fraction <= 0:
+        raise UserError(
+            "data.val_fraction is 0: every trial's objective is validation mAP, which needs a validation split"
+        )
+    base = base_params(kind, params)
+    name = study_name(kind, base, fingerprint)
+    study, enqueued = create_study(kind, params, url, name)
+    points = grid(kind, params)
+    n_points, n_seeds = len({gp.point for gp in points}), len({gp.seed for gp in points})
+    echo(
+        f"study {name} on {display_url(url)}: {kind.key} over {n_points} points x {n_seeds} seed(s) = "
+        f"{len(points)} trials ({enqueued} enqueued now), {n_jobs} worker(s)"
+    )
+    # under the storage lock: with an MLflow server (no SQLite file lock), workers starting at
+    # once on several machines would each create a parent; the advisory lock makes them find one
+    with storage_lock(url):
+        parent = _parent_run(kind, base, name, url)
+    problems: list[str] = []
+    failed_workers = 0
+    complete = {pair_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if {gp.pair for gp in points} <= complete:
+        echo("every trial is already COMPLETE: nothing to run")
+    elif n_jobs <= 1:
+        res = run_worker(WorkerContext(kind.name, params, url, name, parent))
+        if res.failed:
+            problems.append(f"trials {res.failed} failed")
+    else:
+        failed_workers = _fan_out(kind, params, url, name, parent, n_jobs, problems)
+    study, _ = open_study(url, name, params.studies.heartbeat_s)
+    return QueueResult(study, url, name, base, parent, enqueued, failed_workers, problems)
+
+
+def _fan_out(
+    kind: StudyKind, params: Params, url: str, name: str, parent: str, n_jobs: int, problems: list[str]
+) -> int:
+    """n_jobs spawned workers, the CPU threads split between them, one GPU each where there are
+    several; returns how many exited non-zero (each named in `problems`)."""
+    threads = max(1, cpu_cores() // n_jobs)
+    gpus = worker_gpus(n_jobs, params.train.device)
+    mp = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(n_jobs):
+        wctx = WorkerContext(kind.name, params, url, name, parent, threads=threads, index=i, gpu=gpus[i])
+        proc = mp.Process(target=worker_process, args=(wctx,), name=f"{kind.name}-worker-{i}")
+        proc.start()
+        procs.append(proc)
+    try:
+        for proc in procs:
+            proc.join()
+    except BaseException as err:
+        if isinstance(err, Terminated):  # a Ctrl-C reaches the whole process group, SIGTERM only us
+            for proc in procs:
+                proc.terminate()
+        for proc in procs:  # a moment to mark their trials FAIL and their runs KILLED
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()  # its trial goes stale and is retried on the next run
+        raise
+    failed = 0
+    for i, proc in enumerate(procs):
+        if proc.exitcode != 0:
+            failed += 1
+            problems.append(f"worker {i} exited with code {proc.exitcode}")
+    return failed
+
+
 def run_study(
     kind: StudyKind | str,
     params: Params,
@@ -50,76 +149,22 @@ def run_study(
     n_jobs: int | None = None,
     echo: Callable[[str], None] = print,
 ) -> StudyResult:
-    """Create/resume the study, run it with n_jobs worker processes (1: in this process), write
-    the outputs. Safe to run on several machines at once against the same storage."""
-    from optuna.trial import TrialState
-
-    from core.results import data_fingerprint
-
+    """A sweep (Fig. 6a/6b): work its queue (`run_queue`), then write the outputs from the study
+    alone, each row's evaluation files fetched from the tracking server where another machine
+    trained it."""
     kind = KINDS[kind] if isinstance(kind, str) else kind
-    n_jobs = n_jobs or params.studies.n_jobs
-    url = storage_url(params, storage)
-    backend_of(url)  # a bad URL is a one-line error before any work
-    fingerprint = data_fingerprint(params)  # the store missing: core.train's one-line error
-    if params.data.val_fraction <= 0:
-        raise UserError("data.val_fraction is 0: the studies maximise validation mAP and need a validation split")
-    base = base_params(kind, params)
-    name = study_name(kind, base, fingerprint)
-    study, enqueued = create_study(kind, params, url, name)
-    points = grid(kind, params)
-    echo(
-        f"study {name} on {display_url(url)}: {kind.key} over {len({gp.point for gp in points})} points x "
-        f"{len(params.studies.seeds)} seed(s) = {len(points)} trials ({enqueued} enqueued now), {n_jobs} worker(s)"
-    )
-    # under the storage lock: with an MLflow server (no SQLite file lock), workers starting at
-    # once on several machines would each create a parent; the advisory lock makes them find one
-    with storage_lock(url):
-        parent = _parent_run(kind, base, name, url)
-    ctx = WorkerContext(kind.name, params, url, name, parent)
-    problems: list[str] = []
-    failed_workers = 0
-    complete = {pair_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    if {gp.pair for gp in points} <= complete:
-        echo("every trial is already COMPLETE: nothing to run")
-    elif n_jobs <= 1:
-        res = run_worker(ctx)
-        if res.failed:
-            problems.append(f"trials {res.failed} failed")
-    else:
-        threads = max(1, cpu_cores() // n_jobs)
-        mp = multiprocessing.get_context("spawn")
-        procs = []
-        for i in range(n_jobs):
-            wctx = WorkerContext(kind.name, params, url, name, parent, threads=threads, index=i)
-            proc = mp.Process(target=worker_process, args=(wctx,), name=f"{kind.name}-worker-{i}")
-            proc.start()
-            procs.append(proc)
-        try:
-            for proc in procs:
-                proc.join()
-        except BaseException as err:
-            if isinstance(err, Terminated):  # a Ctrl-C reaches the whole process group, SIGTERM only us
-                for proc in procs:
-                    proc.terminate()
-            for proc in procs:  # a moment to mark their trials FAIL and their runs KILLED
-                proc.join(timeout=10)
-                if proc.is_alive():
-                    proc.kill()  # its trial goes stale and is retried on the next run
-            raise
-        for i, proc in enumerate(procs):
-            if proc.exitcode != 0:
-                failed_workers += 1
-                problems.append(f"worker {i} exited with code {proc.exitcode}")
-    study, _ = open_study(url, name, params.studies.heartbeat_s)
-    info = write_outputs(kind, params, study, url, failed_workers=failed_workers)
+    q = run_queue(kind, params, storage=storage, n_jobs=n_jobs, echo=echo)
+    problems = list(q.problems)
+    fetch_rows(params, q.study)
+    info = write_outputs(kind, params, q.study, q.url, failed_workers=q.failed_workers)
     if info["missing"]:
         problems.append("not complete: " + ", ".join(f"{m['point']} seed {m['seed']}" for m in info["missing"]))
     try:
-        handle = tracking.run_handle(base, parent)
+        handle = tracking.run_handle(q.base, q.parent_run_id)
         for fmt in ("csv", "png", "svg", "json"):
             handle.log_artifact(Path(info["files"][fmt]), "study")
     except Exception as err:  # noqa: BLE001 - the outputs are on disk; MLflow is a convenience here
-        log.warning("could not attach the study outputs to MLflow run %s: %s", parent, one_line(err))
+        log.warning("could not attach the study outputs to MLflow run %s: %s", q.parent_run_id, one_line(err))
     echo(summary_table(info))
     best = info["best"]
     echo(
@@ -128,23 +173,38 @@ def run_study(
         + (f"; best {best['point']} (mean val mAP {best['mean_val_mAP']:.1f})" if best else "")
         + f"; outputs in {params.outputs / 'studies'}"
     )
-    return StudyResult(name, display_url(url), parent, enqueued, info, not problems, problems)
+    return StudyResult(q.name, display_url(q.url), q.parent_run_id, q.enqueued, info, not problems, problems)
+
+
+def fetch_rows(params: Params, study: Any) -> None:
+    """Each COMPLETE trial's run folder (run.json, eval/) on this machine: a run trained on another
+    machine is copied from the tracking server (`core.runs.local_run`), so the report reads the
+    same files wherever the trials ran. Best effort: a run whose files cannot be had is logged."""
+    from optuna.trial import TrialState
+
+    from core.runs import local_run
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        row = t.user_attrs.get(ATTR_ROW) or {}
+        if row.get("run_id") and row.get("run_hash"):
+            try:
+                local_run(params, row["run_id"], row["run_hash"])
+            except UserError as err:
+                log.warning("trial %d: %s", t.number, err)
 
 
 def _parent_run(kind: StudyKind, base: Params, name: str, url: str) -> str:
     """The study's MLflow parent run, found again by its parent key (call under `storage_lock`)."""
-    return tracking.start_parent_run(
-        base,
-        name=f"study {name}",
-        tags={
-            tracking.TAG_PARENT_KEY: f"study:{name}",
-            "study": name,
-            "study_kind": kind.name,
-            "swept_key": kind.key,
-            "optuna_storage": display_url(url),
-            "variant": FULL_VARIANT,
-        },
-    )
+    tags = {
+        tracking.TAG_PARENT_KEY: f"study:{name}",
+        "study": name,
+        "study_kind": kind.name,
+        "swept_key": kind.key,
+        "optuna_storage": display_url(url),
+    }
+    if kind.sweeps_full_model:
+        return tracking.start_parent_run(base, name=f"study {name}", tags=tags | {"variant": FULL_VARIANT})
+    return tracking.start_parent_run(base, name="ablation: Table 3", tags=tags | {"suite": "ablation"})
 
 
 def main(kind_name: str, argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,6 @@ from core.study.grid import (
     ATTR_CLAIM,
     ATTR_DUPLICATE,
     ATTR_ROW,
-    FULL_VARIANT,
     KINDS,
     OBJECTIVE,
     SEED_RANGE,
@@ -48,6 +47,7 @@ class WorkerContext:
     parent_run_id: str | None
     threads: int | None = None
     index: int = 0
+    gpu: str | None = None  # this worker's CUDA_VISIBLE_DEVICES (one GPU per worker on a multi-GPU machine)
 
 
 @dataclass
@@ -192,11 +192,15 @@ def _run_trial(
     tags = {
         "study": ctx.study_name,
         "trial": str(number),
-        "variant": FULL_VARIANT,
+        "variant": kind.variant_of(gp.point),
         "study_point": gp.point,
         "study_kind": kind.name,
     }
-    record = run_variant(p, name=f"{kind.name} {gp.point} seed {gp.seed}", tags=tags, parent_run_id=ctx.parent_run_id)
+    if kind.sweeps_full_model:
+        name = f"{kind.name} {gp.point} seed {gp.seed}"
+    else:  # a Table-3 row: named for its variant, as in the paper
+        name, tags["suite"] = gp.point, "ablation"
+    record = run_variant(p, name=name, tags=tags, parent_run_id=ctx.parent_run_id)
     if record.reused and record.run_id and ctx.parent_run_id:
         # a retried trial whose run finished before its worker died: the run already sits under
         # this parent (so no reference child was made); point its trial tag at the new trial
@@ -229,6 +233,8 @@ def worker_process(ctx: WorkerContext) -> None:
     """Entry point of a spawned worker process: exit 0 ok, 1 pairs left failed, 2 user error."""
 
     def main(_argv: object) -> int:
+        if ctx.gpu is not None:  # before this process first touches CUDA: it then sees one GPU, cuda:0
+            os.environ["CUDA_VISIBLE_DEVICES"] = ctx.gpu
         if ctx.threads:
             import torch
 
