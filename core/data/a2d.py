@@ -56,6 +56,7 @@ import h5py
 import numpy as np
 
 from core.data.ground_truth import read_ground_truth
+from core.data.images import is_jpeg_folder, read_image_frames
 from core.data.jhmdb import read_png_frames
 from core.data.textfile import csv_records, parse_csv_line, read_lines
 from core.data.types import Expression, Frame, SkipLedger, Split, Video
@@ -104,13 +105,16 @@ def h5_path(root: Path, video_id: str, frame_number: int) -> Path:
 
 
 def load_frames(video: Video, indices: Sequence[int]) -> np.ndarray:
-    """Decode frames at 0-based `indices` of an A2D (mp4) or J-HMDB (png folder) video.
+    """Decode frames at 0-based `indices` of an A2D (mp4), J-HMDB (png folder) or
+    Ref-YouTube-VOS (jpg folder; index = position in the sorted file list) video.
 
     Returns uint8 [len(indices), H, W, 3]. Lives here because most videos are A2D; the png
-    case is delegated to the J-HMDB module.
+    case is delegated to the J-HMDB module, the jpg case to core.data.images.
     """
     source = Path(video.source)
     if source.is_dir():
+        if is_jpeg_folder(source):
+            return read_image_frames(source, indices)
         return read_png_frames(source, indices)
     return read_frames(source, indices)
 

@@ -1,0 +1,542 @@
+"""Ref-YouTube-VOS (2021): the on-disk layout and its readers.
+
+Layout (as distributed, and as public code such as ReferFormer reads it), under one root:
+
+    train/JPEGImages/<vid>/<frame>.jpg     the frames; names are frame numbers of the full
+                                           video (00000, 00005, 00010: every 5th, not
+                                           contiguous)
+    train/Annotations/<vid>/<frame>.png    palette ("P") PNG per annotated frame; object k's
+                                           mask is np.array(png) == k (0 = background; the
+                                           palette colours are irrelevant)
+    train/meta.json                        {"videos": {<vid>: {"objects": {"<obj_id>":
+                                             {"category": str, "frames": [frame names]}}}}}
+                                           (an object's frames: those where it is annotated)
+    meta_expressions/train/meta_expressions.json
+                                           {"videos": {<vid>: {"frames": [frame names],
+                                             "expressions": {"<exp_id>": {"exp": str,
+                                                                          "obj_id": "<obj_id>"}}}}}
+    valid/JPEGImages/<vid>/<frame>.jpg     and meta_expressions/valid/meta_expressions.json:
+                                           frames and expressions, NO masks (and usually no
+                                           obj_id); likewise test/ where present
+    synthetic_ground_truth.json            NOT in the real release: sentence attributes for
+                                           the synthetic twin (core.data.ground_truth); its
+                                           classes are ignored, meta.json has the real ones
+
+Frame numbering: a video's frames are its JPEG files in frame order (core.data.images), and
+`Frame.index` is the 0-based POSITION of a frame in that list, never the number in its name
+(00010.jpg is index 2). core.data.a2d.load_frames decodes by the same position.
+
+`read_ytvos` (train, the only split with masks) yields `Video` records, split "train" always:
+which train videos are held out as the offline test set is `offline_split`'s choice (a pure,
+seeded function), not the reader's. Per video, `frames_per_video` annotated frames are chosen
+uniformly among the frames that have an Annotations PNG (core.data.jhmdb.chosen_indices);
+then, for each referred object that meta.json lists in some annotated frame but that none of
+the chosen frames shows per meta.json, the middle one of its annotated frames is added, so a
+short-lived object keeps its sentences (a video can thus have more than `frames_per_video`
+frames). `Frame.instance_ids` are the ids present in the PNG (ascending), masks bool
+[N, H, W]; `Video.classes` = {obj_id: category} of every object in meta.json; each
+Expression has referent int(obj_id) and source "<meta_expressions.json>:<vid>/<exp_id>".
+Videos are yielded in meta_expressions.json order.
+
+`read_ytvos_valid` (valid or test: no masks) yields `UnannotatedVideo` records, the input of
+a prediction export: the frames to predict (meta_expressions' "frames" that have a JPEG, with
+their positions) and every expression with its exp_id. `prediction_path` gives the file the
+submission format wants for one (video, expression, frame): Annotations/<vid>/<exp_id>/<frame>.png.
+
+Documented quirks, always skipped and counted in the ledger (`SkipLedger.quirk`):
+
+    referent_never_visible     an expression whose object is in none of the video's chosen
+                               annotated frames (meta.json lists it in no annotated frame, or
+                               it is no object of meta.json at all); the name A2D and J-HMDB use
+    ytvos_empty_expression     an expression whose text is empty (or blank); dropped in train,
+                               KEPT (text "") in valid/test, where a submission needs a mask
+                               for every expression id
+    ytvos_frame_without_jpeg   a frame listed in meta_expressions.json without a JPEG (one
+                               count per frame; the frame is not used)
+    ytvos_video_not_on_disk    a video of meta_expressions.json without a JPEGImages folder
+                               (one count per video, nothing else of it is read)
+
+Bad input goes through `SkipLedger.problem` (raises `DataError` unless the class is in
+data.allow_skip; the class names are the shared ones): bad_annotation (a malformed entry of
+meta.json / meta_expressions.json, a video missing from meta.json), bad_h5 (a missing
+Annotations folder, an unreadable mask PNG, one that is not an id map, or one with values
+that are not object ids of meta.json), mask_size (a PNG of another size than the frames),
+missing_video (a JPEGImages folder without JPEGs, an annotation PNG without its JPEG),
+corrupt_video (an unreadable first JPEG). A missing root, a missing or unparseable
+meta.json / meta_expressions.json, or one without a "videos" object always raises.
+
+`core.data.ytvos_write` writes the same layout (the synthetic twin and the tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from core.data.ground_truth import GroundTruth, read_ground_truth
+from core.data.images import PNG_SUFFIXES, frame_files, image_size
+from core.data.jhmdb import chosen_indices
+from core.data.types import Expression, Frame, SkipLedger, Video
+from core.errors import DataError
+
+TRAIN = "train"  # the one split with masks
+UNANNOTATED_SPLITS = ("valid", "test")
+JPEG_DIR = "JPEGImages"
+ANNOTATION_DIR = "Annotations"
+META = "meta.json"
+META_EXPRESSIONS = Path("meta_expressions")
+GROUND_TRUTH = Path("synthetic_ground_truth.json")  # not in the real release
+JPEG_SUFFIX = ".jpg"
+PNG_SUFFIX = ".png"
+# PNG modes whose pixel values are object ids: palette (the release) or plain grey levels
+ID_MODES = ("P", "L", "I", "I;16")
+
+QUIRK_REFERENT_NEVER_VISIBLE = "referent_never_visible"
+QUIRK_EMPTY_EXPRESSION = "ytvos_empty_expression"
+QUIRK_FRAME_WITHOUT_JPEG = "ytvos_frame_without_jpeg"
+QUIRK_VIDEO_NOT_ON_DISK = "ytvos_video_not_on_disk"
+QUIRKS = (QUIRK_REFERENT_NEVER_VISIBLE, QUIRK_EMPTY_EXPRESSION, QUIRK_FRAME_WITHOUT_JPEG, QUIRK_VIDEO_NOT_ON_DISK)
+
+
+# --------------------------------------------------------------------------------------
+# paths
+# --------------------------------------------------------------------------------------
+
+
+def frames_dir(root: Path, split: str, video_id: str) -> Path:
+    return Path(root) / split / JPEG_DIR / video_id
+
+
+def frame_path(root: Path, split: str, video_id: str, name: str) -> Path:
+    return frames_dir(root, split, video_id) / f"{name}{JPEG_SUFFIX}"
+
+
+def annotations_dir(root: Path, video_id: str, split: str = TRAIN) -> Path:
+    return Path(root) / split / ANNOTATION_DIR / video_id
+
+
+def annotation_path(root: Path, video_id: str, name: str, split: str = TRAIN) -> Path:
+    return annotations_dir(root, video_id, split) / f"{name}{PNG_SUFFIX}"
+
+
+def meta_path(root: Path, split: str = TRAIN) -> Path:
+    return Path(root) / split / META
+
+
+def meta_expressions_path(root: Path, split: str) -> Path:
+    return Path(root) / META_EXPRESSIONS / split / "meta_expressions.json"
+
+
+def prediction_path(out_root: Path, video_id: str, exp_id: str, frame_name: str) -> Path:
+    """Where a submission (zip of `out_root`) holds the predicted mask of one expression in one frame."""
+    return Path(out_root) / ANNOTATION_DIR / video_id / exp_id / f"{frame_name}{PNG_SUFFIX}"
+
+
+# --------------------------------------------------------------------------------------
+# records and the offline split
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """One expression of a video without masks (valid / test), keyed by its exp_id."""
+
+    exp_id: str
+    text: str  # "" for an empty expression (counted as ytvos_empty_expression, still exported)
+    source: str  # "<meta_expressions.json>:<vid>/<exp_id>"
+    referent: int | None = None  # obj_id when the file gives one (the valid release does not)
+
+
+@dataclass(frozen=True)
+class UnannotatedVideo:
+    """A valid/test video: what a prediction export needs (frames to predict, expressions)."""
+
+    video_id: str
+    split: str  # "valid" or "test"
+    source: Path  # the JPEGImages/<vid> folder
+    height: int
+    width: int
+    frame_names: tuple[str, ...]  # meta_expressions' frames that have a JPEG, in frame order
+    frame_indices: tuple[int, ...]  # their positions in the sorted JPEG list (images.read_image_frames)
+    expressions: tuple[Query, ...]
+
+
+def offline_split(video_ids: Iterable[str], fraction: float, seed: int) -> set[str]:
+    """The train videos held out as the offline test set (Ref-YouTube-VOS has no public test masks).
+
+    Pure and deterministic: the distinct ids are ranked by sha256 of (seed, id) and the first
+    round(n * fraction) are held out (at least 1 when fraction > 0, at most n - 1), so the
+    result depends only on the SET of ids, the fraction and the seed, never on input order,
+    and for one seed a larger fraction holds out a superset. fraction in [0, 1).
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    ids = sorted(set(video_ids))
+    if fraction == 0 or len(ids) < 2:
+        return set()
+    ranked = sorted(ids, key=lambda v: (hashlib.sha256(f"{seed}\0{v}".encode()).hexdigest(), v))
+    n = min(max(1, round(len(ids) * fraction)), len(ids) - 1)
+    return set(ranked[:n])
+
+
+# --------------------------------------------------------------------------------------
+# readers
+# --------------------------------------------------------------------------------------
+
+
+def read_ytvos(root: Path, ledger: SkipLedger, split: str = TRAIN, frames_per_video: int = 3) -> Iterator[Video]:
+    """Yield every usable annotated video (split "train", see the module docstring)."""
+    if frames_per_video < 1:
+        raise ValueError(f"frames_per_video must be >= 1, got {frames_per_video}")
+    if split != TRAIN:
+        raise ValueError(
+            f"Ref-YouTube-VOS has masks for {TRAIN!r} only, got split {split!r} (read_ytvos_valid reads "
+            f"{' and '.join(UNANNOTATED_SPLITS)})"
+        )
+    root = _check_root(root)
+    exprs_file = meta_expressions_path(root, split)
+    meta_file = meta_path(root, split)
+    videos = _load_videos(exprs_file)
+    objects_doc = _load_videos(meta_file)
+    ground_truth = read_ground_truth(root / GROUND_TRUTH)
+    for vid, raw in videos.items():
+        video = _read_video(root, split, vid, raw, exprs_file, objects_doc, meta_file, frames_per_video, ledger)
+        if video is not None:
+            yield _with_attributes(ground_truth, video) if ground_truth else video
+
+
+def read_ytvos_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> Iterator[UnannotatedVideo]:
+    """Yield every video of a split without masks (valid or test), in meta_expressions.json order."""
+    if split not in UNANNOTATED_SPLITS:
+        raise ValueError(f"read_ytvos_valid reads {' or '.join(UNANNOTATED_SPLITS)}, got {split!r}")
+    root = _check_root(root)
+    exprs_file = meta_expressions_path(root, split)
+    for vid, raw in _load_videos(exprs_file).items():
+        folder = frames_dir(root, split, vid)
+        if not folder.is_dir():
+            ledger.quirk(QUIRK_VIDEO_NOT_ON_DISK, f"{exprs_file}: video {vid!r} has no folder {folder}")
+            continue
+        entry = _parse_entry(exprs_file, vid, raw, ledger, need_referent=False)
+        if entry is None:
+            continue
+        listed, exprs = entry
+        jpegs = _jpegs(folder, ledger)
+        if jpegs is None:
+            continue
+        position = {p.stem: i for i, p in enumerate(jpegs)}
+        names = _listed_with_jpeg(exprs_file, vid, folder, listed, position, ledger)
+        queries = []
+        for exp_id, text, referent, where in exprs:
+            if not text:
+                ledger.quirk(QUIRK_EMPTY_EXPRESSION, f"{where}: empty expression (kept: the submission needs it)")
+            queries.append(Query(exp_id=exp_id, text=text, source=where, referent=referent))
+        if not names or not queries:
+            continue  # nothing to predict; its frames (if any) were counted
+        size = _video_size(jpegs[0], ledger)
+        if size is None:
+            continue
+        yield UnannotatedVideo(
+            video_id=vid,
+            split=split,
+            source=folder,
+            height=size[0],
+            width=size[1],
+            frame_names=tuple(names),
+            frame_indices=tuple(position[n] for n in names),
+            expressions=tuple(queries),
+        )
+
+
+# --------------------------------------------------------------------------------------
+# json
+# --------------------------------------------------------------------------------------
+
+
+def _check_root(root: Path) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: Ref-YouTube-VOS root not found (data.ytvos_root)")
+    return root
+
+
+def _load_videos(path: Path) -> dict[str, Any]:
+    """The "videos" object of a meta file; anything unreadable is a one-line DataError naming it."""
+    if not path.is_file():
+        raise DataError(f"{path}: required Ref-YouTube-VOS file not found")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("videos"), dict):
+        got = f"keys {sorted(doc)}" if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
+        raise DataError(f'{path}: expected an object {{"videos": {{<video id>: ...}}}}, got {got}')
+    return doc["videos"]
+
+
+def _obj_id(raw: Any) -> int | None:
+    """'3' or 3 -> 3; anything else (bools, negatives, '3a') -> None."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw if raw >= 0 else None
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        return int(raw)
+    return None
+
+
+def _is_names(raw: Any) -> bool:
+    return isinstance(raw, list) and all(isinstance(n, str) and n for n in raw)
+
+
+Parsed = tuple[list[str], list[tuple[str, str, int | None, str]]]  # frames, (exp_id, text, obj_id, source)
+
+
+def _parse_entry(path: Path, vid: str, raw: Any, ledger: SkipLedger, need_referent: bool) -> Parsed | None:
+    """One video of meta_expressions.json -> (listed frames, expressions with stripped text).
+
+    A malformed video entry is a bad_annotation problem (the video is skipped); a malformed
+    expression is one too (that expression is skipped).
+    """
+    where = f"{path}: videos[{vid!r}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("expressions"), dict) or not _is_names(raw.get("frames")):
+        got = f"keys {sorted(raw)}" if isinstance(raw, dict) else f"a JSON {type(raw).__name__}"
+        ledger.problem(
+            "bad_annotation",
+            f'{where} must be an object with "frames" (a list of frame names) and "expressions" (an object), got {got}',
+        )
+        return None
+    exprs = []
+    for exp_id, e in raw["expressions"].items():
+        source = f"{path}:{vid}/{exp_id}"
+        if not isinstance(e, dict) or not isinstance(e.get("exp"), str):
+            got = repr(e)[:200]
+            ledger.problem("bad_annotation", f'{source}: expression must be an object with a string "exp", got {got}')
+            continue
+        referent = _obj_id(e.get("obj_id"))
+        if referent is None and (need_referent or e.get("obj_id") is not None):
+            ledger.problem("bad_annotation", f"{source}: obj_id must be an integer id, got {e.get('obj_id')!r}")
+            continue
+        exprs.append((exp_id, e["exp"].strip(), referent, source))
+    return list(raw["frames"]), exprs
+
+
+def _parse_objects(path: Path, vid: str, raw: Any, ledger: SkipLedger) -> dict[int, tuple[str, list[str]]] | None:
+    """One video of meta.json -> {obj_id: (category, frames where it is annotated)}."""
+    where = f"{path}: videos[{vid!r}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("objects"), dict):
+        ledger.problem("bad_annotation", f'{where} must be an object with "objects" (an object)')
+        return None
+    out: dict[int, tuple[str, list[str]]] = {}
+    for key, obj in raw["objects"].items():
+        k = _obj_id(key)
+        ok = isinstance(obj, dict) and isinstance(obj.get("category"), str) and obj["category"]
+        if k is None or k == 0 or not ok or not _is_names(obj.get("frames")):
+            ledger.problem(
+                "bad_annotation",
+                f'{where}.objects[{key!r}]: expected a positive integer id with {{"category": <name>, '
+                f'"frames": [frame names]}}, got {repr(obj)[:200]}',
+            )
+            return None
+        out[k] = (obj["category"], list(obj["frames"]))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# one train video
+# --------------------------------------------------------------------------------------
+
+
+def _jpegs(folder: Path, ledger: SkipLedger) -> list[Path] | None:
+    jpegs = frame_files(folder)
+    if not jpegs:
+        ledger.problem("missing_video", f"{folder}: no JPEG frames")
+        return None
+    return jpegs
+
+
+def _video_size(first: Path, ledger: SkipLedger) -> tuple[int, int] | None:
+    try:
+        return image_size(first)
+    except DataError as err:
+        ledger.problem("corrupt_video", err.detail)
+        return None
+
+
+def _listed_with_jpeg(
+    path: Path, vid: str, folder: Path, listed: list[str], position: dict[str, int], ledger: SkipLedger
+) -> list[str]:
+    """meta_expressions' frames of a video that have a JPEG, in frame order; the others are counted."""
+    out = []
+    for name in dict.fromkeys(listed):  # a name listed twice is one frame
+        if name in position:
+            out.append(name)
+        else:
+            detail = f"{path}: frame {name!r} of video {vid!r} has no {folder / (name + JPEG_SUFFIX)}"
+            ledger.quirk(QUIRK_FRAME_WITHOUT_JPEG, detail)
+    return sorted(out, key=lambda n: position[n])
+
+
+def _read_video(
+    root: Path,
+    split: str,
+    vid: str,
+    raw: Any,
+    exprs_file: Path,
+    objects_doc: dict[str, Any],
+    meta_file: Path,
+    frames_per_video: int,
+    ledger: SkipLedger,
+) -> Video | None:
+    folder = frames_dir(root, split, vid)
+    if not folder.is_dir():
+        ledger.quirk(QUIRK_VIDEO_NOT_ON_DISK, f"{exprs_file}: video {vid!r} has no folder {folder}")
+        return None
+    entry = _parse_entry(exprs_file, vid, raw, ledger, need_referent=True)
+    if entry is None:
+        return None
+    listed, parsed = entry
+    jpegs = _jpegs(folder, ledger)
+    if jpegs is None:
+        return None
+    position = {p.stem: i for i, p in enumerate(jpegs)}
+    _listed_with_jpeg(exprs_file, vid, folder, listed, position, ledger)  # counts the missing ones
+    exprs = []
+    for _, text, referent, source in parsed:
+        if not text:
+            ledger.quirk(QUIRK_EMPTY_EXPRESSION, f"{source}: empty expression")
+            continue
+        assert referent is not None  # need_referent
+        exprs.append(Expression(text=text, referent=referent, source=source))
+    if not exprs:
+        return None  # every expression was skipped, each already counted
+    if vid not in objects_doc:
+        ledger.problem("bad_annotation", f"{meta_file}: no entry for video {vid!r} (listed in {exprs_file})")
+        return None
+    objects = _parse_objects(meta_file, vid, objects_doc[vid], ledger)
+    if objects is None:
+        return None
+    size = _video_size(jpegs[0], ledger)
+    if size is None:
+        return None
+    candidates = _annotated_names(root, split, vid, position, ledger)
+    if not candidates:
+        return None
+    chosen = _choose(candidates, position, objects, exprs, frames_per_video)
+    frames = []
+    for name in chosen:
+        frame = _read_id_png(
+            annotation_path(root, vid, name, split), position[name], objects, size, vid, meta_file, folder, ledger
+        )
+        if frame is not None:
+            frames.append(frame)
+    if not frames:
+        return None
+    visible = {i for f in frames for i, m in zip(f.instance_ids, f.masks) if m.any()}
+    kept = []
+    for e in exprs:
+        if e.referent in visible:
+            kept.append(e)
+            continue
+        if e.referent not in objects:
+            why = f"not an object of {meta_file}"
+        else:
+            n = len(set(objects[e.referent][1]) & set(candidates))
+            why = f"in none of its {len(frames)} chosen annotated frames (meta.json: in {n} annotated frames)"
+        ledger.quirk(QUIRK_REFERENT_NEVER_VISIBLE, f"{e.source}: object {e.referent} of {vid!r} is {why}")
+    if not kept:
+        return None
+    return Video(
+        video_id=vid,
+        split="train",
+        source=folder,
+        height=size[0],
+        width=size[1],
+        frames=tuple(frames),
+        expressions=tuple(kept),
+        classes={k: cat for k, (cat, _) in sorted(objects.items())},
+    )
+
+
+def _annotated_names(root: Path, split: str, vid: str, position: dict[str, int], ledger: SkipLedger) -> list[str]:
+    """Names of the frames with both an annotation PNG and a JPEG, in frame order."""
+    folder = annotations_dir(root, vid, split)
+    if not folder.is_dir():
+        ledger.problem("bad_h5", f"{folder}: annotation folder not found for video {vid!r}")
+        return []
+    out = []
+    for png in frame_files(folder, PNG_SUFFIXES):
+        if png.stem in position:
+            out.append(png.stem)
+        else:
+            ledger.problem("missing_video", f"{png}: annotated frame without its image {png.stem}{JPEG_SUFFIX}")
+    if not out:
+        ledger.problem("bad_h5", f"{folder}: no annotation PNGs of frames of video {vid!r}")
+    return sorted(out, key=lambda n: position[n])
+
+
+def _choose(
+    candidates: list[str],
+    position: dict[str, int],
+    objects: dict[int, tuple[str, list[str]]],
+    exprs: list[Expression],
+    n: int,
+) -> list[str]:
+    """`n` frames uniformly over `candidates`, plus one frame per referent none of them shows (meta.json)."""
+    chosen = {candidates[i] for i in chosen_indices(len(candidates), n)}
+    annotated = set(candidates)
+    for referent in dict.fromkeys(e.referent for e in exprs):
+        if referent not in objects:
+            continue
+        where = sorted(set(objects[referent][1]) & annotated, key=lambda name: position[name])
+        if where and not chosen & set(where):
+            chosen.add(where[len(where) // 2])
+    return sorted(chosen, key=lambda name: position[name])
+
+
+def _read_id_png(
+    path: Path,
+    index: int,
+    objects: dict[int, tuple[str, list[str]]],
+    size: tuple[int, int],
+    vid: str,
+    meta_file: Path,
+    folder: Path,
+    ledger: SkipLedger,
+) -> Frame | None:
+    """One annotation PNG -> Frame: object k's mask is (pixel value == k), 0 = background."""
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            ids_map = np.asarray(img) if mode in ID_MODES else None
+    except (OSError, ValueError) as err:
+        ledger.problem("bad_h5", f"{path}: unreadable annotation PNG ({type(err).__name__}: {err})")
+        return None
+    if ids_map is None:
+        ledger.problem(
+            "bad_h5", f"{path}: a {mode!r} PNG is no id map (expected a palette 'P' PNG, or grey levels = object ids)"
+        )
+        return None
+    if ids_map.shape != size:
+        h, w = ids_map.shape[:2]
+        ledger.problem("mask_size", f"{path}: mask is {h}x{w} (HxW) but the frames in {folder} are {size[0]}x{size[1]}")
+        return None
+    present = [int(v) for v in np.unique(ids_map) if v != 0]
+    unknown = sorted(set(present) - set(objects))
+    if unknown:
+        ledger.problem(
+            "bad_h5",
+            f"{path}: pixel values {unknown} are no object ids of video {vid!r} in {meta_file} "
+            f"(objects {sorted(objects)})",
+        )
+        return None
+    masks = ids_map[None] == np.asarray(present, ids_map.dtype).reshape(-1, 1, 1)
+    return Frame(index=index, instance_ids=tuple(present), masks=masks.astype(bool), source=str(path))
+
+
+def _with_attributes(ground_truth: GroundTruth, video: Video) -> Video:
+    """The sidecar's sentence attributes; the classes stay meta.json's (the real ones)."""
+    return replace(ground_truth.apply(video), classes=video.classes)
