@@ -223,7 +223,8 @@ def train(
     run_hash = tracking.config_hash(params, run_fingerprint(params))
     run_dir = results.run_dir(params, run_hash)
     info_path = run_dir / results.RUN_INFO
-    if not force and tracking_enabled and dist_.is_main and not info_path.is_file():
+    # one process only: under torchrun the ranks would race the copy (rank 0 reused, the rest training)
+    if not force and tracking_enabled and dist_.world == 1 and not info_path.is_file():
         remote = tracking.find_finished_run(params, run_hash)
         if remote is not None and fetch_run(params, remote, run_dir):
             log.info(

@@ -1,0 +1,113 @@
+"""Reconstruction sensitivity: Table 3 under each reading of the spec's [open] choices.
+
+    python ablations/sensitivity.py [--params params.yaml] [--set key=value ...] [--storage URL] [--n-jobs N]
+
+The spec (../shared/spec/cvls-method.md) leaves two readings of Eq. 3 open: the BCE's reduction
+over a frame's pixels (`loss.seg_reduction`: mean | sum; the sum makes L_seg, not L_ccl, dominate
+Eq. 4 at lambda = 0.8) and the multi-modal tensor the decoder reads (`model.fusion`: concat |
+product). This trains the whole ablation (every variant x seed, at the main run's budget, through
+the ablation's queue: `ablations/components.py`) once per reading: the params' own values, then
+each alternative alone. Writes <outputs>/sensitivity/results.csv (one row per reading, variant
+and seed) and table.csv (per reading and variant: the mean over seeds with its t-interval, and
+the difference from the same reading's Baseline, paired over seeds, with its t-interval).
+
+Not a DVC stage: each alternative reading costs one more full ablation (about 25 min on the
+2-core default); the params' own reading reuses the `ablate` stage's runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ablations.components import run_suite
+from core.cli import params_from, parser, run_main
+from core.config import Params
+from core.errors import UserError
+from core.io import write_csv
+from core.study.storage import absolute_sqlite
+from reports.stats import mean_ci
+
+log = logging.getLogger("cvls")
+
+# the [open] readings around Eq. 3, each params key with its values
+READINGS = {"loss.seg_reduction": ("mean", "sum"), "model.fusion": ("concat", "product")}
+METRICS = ("test/mAP", "test/mean_iou")
+BASELINE = "Baseline"
+
+
+def readings(params: Params) -> list[tuple[str, dict[str, Any]]]:
+    """('as params', {}) first, then one ('key=value', {key: value}) per alternative value: one
+    open choice changed at a time, the rest as in params."""
+    flat = params.flat()
+    out: list[tuple[str, dict[str, Any]]] = [("as params", {})]
+    for key, values in READINGS.items():
+        out += [(f"{key}={v}", {key: v}) for v in values if v != flat[key]]
+    return out
+
+
+def sensitivity_table(results: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Per (reading, variant): mean, t half-width over seeds, and the mean difference from the
+    reading's Baseline paired over seeds with its t half-width, for each of METRICS."""
+    rows = []
+    for reading, by_reading in results.groupby("reading", sort=False):
+        base = by_reading[by_reading["variant"] == BASELINE].set_index("seed")
+        for variant, group in by_reading.groupby("variant", sort=False):
+            row: dict[str, Any] = {"reading": reading, "variant": variant, "seeds": len(group)}
+            g = group.set_index("seed")
+            for metric in METRICS:
+                ci = mean_ci(list(g[metric]), confidence)
+                row[metric], row[f"{metric} ±"] = ci.mean, ci.half
+                if base.empty:
+                    row[f"Δ {metric}"] = row[f"Δ {metric} ±"] = float("nan")
+                    continue
+                common = g.index.intersection(base.index)
+                d = mean_ci(list(g.loc[common, metric] - base.loc[common, metric]), confidence)
+                row[f"Δ {metric}"], row[f"Δ {metric} ±"] = d.mean, d.half
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    def cell(v: float, h: float) -> str:
+        return f"{v:5.1f}" + ("" if np.isnan(h) else f" ± {h:4.1f}")
+
+    lines = [f"{'reading':26s} {'variant':14s} {'test mAP':>13s} {'Δ vs Baseline':>14s} {'mean IoU':>13s}"]
+    for r in table.to_dict("records"):
+        lines.append(
+            f"{r['reading']:26s} {r['variant']:14s} {cell(r['test/mAP'], r['test/mAP ±']):>13s} "
+            f"{cell(r['Δ test/mAP'], r['Δ test/mAP ±']):>14s} {cell(r['test/mean_iou'], r['test/mean_iou ±']):>13s}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser("Table 3 under each reading of Eq. 3's open choices (loss.seg_reduction, model.fusion)")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL of the rows' queues (as ablations/components.py)")
+    p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: params ablation.n_jobs)")
+    args = p.parse_args(argv)
+    if args.n_jobs is not None and args.n_jobs < 1:
+        raise UserError(f"--n-jobs {args.n_jobs}: must be >= 1")
+    params = params_from(args)
+    storage = absolute_sqlite(args.storage, Path.cwd()) if args.storage else None
+    rows = []
+    for name, over in readings(params):
+        log.info("reading %s: the whole ablation", name)
+        for variant, seed, rec in run_suite(params.replace(**over), storage=storage, n_jobs=args.n_jobs):
+            rows.append({"reading": name, "variant": variant, "seed": seed, **rec.row()})
+    results = pd.DataFrame(rows)
+    table = sensitivity_table(results, params.report.confidence)
+    folder = params.outputs / "sensitivity"
+    write_csv(folder / "results.csv", results.to_dict("records"))
+    write_csv(folder / "table.csv", table.to_dict("records"))
+    print(format_table(table))
+    print(f"tables in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
