@@ -68,6 +68,7 @@ class ReportInputs:
     lam: pd.DataFrame  # studies/lambda_sensitivity.csv
     study_samples: dict[str, pd.DataFrame]  # run_hash -> <run>/eval/per_sample.csv of the study runs that have one
     bounds: dict[str, Any] | None  # <run>/eval/bounds.json of the Table-3 runs (None: none has one)
+    sensitivity: pd.DataFrame | None = None  # sensitivity/table.csv (ablations/sensitivity.py; None: not run)
 
     @property
     def fingerprint(self) -> str:
@@ -152,6 +153,25 @@ def read_bounds(params: Params, run_hashes: list[str]) -> dict[str, Any] | None:
     return None
 
 
+SENSITIVITY = "sensitivity/table.csv"  # optional: not a DVC stage (ablations/sensitivity.py)
+SENSITIVITY_COLUMNS = ("reading", "variant", "seeds", "test/mAP", "test/mAP ±", "Δ test/mAP", "Δ test/mAP ±")
+
+
+def read_sensitivity(params: Params) -> pd.DataFrame | None:
+    """The reconstruction-sensitivity table when `python ablations/sensitivity.py` has written it."""
+    path = params.outputs / SENSITIVITY
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable CSV ({' '.join(str(err).split())})") from None
+    missing = [c for c in (*SENSITIVITY_COLUMNS, "test/mean_iou", "test/mean_iou ±") if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (rerun python ablations/sensitivity.py)")
+    return df
+
+
 def load_inputs(params: Params) -> ReportInputs:
     synthetic = None
     if params.data.source == "synthetic":
@@ -171,6 +191,7 @@ def load_inputs(params: Params) -> ReportInputs:
         lam=lam,
         study_samples=run_samples(params, [*rhic["run_hash"], *lam["run_hash"]]),
         bounds=read_bounds(params, list(results["run_hash"])),
+        sensitivity=read_sensitivity(params),
     )
 
 

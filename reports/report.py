@@ -39,6 +39,7 @@ def build_report(params: Params, *, track: bool = True) -> ReportResult:
             P.table3_page(params, inp, num),
             P.strata_page(params, inp, num),
             P.significance_page(params, inp, num),
+            *([P.sensitivity_page(params, inp, num)] if inp.sensitivity is not None else []),
             P.fig6_page(params, inp, num),
             P.main_results_page(params, inp, num),
             P.training_page(params, inp, num),

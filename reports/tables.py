@@ -325,3 +325,23 @@ def skipped_counts(processed: dict[str, Any], num: Numbers) -> Table:
     if not t.rows:
         t.rows.append(["none", num.put("skipped/total", 0), DASH])
     return t
+
+
+def sensitivity(table: pd.DataFrame, num: Numbers) -> Table:
+    """The reconstruction-sensitivity table (ablations/sensitivity.py's table.csv): per reading and
+    variant, test mAP and Mean IoU over seeds and the mAP difference from the reading's Baseline."""
+    t = Table(["Reading", "Variant", "seeds", "test mAP", "Δ mAP vs Baseline", "Mean IoU"])
+    for r in table.to_dict("records"):
+        key = f"sensitivity/{r['reading']}/{r['variant']}"
+        n = int(r["seeds"])
+        t.rows.append(
+            [
+                r["reading"],
+                r["variant"],
+                num.put(key + "/n_seeds", n),
+                num.pm(key + "/mAP", Interval(r["test/mAP"], r["test/mAP ±"], n)),
+                num.pm(key + "/delta_mAP", Interval(r["Δ test/mAP"], r["Δ test/mAP ±"], n)),
+                num.pm(key + "/mean_iou", Interval(r["test/mean_iou"], r["test/mean_iou ±"], n)),
+            ]
+        )
+    return t

@@ -746,3 +746,28 @@ def test_build_from_real_pipeline_outputs(tmp_path):
     for variant, g in results.groupby("variant"):
         assert numbers[f"table3/{variant}/test/mAP/mean"]["text"] == f"{g['test/mAP'].mean():.1f}"
     assert "paper row order as reconstructed" in " ".join(text.split())
+
+
+def test_the_sensitivity_page_appears_once_the_readings_ran(tmp_path):
+    from ablations.sensitivity import sensitivity_table
+    from core.io import write_csv
+    from reports.report import build_report
+
+    params = make_params(tmp_path)
+    write_outputs(params)
+    rows = [
+        {"reading": r, "variant": v, "seed": s, "test/mAP": m + s, "test/mean_iou": 30.0 + s}
+        for r, shift in (("as params", 0.0), ("loss.seg_reduction=sum", 5.0))
+        for v, m in (("Baseline", 10.0 + shift), ("CCL", 12.0 + shift))
+        for s in (0, 1, 2)
+    ]
+    table = sensitivity_table(pd.DataFrame(rows), params.report.confidence)
+    write_csv(params.outputs / "sensitivity" / "table.csv", table.to_dict("records"))
+    result = build_report(params, track=False)
+    n_pages, text = pdf_text(result.pdf)
+    assert n_pages == len(EXPECTED_PAGES) + 1
+    assert "Reconstruction sensitivity" in " ".join(text.split())
+    numbers = json.loads(result.numbers.read_text())
+    assert numbers["sensitivity/loss.seg_reduction=sum/CCL/mAP/mean"]["value"] == 18.0  # 17, 18, 19
+    assert numbers["sensitivity/loss.seg_reduction=sum/CCL/delta_mAP/mean"]["value"] == 2.0
+    assert numbers["sensitivity/as params/Baseline/n_seeds"]["value"] == 3
