@@ -94,16 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--n-jobs {args.n_jobs}: must be >= 1")
     params = params_from(args)
     storage = absolute_sqlite(args.storage, Path.cwd()) if args.storage else None
-    rows = []
+    rows: list[dict[str, Any]] = []
+    folder = params.outputs / "sensitivity"
     for name, over in readings(params):
         log.info("reading %s: the whole ablation", name)
         for variant, seed, rec in run_suite(params.replace(**over), storage=storage, n_jobs=args.n_jobs):
             rows.append({"reading": name, "variant": variant, "seed": seed, **rec.row()})
-    results = pd.DataFrame(rows)
-    table = sensitivity_table(results, params.report.confidence)
-    folder = params.outputs / "sensitivity"
-    write_csv(folder / "results.csv", results.to_dict("records"))
-    write_csv(folder / "table.csv", table.to_dict("records"))
+        # after every reading: a killed run keeps the readings it finished (their rows are reused on a rerun)
+        table = sensitivity_table(pd.DataFrame(rows), params.report.confidence)
+        write_csv(folder / "results.csv", rows)
+        write_csv(folder / "table.csv", table.to_dict("records"))
     print(format_table(table))
     print(f"tables in {folder}")
     return 0
