@@ -13,6 +13,9 @@ frames + per-instance visible masks) -> the layout writers of `core.data.a2d` an
 - `plan`: scene and dataset planning (what the benchmark tests is described there)
 - `render`: the shape table, background, motion streaks and `render_scene`
 - `write`: the A2D / J-HMDB layouts, the summary and `generate` (atomic folder publishing)
+- `twins`: the same scenes in the Ref-YouTube-VOS and MeViS layouts (`generate_ytvos`,
+  `generate_mevis`), with a valid split (`plan.plan_valid`) and, for MeViS, multi-object
+  group sentences ("the two red balls", `plan.plan_groups`)
 - `__main__`: the command line
 """
 
@@ -22,13 +25,35 @@ from core.data.synthetic.grammar import (
     COLOURS,
     MOTIONS,
     SIZES,
+    GroupSentence,
+    describe_group,
     matching_actors,
+    parse_group_sentence,
     parse_sentence,
+    word_group_sentence,
     word_sentence,
 )
-from core.data.synthetic.plan import MIN_VISIBLE_OTHER, MIN_VISIBLE_REFERENT, annotated_indices, plan_dataset
+from core.data.synthetic.plan import (
+    GROUP_FRACTION,
+    MIN_VISIBLE_OTHER,
+    MIN_VISIBLE_REFERENT,
+    annotated_indices,
+    group_candidates,
+    plan_dataset,
+    plan_groups,
+    plan_valid,
+)
 from core.data.synthetic.render import SHAPES, half_extent, render_scene, shape_mask
 from core.data.synthetic.scene import Actor, DatasetPlan, Scene, Sentence
+from core.data.synthetic.twins import (
+    generate_mevis,
+    generate_ytvos,
+    mevis_groups,
+    mevis_objects,
+    mevis_splits,
+    write_mevis,
+    write_ytvos,
+)
 from core.data.synthetic.write import generate, summarize, write_a2d, write_jhmdb
 
 __all__ = [
@@ -37,13 +62,21 @@ __all__ = [
     "COLOURS",
     "MOTIONS",
     "SIZES",
+    "GroupSentence",
+    "describe_group",
     "matching_actors",
+    "parse_group_sentence",
     "parse_sentence",
+    "word_group_sentence",
     "word_sentence",
+    "GROUP_FRACTION",
     "MIN_VISIBLE_OTHER",
     "MIN_VISIBLE_REFERENT",
     "annotated_indices",
+    "group_candidates",
     "plan_dataset",
+    "plan_groups",
+    "plan_valid",
     "SHAPES",
     "half_extent",
     "render_scene",
@@ -56,4 +89,11 @@ __all__ = [
     "summarize",
     "write_a2d",
     "write_jhmdb",
+    "generate_mevis",
+    "generate_ytvos",
+    "mevis_groups",
+    "mevis_objects",
+    "mevis_splits",
+    "write_mevis",
+    "write_ytvos",
 ]

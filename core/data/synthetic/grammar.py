@@ -2,12 +2,15 @@
 
 A sentence names a referent's class plus attributes that single it out among the clip's
 actors; `parse_sentence` reads the named attributes back from the words alone (the inverse
-of `word_sentence`), and `matching_actors` says which actors they are true for.
+of `word_sentence`), and `matching_actors` says which actors they are true for. A group
+sentence (`describe_group`, for the MeViS twin) names a set of same-class actors in the plural
+("the two red balls") and is true of exactly that set.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -156,3 +159,101 @@ def describe(actors: Sequence[Actor], ref: Actor, key: str, rng: np.random.Gener
     text = word_sentence(named, rng)
     same = sum(a.cls == ref.cls for a in actors) > 1
     return Sentence(text=text, referent=ref.instance_id, named=named, key=t, same_class=same)
+
+
+# --------------------------------------------------------------------------------------
+# plural sentences: one expression about a SET of same-class actors (the MeViS twin)
+# --------------------------------------------------------------------------------------
+
+PLURAL_WORDS = {w: w + ("es" if w.endswith("x") else "s") for ws in CLASS_WORDS.values() for w in ws}
+COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+_COUNT_OF = {**{w: n for n, w in COUNT_WORDS.items()}, "both": 2}
+_SINGULAR = {p: s for s, p in PLURAL_WORDS.items()}
+PLURAL_STILL_PHRASES = ("standing still", "that are not moving", "staying still", "that are still")
+
+
+@dataclass(frozen=True)
+class GroupSentence:
+    """A plural sentence about several actors ("the two red balls"): true of exactly `referents`."""
+
+    text: str
+    referents: tuple[int, ...]  # instance ids, ascending, >= 2
+    named: dict[str, str]  # the attributes the text names (keys of Actor.attributes()); all referents share them
+    key: str | None  # the attribute type that sets the group apart (None: the class alone does)
+
+
+def parse_group_sentence(text: str) -> tuple[dict[str, str], int | None]:
+    """(named attributes, the count the text states or None) of a plural sentence.
+
+    The inverse of `word_group_sentence`: plural nouns are read as their singular, the
+    attributes as `parse_sentence` reads them, the count from 'two', 'three', ... or 'both'.
+    """
+    words = text.lower().split()
+    counts = [_COUNT_OF[w] for w in words if w in _COUNT_OF]
+    named = parse_sentence(" ".join(_SINGULAR.get(w, w) for w in words))
+    return named, (counts[0] if len(counts) == 1 else None)
+
+
+def _plural_motion_phrase(motion: str, rng: np.random.Generator) -> str:
+    if motion == "still":
+        return str(rng.choice(PLURAL_STILL_PHRASES))
+    verb = str(rng.choice(MOTION_VERBS))
+    return str(rng.choice([f"{verb} {motion}", f"that are {verb} {motion}", f"which are {verb} {motion}"]))
+
+
+def word_group_sentence(named: dict[str, str], count: int, rng: np.random.Generator) -> str:
+    """Plural text for `count` actors with the named attributes: "the two small red balls"."""
+    if count not in COUNT_WORDS:
+        raise ValueError(f"a group sentence names 2..{max(COUNT_WORDS)} actors, got {count}")
+    pre = []
+    if "size" in named:
+        pre.append(str(rng.choice(SIZE_WORDS[named["size"]])))
+    colour_after = "colour" in named and "motion" not in named and rng.random() < 0.25
+    if "colour" in named and not colour_after:
+        pre.append(named["colour"])
+    noun = PLURAL_WORDS[str(rng.choice(CLASS_WORDS[named["class"]]))]
+    post = []
+    if "hpos" in named or "vpos" in named:
+        post.append(_position_phrase(named, rng))
+    if "motion" in named:
+        post.append(_plural_motion_phrase(named["motion"], rng))
+    if len(post) == 2 and rng.random() < 0.5:
+        post.reverse()
+    if colour_after:
+        post.append(f"that are {named['colour']}")
+    number = COUNT_WORDS[count]
+    det = str(rng.choice([f"the {number}", f"the {number}", "both" if count == 2 else f"all {number}"]))
+    return " ".join([det, *pre, noun, *post])
+
+
+def describe_group(actors: Sequence[Actor], members: Sequence[int], rng: np.random.Generator) -> GroupSentence | None:
+    """A plural sentence true of exactly the actors `members` (instance ids), or None.
+
+    The members must share a class. Tries the class alone, then one shared attribute, then
+    two, each in random order, and keeps the first whose matching set is exactly `members`;
+    may then add one more attribute all members share (the matching set cannot grow). The
+    text is checked: parsed back, it names exactly the members and states their number.
+    """
+    group = sorted(int(m) for m in members)
+    refs = [a for a in actors if a.instance_id in group]
+    if len(group) < 2 or len(refs) != len(group) or len({a.cls for a in refs}) != 1:
+        return None
+    shared = {k: v for k, v in refs[0].attributes().items() if all(a.attributes()[k] == v for a in refs)}
+    fields = [str(f) for f in rng.permutation([f for f in FIELD_VALUES if f in shared])]
+    candidates = [()] + [(f,) for f in fields] + list(itertools.combinations(fields, 2))
+    for keys in candidates:
+        named = {"class": shared["class"], **{k: shared[k] for k in keys}}
+        if matching_actors(actors, named) == group:
+            break
+    else:
+        return None
+    key = next((t for t in ATTRIBUTE_TYPES if keys and keys[0] in TYPE_KEYS[t]), None)
+    extra = [k for k in shared if k not in named]
+    if extra and rng.random() < 0.35:
+        k = str(rng.choice(extra))
+        named[k] = shared[k]
+    text = word_group_sentence(named, len(group), rng)
+    parsed, count = parse_group_sentence(text)
+    if parsed != named or count != len(group) or matching_actors(actors, parsed) != group:
+        raise AssertionError(f"group sentence {text!r} does not read back as {named} of {len(group)} actors")
+    return GroupSentence(text=text, referents=tuple(group), named=named, key=key)

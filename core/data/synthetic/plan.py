@@ -14,12 +14,22 @@ to three sentences about different actors, so a model that ignores the sentence 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Sequence
 
 import numpy as np
 
 from core.config import Params, SyntheticParams
-from core.data.synthetic.grammar import ATTRIBUTE_TYPES, CLASSES, FIELD_VALUES, TYPE_KEYS, describe
+from core.data.synthetic.grammar import (
+    ATTRIBUTE_TYPES,
+    CLASSES,
+    FIELD_VALUES,
+    TYPE_KEYS,
+    GroupSentence,
+    describe,
+    describe_group,
+    matching_actors,
+)
 from core.data.synthetic.render import actor_shapes, half_extent, visible_masks
 from core.data.synthetic.scene import Actor, DatasetPlan, Scene
 
@@ -272,3 +282,78 @@ def plan_dataset(params: Params) -> DatasetPlan:
     # J-HMDB shows one annotated actor per video: one sentence, distractors unmasked
     jhmdb = _plan_split(syn, _JHMDB, "jhmdb", [f"j{i}" for i in range(syn.jhmdb_videos)], 1)
     return DatasetPlan(tuple(train), tuple(test), missed, tuple(_jhmdb_names(jhmdb, syn.seed)))
+
+
+# --------------------------------------------------------------------------------------
+# the twins' extras (Ref-YouTube-VOS / MeViS layouts): a valid split and group sentences.
+# New random streams only: the A2D / J-HMDB plan above is unchanged by them.
+# --------------------------------------------------------------------------------------
+
+_VALID, _GROUPS = 6, 7
+GROUP_FRACTION = 0.2  # target share of group (multi-object) sentences in a MeViS twin split
+
+
+def plan_valid(params: Params, n: int) -> tuple[Scene, ...]:
+    """`n` more scenes (split "valid"), planned like the train scenes from their own random
+    stream; their ids continue `plan_dataset`'s id sequence, so they clash with none of its ids."""
+    syn = params.data.synthetic
+    if n < 1:
+        raise ValueError(f"need at least 1 valid video, got {n}")
+    used = syn.train_videos + syn.test_videos + 1
+    ids = _video_ids(syn.seed, used + n)[used:]
+    return tuple(_plan_split(syn, _VALID, "valid", ids, MAX_SENTENCES))
+
+
+def group_candidates(scene: Scene) -> list[tuple[int, ...]]:
+    """Sets (instance ids, ascending) of >= 2 same-class actors that the class plus at most two
+    attribute values single out (no other actor matches them), each member visible for at
+    least MIN_VISIBLE_OTHER of its shape in every frame; sorted, no repeats."""
+    visible = _visible_share(scene.actors, scene.height, scene.width, scene.frames)
+    share = {a.instance_id: float(v) for a, v in zip(scene.actors, visible)}
+    fields = list(FIELD_VALUES)
+    out: set[tuple[int, ...]] = set()
+    for a in scene.actors:
+        attrs = a.attributes()
+        for k in range(3):
+            for keys in itertools.combinations(fields, k):
+                group = tuple(matching_actors(scene.actors, {"class": a.cls, **{f: attrs[f] for f in keys}}))
+                if len(group) >= 2 and all(share[i] >= MIN_VISIBLE_OTHER for i in group):
+                    out.add(group)
+    return sorted(out)
+
+
+def plan_groups(
+    scenes: Sequence[Scene], seed: int, fraction: float = GROUP_FRACTION, stream: int = 0
+) -> dict[str, tuple[GroupSentence, ...]]:
+    """Group sentences for a split: video id -> its (at most one) group sentence.
+
+    Aims at `fraction` of the split's sentences (its scenes' single-referent sentences plus
+    these): round(fraction * singles / (1 - fraction)) scenes with a `group_candidates` set
+    each get one sentence about one of its sets. Scenes with a *strict* set (a strict subset
+    of its class, so an attribute must tell the members from their same-class distractors:
+    "the two red bars" beside a blue bar) are drawn first, at random, then the others (whose
+    sets are a whole class: "both boxes"); a scene's set is drawn among its strict ones if it
+    has any. Deterministic from (seed, stream) and the scenes.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng([seed, _GROUPS, stream])
+    singles = sum(len(s.sentences) for s in scenes)
+    eligible = []  # (not strict, random rank, scene index, the sets to draw from)
+    for i, s in enumerate(scenes):
+        cands = group_candidates(s)
+        cls = {a.instance_id: a.cls for a in s.actors}
+        strict = [g for g in cands if sum(c == cls[g[0]] for c in cls.values()) > len(g)]
+        eligible.append((not strict, i, strict or cands))
+    ranks = rng.permutation(len(scenes))
+    eligible = sorted((e for e in eligible if e[2]), key=lambda e: (e[0], int(ranks[e[1]])))
+    n = min(len(eligible), int(round(fraction * singles / (1 - fraction))))
+    out: dict[str, tuple[GroupSentence, ...]] = {}
+    for _, i, pool in sorted(eligible[:n], key=lambda e: e[1]):
+        scene = scenes[i]
+        group = pool[int(rng.integers(len(pool)))]
+        sentence = describe_group(scene.actors, group, rng)
+        if sentence is None:  # pragma: no cover - every candidate set is singled out by some attributes
+            raise RuntimeError(f"no group sentence for {group} of {scene.video_id}")
+        out[scene.video_id] = (sentence,)
+    return out
