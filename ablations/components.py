@@ -121,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_outputs(params, results)
     print(format_table(params, results))
     trained = sum(not rec.reused for _, _, rec in results)
+    here = sum((rec.run_dir / "model.pt").is_file() for _, _, rec in results)  # the rest came from tracking
     print(
-        f"{len(results)} runs: {trained} trained, {len(results) - trained} reused; "
+        f"{len(results)} runs: {trained} trained, {len(results) - trained} reused; {here} of them on this machine; "
         f"tables in {params.outputs / 'ablation'}"
     )
     return 0

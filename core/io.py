@@ -20,6 +20,12 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path next to `path`; rename it onto `path` only if the block succeeds."""
@@ -32,6 +38,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it 0600: publish it as a plain open() would
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -49,9 +56,7 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
     for stale in final.parent.glob(f".{final.name}.*-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700: publish it as a plain mkdir would
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: publish it as a plain mkdir would
     try:
         yield tmp
         publish_dir(tmp, final)
