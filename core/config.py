@@ -76,10 +76,23 @@ class AugmentParams(Section):
     crop_scale_min: float = Field(gt=0.0, le=1.0)
 
 
+DATASETS = ("a2d", "ytvos", "mevis")
+# per dataset: its root key in `data` and its name in messages
+DATASET_ROOTS = {"a2d": "a2d_root", "ytvos": "ytvos_root", "mevis": "mevis_root"}
+DATASET_NAMES = {"a2d": "A2D Sentences", "ytvos": "Ref-YouTube-VOS", "mevis": "MeViS"}
+
+
 class DataParams(Section):
     source: Literal["synthetic", "real"]
+    # which benchmark extraction reads: a2d = A2D Sentences (+ J-HMDB zero-shot), ytvos =
+    # Ref-YouTube-VOS (offline test split held out of train), mevis = MeViS (valid_u = test)
+    dataset: Literal[DATASETS]  # type: ignore[valid-type]
     a2d_root: Path | None
     jhmdb_root: Path | None
+    ytvos_root: Path | None
+    mevis_root: Path | None
+    offline_test_fraction: float = Field(ge=0.0, lt=1.0)  # ytvos: train videos held out as the test split
+    offline_seed: int  # ytvos: seed of that hold-out (core.data.ytvos.offline_split)
     synthetic: SyntheticParams
     input_size: int = Field(ge=32, le=1024)
     clip_frames: int = Field(ge=1, le=64)
@@ -93,8 +106,14 @@ class DataParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "DataParams":
-        if self.source == "real" and self.a2d_root is None:
-            raise ValueError("source is 'real' but a2d_root is not set")
+        key = DATASET_ROOTS[self.dataset]  # only the chosen dataset's root is needed
+        if self.source == "real" and getattr(self, key) is None:
+            if self.dataset == "a2d":
+                raise ValueError("source is 'real' but a2d_root is not set")
+            raise ValueError(
+                f"source is 'real' and dataset is {self.dataset!r} but data.{key} is not set "
+                f"(the {DATASET_NAMES[self.dataset]} root)"
+            )
         return self
 
 
@@ -266,6 +285,33 @@ class Params(Section):
         if self.data.source == "real":
             return self.resolve(self.data.jhmdb_root) if self.data.jhmdb_root else None
         return self.outputs / "raw" / "jhmdb"
+
+    @property
+    def raw_ytvos(self) -> Path:
+        """Ref-YouTube-VOS root read by extraction (data.dataset: ytvos): the real one, or <outputs>/raw/ytvos."""
+        return self._raw_root("ytvos")
+
+    @property
+    def raw_mevis(self) -> Path:
+        """MeViS root read by extraction (data.dataset: mevis): the real one, or <outputs>/raw/mevis."""
+        return self._raw_root("mevis")
+
+    @property
+    def raw_dataset(self) -> Path:
+        """The root of the dataset extraction reads (data.dataset)."""
+        return self.raw_a2d if self.data.dataset == "a2d" else self._raw_root(self.data.dataset)
+
+    def _raw_root(self, dataset: str) -> Path:
+        if self.data.source != "real":
+            return self.outputs / "raw" / dataset
+        key = DATASET_ROOTS[dataset]
+        root = getattr(self.data, key)
+        if root is None:
+            raise ParamsError(
+                f"data.{key}: not set, but data.source is 'real' and the {DATASET_NAMES[dataset]} root is needed "
+                f"(--set data.{key}=/path/to/it)"
+            )
+        return self.resolve(root)
 
     @property
     def processed(self) -> Path:

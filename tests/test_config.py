@@ -37,6 +37,9 @@ def test_params_yaml_states_every_key():
         ("model.pretrained_weights=r50.pth", "model: pretrained_weights is set but init is 'pretext'"),
         ("model.init=coco", "model.init"),
         ("pretrain.steps=0", "pretrain.steps"),
+        ("data.dataset=coco", "data.dataset: Input should be 'a2d', 'ytvos' or 'mevis'"),
+        ("data.offline_test_fraction=1", "data.offline_test_fraction: Input should be less than 1"),
+        ("data.offline_seed=x", "data.offline_seed: Input should be a valid integer"),
     ],
 )
 def test_bad_values_name_the_key(override, needle):
@@ -44,6 +47,28 @@ def test_bad_values_name_the_key(override, needle):
         load_params(ROOT / "params.yaml", [override])
     msg = str(err.value)
     assert needle in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("dataset", ["ytvos", "mevis"])
+def test_real_source_needs_the_root_of_the_chosen_dataset_only(dataset):
+    key = f"data.{dataset}_root"
+    with pytest.raises(ParamsError) as err:
+        load_params(ROOT / "params.yaml", ["data.source=real", f"data.dataset={dataset}"])
+    msg = str(err.value)
+    assert f"data: source is 'real' and dataset is '{dataset}' but {key} is not set" in msg and "\n" not in msg
+    p = load_params(ROOT / "params.yaml", ["data.source=real", f"data.dataset={dataset}", f"{key}=raw/{dataset}"])
+    assert p.data.a2d_root is None and p.raw_dataset == ROOT / "raw" / dataset  # no A2D root needed
+    assert getattr(p, f"raw_{dataset}") == ROOT / "raw" / dataset
+    other = "mevis" if dataset == "ytvos" else "ytvos"
+    with pytest.raises(ParamsError, match=rf"^data\.{other}_root: not set"):
+        getattr(p, f"raw_{other}")
+
+
+def test_default_dataset_is_a2d_and_synthetic_roots_live_under_outputs():
+    p = load_params(ROOT / "params.yaml", ["paths.outputs=out"])
+    assert p.data.dataset == "a2d" and p.raw_dataset == p.raw_a2d == ROOT / "out" / "raw" / "a2d"
+    assert p.raw_ytvos == ROOT / "out" / "raw" / "ytvos" and p.raw_mevis == ROOT / "out" / "raw" / "mevis"
+    assert p.data.offline_test_fraction == 0.15 and p.data.offline_seed == 0
 
 
 def test_backbone_weights_follow_model_init(tmp_path):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from core.config import DataParams
 from core.data.a2d import load_frames
+from core.data.images import JPEG_SUFFIXES, frame_files, is_jpeg_folder
 from core.data.types import SkipLedger, Video
 from core.errors import DataError
 from core.io import atomic_path
@@ -72,10 +73,18 @@ def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
     return (t[:, 0] >= 0.5).to(torch.uint8).numpy()
 
 
+def folder_frames(folder: Path) -> list[Path]:
+    """The frame files of a folder source, as `load_frames` decodes them: a folder with JPEGs
+    (Ref-YouTube-VOS, MeViS) -> its JPEGs in frame order (core.data.images); else its PNGs (J-HMDB)."""
+    if is_jpeg_folder(folder):
+        return frame_files(folder, JPEG_SUFFIXES)
+    return sorted(folder.glob("*.png"))
+
+
 def frame_count(video: Video) -> int | None:
     """Frames in the source, when cheap to know (used only to clamp the optional window)."""
     if video.source.is_dir():
-        return len(list(video.source.glob("*.png")))
+        return len(folder_frames(video.source))
     return None
 
 
@@ -131,9 +140,10 @@ def build_chunk(
 
 
 def chunk_key(video: Video, size: int, window: int) -> str:
-    """Identity of a chunk's inputs: a changed video, mask or size gives a new key."""
+    """Identity of a chunk's inputs: a changed video, mask or size gives a new key (for a folder
+    source, each frame file that `load_frames` may decode: its JPEGs, else its PNGs)."""
     h = hashlib.sha256(f"{CHUNK_VERSION}|{size}|{window}|{video.video_id}|{video.height}x{video.width}".encode())
-    sources = [video.source] if video.source.is_file() else sorted(video.source.glob("*.png"))
+    sources = [video.source] if video.source.is_file() else folder_frames(video.source)
     for p in sources:
         st = p.stat()
         h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())

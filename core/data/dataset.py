@@ -2,8 +2,10 @@
 
 Training item = a clip: one sentence with up to `clip_frames` of the annotated frames of its
 video where the referent is visible, and the masks of *every* instance in those frames (the
-contrastive loss pools objects across the clip, Eq. 1-2). Evaluation item = one (annotated
-frame, sentence) pair with the ground truth at the frame's original size.
+contrastive loss pools objects across the clip, Eq. 1-2) but those that share an object with the
+referent: a MeViS multi-object target and its own members are one object set, not negatives.
+Evaluation item = one (annotated frame, sentence) pair with the ground truth at the frame's
+original size.
 
 Batches stay uint8 until `to_device`, which normalises on the device (4x less to copy).
 Batch contract after `to_device` (see core/model.py, core/losses.py):
@@ -53,13 +55,21 @@ class ClipDataset(Dataset):
         st, sample = self.store, self.store.samples[i]
         rng = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)))) if self.train else None
         rows = pick_frames(sample.frames, self.data.clip_frames, rng)
-        ids = sorted({x for r in rows for x in st.frames[r]["ids"]})
+        # the clip's instances, Eq. 2's negatives among them; without those that share an object with
+        # the referent (a MeViS union and its own members: one object set, not a negative of itself)
+        target = st.objects_of(sample.video, sample.referent)
+        ids = sorted(
+            x
+            for x in {x for r in rows for x in st.frames[r]["ids"]}
+            if x == sample.referent or target.isdisjoint(st.objects_of(sample.video, x))
+        )
         slot = {x: k for k, x in enumerate(ids)}
         s = st.size
         masks = np.zeros((len(rows), len(ids), s, s), np.uint8)
         for t, r in enumerate(rows):
             for inst, mrow in st.instance_rows(r).items():
-                masks[t, slot[inst]] = st.mask_array[mrow]
+                if inst in slot:
+                    masks[t, slot[inst]] = st.mask_array[mrow]
         frames = torch.from_numpy(np.stack([st.frame_array[r] for r in rows])).permute(0, 3, 1, 2)
         masks_t = torch.from_numpy(masks)
         words = tokenize(sample.text)

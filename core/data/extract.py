@@ -1,4 +1,10 @@
-"""Extraction stage: raw A2D / J-HMDB layout -> processed store (see store.py).
+"""Extraction stage: raw dataset layout -> processed store (see store.py).
+
+The dataset is `data.dataset` (`read_sources`): a2d = A2D Sentences train/test + J-HMDB
+Sentences as the zero-shot `jhmdb` split; ytvos = Ref-YouTube-VOS train, with the videos of
+`core.data.ytvos.offline_split` (data.offline_test_fraction, data.offline_seed) as `test`;
+mevis = MeViS train -> `train`, valid_u -> `test`. For all three, `val` is drawn from the
+remaining train videos (`val_videos`); ytvos and mevis have no `jhmdb` split.
 
     python -m core.data.extract [--params params.yaml] [--set key=value ...]
 
@@ -15,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -23,13 +29,15 @@ import numpy as np
 from tqdm import tqdm
 
 from core.cli import params_from, parser, run_main
-from core.config import Params
+from core.config import DATASET_NAMES, DATASET_ROOTS, Params
 from core.data.a2d import read_a2d
 from core.data.chunks import Chunk, chunk_all
 from core.data.jhmdb import read_jhmdb
+from core.data.mevis import read_mevis
 from core.data.store import SPLITS
 from core.data.types import SkipLedger, Video
 from core.data.vocab import Vocab, tokenize
+from core.data.ytvos import _load_videos, meta_expressions_path, offline_split, read_ytvos
 from core.errors import DataError
 from core.io import hash_file, staged_dir, write_json
 
@@ -42,6 +50,8 @@ class VideoEntry:
     video: Video  # frames' masks dropped after chunking (memory)
     chunk_path: Path | None
     split: str
+    # MeViS: virtual (union) instance id -> its member instance ids; empty for other datasets
+    unions: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 def val_videos(train_ids: Sequence[str], fraction: float) -> set[str]:
@@ -98,9 +108,10 @@ def assemble_split(folder: Path, entries: list[VideoEntry], size: int, ledger: S
         v = entry.video
         vid_row = len(videos)
         classes = None if v.classes is None else {str(i): c for i, c in sorted(v.classes.items())}
-        videos.append(
-            {"id": v.video_id, "source": str(v.source), "height": v.height, "width": v.width, "classes": classes}
-        )
+        record = {"id": v.video_id, "source": str(v.source), "height": v.height, "width": v.width, "classes": classes}
+        if entry.unions:  # MeViS multi-object expressions (absent elsewhere: the A2D store is unchanged)
+            record["unions"] = {str(u): list(m) for u, m in sorted(entry.unions.items())}
+        videos.append(record)
         n, m = len(c.frame_indices), len(c.mask_ids)
         frames[fr : fr + n] = c.frames
         masks[mr : mr + m] = c.masks
@@ -161,15 +172,34 @@ def fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def read_sources(params: Params, ledger: SkipLedger) -> Iterator[tuple[str, Video]]:
-    root = params.raw_a2d
+def read_sources(
+    params: Params, ledger: SkipLedger, unions: dict[str, dict[int, tuple[int, ...]]] | None = None
+) -> Iterator[tuple[str, Video]]:
+    """(split, video) of every usable video of `data.dataset`; split is train, test or jhmdb
+    (val is drawn from train later). MeViS fills `unions` (video id -> virtual id -> members)."""
+    dataset = params.data.dataset
+    root = params.raw_dataset
     if not root.is_dir():
-        hint = (
-            "set data.a2d_root to your A2D Sentences folder"
-            if params.data.source == "real"
-            else "run the generate stage first (dvc repro generate)"
-        )
-        raise DataError(f"{root}: A2D dataset root not found; {hint}")
+        key = DATASET_ROOTS[dataset]
+        if params.data.source == "real":
+            hint = f"set data.{key} to your {DATASET_NAMES[dataset]} folder"
+        elif dataset == "a2d":
+            hint = "run the generate stage first (dvc repro generate)"
+        else:  # nothing generates a synthetic Ref-YouTube-VOS / MeViS twin (yet)
+            hint = (
+                f"the generate stage writes A2D only: write it with core.data.{dataset}_write, or use "
+                f"data.source: real with data.{key}"
+            )
+        name = "A2D" if dataset == "a2d" else DATASET_NAMES[dataset]
+        raise DataError(f"{root}: {name} dataset root not found; {hint}")
+    if dataset == "ytvos":
+        yield from _read_ytvos(params, root, ledger)
+        return
+    if dataset == "mevis":
+        for split in ("train", "valid_u"):
+            for v in read_mevis(root, ledger, split, unions=unions):
+                yield v.split, v  # train -> train, valid_u -> test (core.data.mevis.SPLITS)
+        return
     for v in read_a2d(root, ledger):
         yield v.split, v
     jroot = params.raw_jhmdb
@@ -178,6 +208,20 @@ def read_sources(params: Params, ledger: SkipLedger) -> Iterator[tuple[str, Vide
             raise DataError(f"{jroot}: J-HMDB dataset root not found (data.jhmdb_root)")
         for v in read_jhmdb(jroot, ledger):
             yield "jhmdb", v
+
+
+def ytvos_test_videos(params: Params, root: Path) -> set[str]:
+    """The Ref-YouTube-VOS train videos held out as the offline test split: `offline_split` over
+    every video LISTED in meta_expressions/train (not only the usable ones, so a video skipped
+    for a quirk or an allowed problem never moves another video between train and test)."""
+    listed = _load_videos(meta_expressions_path(root, "train"))
+    return offline_split(listed, params.data.offline_test_fraction, params.data.offline_seed)
+
+
+def _read_ytvos(params: Params, root: Path, ledger: SkipLedger) -> Iterator[tuple[str, Video]]:
+    held_out = ytvos_test_videos(params, root)
+    for v in read_ytvos(root, ledger):
+        yield ("test" if v.video_id in held_out else "train"), v
 
 
 def strip_masks(v: Video) -> Video:
@@ -193,10 +237,11 @@ def extract(params: Params) -> dict:
     cache = params.outputs / "extract_cache"
     cache.mkdir(parents=True, exist_ok=True)
     entries: list[VideoEntry] = []
-    chunks = chunk_all(read_sources(params, ledger), cache, d, ledger)
+    unions: dict[str, dict[int, tuple[int, ...]]] = {}
+    chunks = chunk_all(read_sources(params, ledger, unions), cache, d, ledger)
     for split, video, path in tqdm(chunks, desc="extract: decode videos", unit="video"):
         if path is not None:
-            entries.append(VideoEntry(strip_masks(video), path, split))
+            entries.append(VideoEntry(strip_masks(video), path, split, unions.get(video.video_id, {})))
     held_out = val_videos([e.video.video_id for e in entries if e.split == "train"], d.val_fraction)
     for e in entries:
         if e.video.video_id in held_out:
@@ -209,14 +254,14 @@ def extract(params: Params) -> dict:
             if chosen or split != "jhmdb":
                 counts[split] = assemble_split(tmp / split, chosen, d.input_size, ledger)
         if counts["train"]["sentences"] == 0:
-            raise DataError(f"{params.raw_a2d}: no usable training sentences after extraction")
+            raise DataError(f"{params.raw_dataset}: no usable training sentences after extraction")
         train_sentences = [x.text for en in entries if en.split == "train" for x in en.video.expressions]
         vocab = Vocab.build(train_sentences, d.vocab_size)
         vocab.save(tmp / "vocab.json")
         summary = {
             "source": d.source,
-            "a2d_root": str(params.raw_a2d),
-            "jhmdb_root": str(params.raw_jhmdb) if params.raw_jhmdb else None,
+            "dataset": d.dataset,
+            **dataset_info(params, entries),
             "input_size": d.input_size,
             "vocab_words": len(vocab.words),
             "splits": counts,
@@ -227,9 +272,30 @@ def extract(params: Params) -> dict:
     return summary
 
 
+def dataset_info(params: Params, entries: list[VideoEntry]) -> dict:
+    """The summary's record of what was read: the dataset's root(s) and how its test split was made."""
+    d = params.data
+    if d.dataset == "a2d":
+        return {"a2d_root": str(params.raw_a2d), "jhmdb_root": str(params.raw_jhmdb) if params.raw_jhmdb else None}
+    info: dict = {f"{d.dataset}_root": str(params.raw_dataset)}
+    if d.dataset == "ytvos":
+        info["test_split"] = {
+            "kind": "offline hold-out of train (core.data.ytvos.offline_split over the listed train videos)",
+            "fraction": d.offline_test_fraction,
+            "seed": d.offline_seed,
+            "held_out_listed_videos": len(ytvos_test_videos(params, params.raw_dataset)),
+        }
+    else:
+        info["test_split"] = {"kind": "valid_u"}
+        # the union instances of multi-object expressions (index.json: videos[i]["unions"])
+        info["virtual_instances"] = sum(len(e.unions) for e in entries)
+    return info
+
+
 def format_summary(summary: dict) -> str:
+    dataset = DATASET_NAMES[summary.get("dataset", "a2d")]
     lines = [
-        f"processed store: {summary['source']} data, fingerprint {summary['fingerprint']}, "
+        f"processed store: {summary['source']} {dataset} data, fingerprint {summary['fingerprint']}, "
         f"vocab {summary['vocab_words']} words"
     ]
     for split, c in summary["splits"].items():
@@ -245,7 +311,9 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser("Extract the processed store from the A2D (+ J-HMDB) layout").parse_args(argv)
+    args = parser(
+        "Extract the processed store from data.dataset's layout (A2D + J-HMDB, Ref-YouTube-VOS, MeViS)"
+    ).parse_args(argv)
     params = params_from(args)
     summary = extract(params)
     print(format_summary(summary))

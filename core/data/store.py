@@ -89,6 +89,12 @@ class SplitStore:
         """Per video row: instance id -> class; None where the source does not say (real data)."""
         return [None if v.get("classes") is None else {int(i): c for i, c in v["classes"].items()} for v in self.videos]
 
+    def objects_of(self, video_row: int, instance_id: int) -> frozenset[int]:
+        """The objects an instance stands for: itself, or the members of a MeViS union instance
+        (index.json videos[i]["unions"]: the target of a multi-object expression)."""
+        members = self.videos[video_row].get("unions", {}).get(str(instance_id))
+        return frozenset(members) if members else frozenset((instance_id,))
+
     def instance_class(self, video_row: int, instance_id: int) -> str | None:
         """The class of one instance of a video; None when the video's classes are unknown."""
         classes = self.video_classes[video_row]

@@ -38,7 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not summary["generated"]:
         print(f"data.source is {params.data.source!r}: nothing generated (the real dataset is read in place)")
         return 0
-    print(format_summary(summary, params.raw_a2d, params.raw_jhmdb, time.perf_counter() - start))
+    seconds = time.perf_counter() - start
+    if "twin" in summary:
+        twin = summary["twin"]
+        print(
+            f"synthetic {params.data.dataset} -> {params.raw_dataset}: videos {twin['videos']}, "
+            f"expressions {twin['expressions']}, seed {summary['seed']}, {seconds:.1f} s"
+        )
+        return 0
+    print(format_summary(summary, params.raw_a2d, params.raw_jhmdb, seconds))
     return 0
 
 

@@ -165,14 +165,34 @@ def generate(params: Params) -> dict:
         summary = {"source": params.data.source, "generated": False}
         write_json(params.outputs / "raw" / "synthetic_summary.json", summary)
         return summary
+    plan = plan_dataset(params)
+    if params.data.dataset != "a2d":
+        return generate_twin(params, plan)
     a2d_final, jhmdb_final = params.raw_a2d, params.raw_jhmdb
     assert jhmdb_final is not None  # always set for the synthetic source
-    plan = plan_dataset(params)
     # Both folders are written before either is published, so a failure keeps the old pair.
     # The contexts exit innermost first: a2d is published, then jhmdb.
     with staged_dir(jhmdb_final) as jhmdb_tmp, staged_dir(a2d_final) as a2d_tmp:
         write_a2d(a2d_tmp, plan)
         write_jhmdb(jhmdb_tmp, plan)
     summary = summarize(plan, params.data.synthetic)
+    write_json(params.outputs / "raw" / "synthetic_summary.json", summary)
+    return summary
+
+
+def generate_twin(params: Params, plan: DatasetPlan) -> dict:
+    """The same scenes in the layout of data.dataset (core.data.synthetic.twins): Ref-YouTube-VOS
+    at params.raw_ytvos, or MeViS (with its multi-object expressions) at params.raw_mevis, plus
+    a 'valid' split without masks (a quarter of the test size) for the prediction export; the
+    summary (outputs/raw/synthetic_summary.json) has the A2D plan's counts and the twin's."""
+    from core.data.synthetic.plan import plan_valid
+    from core.data.synthetic.twins import generate_mevis, generate_ytvos
+
+    valid = plan_valid(params, max(1, params.data.synthetic.test_videos // 4))
+    if params.data.dataset == "ytvos":
+        twin = generate_ytvos(params.raw_ytvos, plan, valid)
+    else:
+        twin = generate_mevis(params.raw_mevis, plan, valid, seed=params.data.synthetic.seed)
+    summary = summarize(plan, params.data.synthetic) | {"dataset": params.data.dataset, "twin": twin}
     write_json(params.outputs / "raw" / "synthetic_summary.json", summary)
     return summary
