@@ -18,18 +18,16 @@ Not a DVC stage: each alternative reading costs one more full ablation (about 25
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ablations.components import run_suite
-from core.cli import params_from, parser, run_main
+from core.ablation import run_suite
+from core.cli import run_main
 from core.config import Params
-from core.errors import UserError
 from core.io import write_csv
-from core.study.storage import absolute_sqlite
+from core.study.runner import queue_cli
 from reports.stats import mean_ci
 
 log = logging.getLogger("cvls")
@@ -86,19 +84,14 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = parser("Table 3 under each reading of Eq. 3's open choices (loss.seg_reduction, model.fusion)")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL of the rows' queues (as ablations/components.py)")
-    p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: params ablation.n_jobs)")
-    args = p.parse_args(argv)
-    if args.n_jobs is not None and args.n_jobs < 1:
-        raise UserError(f"--n-jobs {args.n_jobs}: must be >= 1")
-    params = params_from(args)
-    storage = absolute_sqlite(args.storage, Path.cwd()) if args.storage else None
+    params, storage, n_jobs = queue_cli(
+        "Table 3 under each reading of Eq. 3's open choices (loss.seg_reduction, model.fusion)", "ablation.n_jobs", argv
+    )
     rows: list[dict[str, Any]] = []
     folder = params.outputs / "sensitivity"
     for name, over in readings(params):
         log.info("reading %s: the whole ablation", name)
-        for variant, seed, rec in run_suite(params.replace(**over), storage=storage, n_jobs=args.n_jobs):
+        for variant, seed, rec in run_suite(params.replace(**over), storage=storage, n_jobs=n_jobs):
             rows.append({"reading": name, "variant": variant, "seed": seed, **rec.row()})
         # after every reading: a killed run keeps the readings it finished (their rows are reused on a rerun)
         table = sensitivity_table(pd.DataFrame(rows), params.report.confidence)

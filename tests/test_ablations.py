@@ -1,11 +1,11 @@
-"""ablations/components.py and the studies' base config: which params each row trains with, the rows' queue."""
+"""core/ablation.py (ablations/components.py), the studies' base config: what each row trains, the rows' queue."""
 
 from __future__ import annotations
 
 import pytest
 
-from ablations.components import variant_params
 from core import tracking
+from core.ablation import variant_params
 from core.config import load_params
 from core.runtime import pin_round_robin
 from core.study import ABLATION, RHIC_RATIO, grid, study_name, trial_params

@@ -207,21 +207,29 @@ def _parent_run(kind: StudyKind, base: Params, name: str, url: str) -> str:
     return tracking.start_parent_run(base, name="ablation: Table 3", tags=tags | {"suite": "ablation"})
 
 
-def main(kind_name: str, argv: Sequence[str] | None = None) -> int:
-    kind = KINDS[kind_name]
-    p: argparse.ArgumentParser = parser(f"Optuna grid study: {kind.title} (full model, {kind.key})")
+def queue_cli(description: str, jobs_key: str, argv: Sequence[str] | None) -> tuple[Params, str | None, int | None]:
+    """The command line every queue's script shares (the studies, the ablation, the sensitivity):
+    --params/--set, --storage (a relative SQLite path is relative to the cwd), --n-jobs."""
+    p: argparse.ArgumentParser = parser(description)
     p.add_argument(
         "--storage",
         default=None,
-        help="Optuna RDB URL (default: params studies.storage, else sqlite:///<outputs>/optuna.db)",
+        help="Optuna RDB URL of the queue (default: params studies.storage, else sqlite:///<outputs>/optuna.db)",
     )
-    p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: params studies.n_jobs)")
+    p.add_argument("--n-jobs", type=int, default=None, help=f"local worker processes (default: params {jobs_key})")
     args = p.parse_args(argv)
     if args.n_jobs is not None and args.n_jobs < 1:
         raise UserError(f"--n-jobs {args.n_jobs}: must be >= 1")
-    params = params_from(args)
     storage = absolute_sqlite(args.storage, Path.cwd()) if args.storage else None
-    result = run_study(kind, params, storage=storage, n_jobs=args.n_jobs)
+    return params_from(args), storage, args.n_jobs
+
+
+def main(kind_name: str, argv: Sequence[str] | None = None) -> int:
+    kind = KINDS[kind_name]
+    params, storage, n_jobs = queue_cli(
+        f"Optuna grid study: {kind.title} (full model, {kind.key})", "studies.n_jobs", argv
+    )
+    result = run_study(kind, params, storage=storage, n_jobs=n_jobs)
     if not result.ok:
         import sys
 

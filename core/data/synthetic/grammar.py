@@ -110,8 +110,10 @@ def _motion_phrase(motion: str, rng: np.random.Generator) -> str:
     return str(rng.choice([f"{verb} {motion}", f"that is {verb} {motion}", f"which is {verb} {motion}"]))
 
 
-def word_sentence(named: dict[str, str], rng: np.random.Generator) -> str:
-    """Text for the named attributes, from templates with synonyms and varied word order."""
+def _described(named: dict[str, str], rng: np.random.Generator, plural: bool) -> list[str]:
+    """The words of a description after its determiner: size and colour, the noun, then the
+    position, motion and a trailing colour (synonyms and word order drawn from `rng`, in one
+    order for both numbers, so a singular description draws exactly what it always drew)."""
     pre = []
     if "size" in named:
         pre.append(str(rng.choice(SIZE_WORDS[named["size"]])))
@@ -123,13 +125,19 @@ def word_sentence(named: dict[str, str], rng: np.random.Generator) -> str:
     if "hpos" in named or "vpos" in named:
         post.append(_position_phrase(named, rng))
     if "motion" in named:
-        post.append(_motion_phrase(named["motion"], rng))
+        post.append((_plural_motion_phrase if plural else _motion_phrase)(named["motion"], rng))
     if len(post) == 2 and rng.random() < 0.5:
         post.reverse()
     if colour_after:
-        post.append(f"that is {named['colour']}")
+        post.append(f"that {'are' if plural else 'is'} {named['colour']}")
+    return [*pre, PLURAL_WORDS[noun] if plural else noun, *post]
+
+
+def word_sentence(named: dict[str, str], rng: np.random.Generator) -> str:
+    """Text for the named attributes, from templates with synonyms and varied word order."""
+    words = _described(named, rng, plural=False)
     article = str(rng.choice(["the", "the", "a", ""]))
-    return " ".join(w for w in [article, *pre, noun, *post] if w)
+    return " ".join(w for w in [article, *words] if w)
 
 
 def describe(actors: Sequence[Actor], ref: Actor, key: str, rng: np.random.Generator) -> Sentence | None:
@@ -205,25 +213,10 @@ def word_group_sentence(named: dict[str, str], count: int, rng: np.random.Genera
     """Plural text for `count` actors with the named attributes: "the two small red balls"."""
     if count not in COUNT_WORDS:
         raise ValueError(f"a group sentence names 2..{max(COUNT_WORDS)} actors, got {count}")
-    pre = []
-    if "size" in named:
-        pre.append(str(rng.choice(SIZE_WORDS[named["size"]])))
-    colour_after = "colour" in named and "motion" not in named and rng.random() < 0.25
-    if "colour" in named and not colour_after:
-        pre.append(named["colour"])
-    noun = PLURAL_WORDS[str(rng.choice(CLASS_WORDS[named["class"]]))]
-    post = []
-    if "hpos" in named or "vpos" in named:
-        post.append(_position_phrase(named, rng))
-    if "motion" in named:
-        post.append(_plural_motion_phrase(named["motion"], rng))
-    if len(post) == 2 and rng.random() < 0.5:
-        post.reverse()
-    if colour_after:
-        post.append(f"that are {named['colour']}")
+    words = _described(named, rng, plural=True)
     number = COUNT_WORDS[count]
     det = str(rng.choice([f"the {number}", f"the {number}", "both" if count == 2 else f"all {number}"]))
-    return " ".join([det, *pre, noun, *post])
+    return " ".join([det, *words])
 
 
 def describe_group(actors: Sequence[Actor], members: Sequence[int], rng: np.random.Generator) -> GroupSentence | None:
