@@ -35,7 +35,23 @@ machines against the same storage):
   each trial's run (or a light reference run when the config was trained elsewhere) is nested
   under it with tags study, trial, variant, study_point.
 - Outputs (atomic) in <outputs>/studies/: <kind>.csv (one row per (point, seed)), <kind>.png/.svg
-  (val and test mAP vs the swept value, mean line + seeds + min-max band), <kind>.json summary.
+  (val and test mAP vs the swept value, mean line + seeds + min-max band), <kind>.json summary;
+  the ablation's are core/ablation.py's <outputs>/ablation/ tables.
+
+What is Optuna's and what is kept here, and why (checked against the real-server tests in
+tests/test_several_machines.py and tests/test_studies.py):
+- Optuna's: the RDB schema, heartbeats and `fail_stale_trials`, the retry of a stale trial
+  (RetryFailedTrialCallback / RetryHeartbeatStaleTrialCallback, used as is), WAITING -> RUNNING
+  as a row update that fails for a trial already popped (atomic with PostgreSQL's row lock).
+- Kept: `storage_lock` around create/enqueue/pop, because SQLite (the default) has no row lock:
+  two processes can both read a WAITING trial and one then fails on the write instead of taking
+  the next; and because `enqueue_trial(skip_if_exists=True)` compares params only, racing
+  enqueues of one grid on a fresh study would both insert. The duplicate guard in `_claim`
+  (a second COMPLETE/RUNNING trial of a pair is PRUNED) covers trials enqueued by hand or by an
+  older invocation. `_heartbeat`: Optuna beats only inside `Study.optimize`, and the queue pops
+  with ask/tell (a grid of enqueued pairs, no sampler), so the thread is ours. The pre-heartbeat
+  claim check in `recover_trials`: a worker killed between `ask()` and its first heartbeat leaves
+  a RUNNING trial Optuna never sees as stale (tests/test_studies.py kills one there).
 """
 
 from core.study.figure import study_figure
