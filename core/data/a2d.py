@@ -59,7 +59,7 @@ from core.data.ground_truth import read_ground_truth
 from core.data.images import is_jpeg_folder, read_image_frames
 from core.data.jhmdb import read_png_frames
 from core.data.textfile import csv_records, parse_csv_line, read_lines
-from core.data.types import Expression, Frame, SkipLedger, Split, Video
+from core.data.types import Expression, Frame, SkipLedger, Split, Video, visible_instances
 from core.data.video import read_frames
 from core.errors import DataError
 
@@ -274,7 +274,7 @@ def _read_video(root: Path, row: VideosetRow, exprs: list[Expression], ledger: S
     frames = _read_frames(root, row, ledger)
     if not frames:
         return None
-    visible = {i for f in frames for i, m in zip(f.instance_ids, f.masks) if m.any()}
+    visible = visible_instances(frames)
     kept = []
     for e in exprs:
         if e.referent in visible:

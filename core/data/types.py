@@ -63,6 +63,12 @@ class Video:
     classes: dict[int, str] | None = None
 
 
+def visible_instances(frames: tuple[Frame, ...] | list[Frame]) -> set[int]:
+    """The instance ids with at least one pixel in any of `frames` (a referent outside them is a
+    `referent_never_visible` quirk of every reader)."""
+    return {i for f in frames for i, m in zip(f.instance_ids, f.masks) if m.any()}
+
+
 @dataclass
 class SkipLedger:
     """Counts everything skipped on purpose, by reason, with a few examples each.

@@ -82,7 +82,7 @@ from PIL import Image
 from core.data.ground_truth import GroundTruth, read_ground_truth
 from core.data.images import PNG_SUFFIXES, frame_files, image_size
 from core.data.jhmdb import chosen_indices
-from core.data.types import Expression, Frame, SkipLedger, Video
+from core.data.types import Expression, Frame, SkipLedger, Video, visible_instances
 from core.errors import DataError
 
 TRAIN = "train"  # the one split with masks
@@ -435,7 +435,7 @@ def _read_video(
             frames.append(frame)
     if not frames:
         return None
-    visible = {i for f in frames for i, m in zip(f.instance_ids, f.masks) if m.any()}
+    visible = visible_instances(frames)
     kept = []
     for e in exprs:
         if e.referent in visible:
