@@ -27,7 +27,7 @@ from core.errors import UserError
 from core.io import write_csv, write_json
 from core.results import ABLATION_COLUMNS, ABLATION_SAMPLE_COLUMNS, ABLATION_SAMPLE_SPLITS, RUN_INFO
 from core.runs import RunRecord, local_run
-from core.study import ABLATION, collect_rows, run_queue, trial_params
+from core.study import ABLATION, collect_rows, grid, run_queue, trial_params
 from core.study.grid import GridPoint
 from core.study.runner import queue_cli
 
@@ -48,7 +48,7 @@ def run_suite(
     q = run_queue(ABLATION, params, storage=storage, n_jobs=n_jobs)
     rows = collect_rows(ABLATION, params, q.study)
     done = {(r["point"], r["seed"]) for r in rows}
-    missing = [f"{v} seed {s}" for v in params.ablation.variants for s in params.ablation.seeds if (v, s) not in done]
+    missing = [f"{gp.point} seed {gp.seed}" for gp in grid(ABLATION, params) if gp.pair not in done]
     if missing:
         raise UserError(
             f"ablation {q.name}: rows not complete: {', '.join(missing)}" + "".join(f"; {p}" for p in q.problems)
