@@ -403,7 +403,7 @@ def test_missing_root_folder_is_one_line_naming_the_key(tmp_path, dataset, key):
     assert msg.startswith(f"{tmp_path / 'nowhere'}: ") and f"set {key} to your" in msg and "\n" not in msg
     synthetic = tiny_params(tmp_path / "syn", **{"data.dataset": dataset})
     assert getattr(synthetic, f"raw_{dataset}") == synthetic.outputs / "raw" / dataset
-    with pytest.raises(DataError, match=rf"raw/{dataset}: .* root not found; the generate stage writes A2D only"):
+    with pytest.raises(DataError, match=rf"raw/{dataset}: .* root not found; run the generate stage first"):
         extract(synthetic)
 
 

@@ -262,7 +262,9 @@ def test_valid_split_without_masks(tmp_path):
     # every frame with a JPEG, all kept (no masks, no choice): listed 00002 is JPEG position 1
     assert v2.frame_names == ("00000", "00002", "00003", "00004", "00005")
     assert v2.frame_indices == (0, 1, 2, 3, 4)
-    assert [q.exp_id for q in v2.expressions] == ["1", "2", "3", "4", "5", "6"]  # targets unknown: all kept
+    # targets unknown: all kept, the empty one too (text "", counted): a submission needs every exp_id
+    assert [q.exp_id for q in v2.expressions] == ["0", "1", "2", "3", "4", "5", "6"]
+    assert v2.expressions[0].text == ""
     assert read_image_frames(v2.source, v2.frame_indices).shape == (5, H, W, 3)
     assert dict(ledger.counts) == {
         mevis.FRAME_WITHOUT_JPEG: 1,

@@ -183,13 +183,8 @@ def read_sources(
         key = DATASET_ROOTS[dataset]
         if params.data.source == "real":
             hint = f"set data.{key} to your {DATASET_NAMES[dataset]} folder"
-        elif dataset == "a2d":
+        else:  # the generate stage writes the layout of data.dataset (A2D or a twin)
             hint = "run the generate stage first (dvc repro generate)"
-        else:  # nothing generates a synthetic Ref-YouTube-VOS / MeViS twin (yet)
-            hint = (
-                f"the generate stage writes A2D only: write it with core.data.{dataset}_write, or use "
-                f"data.source: real with data.{key}"
-            )
         name = "A2D" if dataset == "a2d" else DATASET_NAMES[dataset]
         raise DataError(f"{root}: {name} dataset root not found; {hint}")
     if dataset == "ytvos":

@@ -54,7 +54,8 @@ Documented quirks (always skipped and counted in the ledger, `SkipLedger.quirk`)
     mevis_video_not_on_disk          a video of meta_expressions without a JPEGImages/<vid> folder
     mevis_frame_without_jpeg         a listed frame whose JPEG is missing (the frame is never
                                      chosen; the others keep their JPEG positions)
-    mevis_empty_expression           an expression whose text is empty or blank
+    mevis_empty_expression           an expression whose text is empty or blank (dropped where
+                                     masks are read; kept, text "", by read_mevis_valid)
     mevis_expression_without_target  an expression with an empty anno_id list
     mevis_anno_id_not_in_mask_dict   an expression naming an anno_id that mask_dict lacks
                                      (the expression is dropped; its other objects stay
@@ -284,7 +285,9 @@ def read_mevis_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
     """Yield every video of a split for prediction (no masks read), in meta_expressions order.
 
     Only "exp" is required of an expression (obj_id / anno_id are ignored). A video is yielded
-    when it has a folder, at least one JPEG of a listed frame and one non-empty expression.
+    when it has a folder, at least one JPEG of a listed frame and one expression. An empty
+    expression is counted (mevis_empty_expression) and KEPT with text "", as Ref-YouTube-VOS's
+    valid reader keeps it: the server wants a mask for every exp_id.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown MeViS split {split!r} (expected one of {', '.join(SPLITS)})")
@@ -305,9 +308,8 @@ def read_mevis_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
             if not isinstance(e, dict) or not isinstance(e.get("exp"), str):
                 ledger.problem("bad_annotation", f"{where}: expression must be an object with a string 'exp'")
                 continue
-            if not e["exp"].strip():
-                ledger.quirk(EMPTY_EXPRESSION, f"{where}: empty expression text")
-                continue
+            if not e["exp"].strip():  # kept: a submission needs a mask for every exp_id
+                ledger.quirk(EMPTY_EXPRESSION, f"{where}: empty expression text (kept: the submission needs it)")
             queries.append(MevisQuery(exp_id=exp_id, text=e["exp"].strip(), source=where))
         if not queries or not positions:
             continue

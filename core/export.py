@@ -1,0 +1,303 @@
+"""Submission export: the trained model's masks for the official splits that have no masks.
+
+    python -m core.evaluate --export          (wired in core.evaluate's main: `export_run`)
+
+Ref-YouTube-VOS `valid` and MeViS `valid` are scored by their evaluation servers only. This
+writes, for every expression and every listed frame that has a JPEG, the predicted mask in the
+layout those servers take, zipped:
+
+    ytvos  <run>/export/ytvos_valid_submission.zip:  Annotations/<vid>/<exp_id>/<frame>.png
+           (`core.data.ytvos.prediction_path`; ReferFormer zips its Annotations folder)
+    mevis  <run>/export/mevis_valid_submission.zip:  <vid>/<exp_id>/<frame>.png
+           (no root folder: the official LMPM code writes <vid>/<exp_id>/<frame>.png under
+           its inference folder and runs `cd inference && zip -r submission.zip ./*`)
+
+Only the zip is written (it is what one uploads; unzip it to look at the masks); it holds the
+PNGs and nothing else (no folder entries), with fixed timestamps, so the same model and data
+give the same bytes. It is written atomically (`core.io.atomic_path`): a killed or failed
+export leaves the previous zip (or none) under the final name, never a partial one.
+
+What is predicted (the evaluation protocol, `core.scoring` / `core.metrics`):
+  * the frames: the JPEGs the readers list (`read_ytvos_valid` / `read_mevis_valid`: the
+    listed frames with a JPEG, by their position in the sorted JPEG list), decoded like
+    extraction decodes them (`core.data.images.read_image_frames`, what `load_frames` calls
+    for a JPEG folder), resized to data.input_size by extraction's own `resize_frames` and
+    normalised by the dataset's `to_device`, i.e. exactly the processed store's frames;
+  * the text: `tokenize` + `Vocab.encode(..., data.max_tokens)` and the padding and lengths
+    of `collate_frames`, with the run's vocabulary;
+  * each frame's visual map F once (`model.visual`), then the fusion and decoder per
+    expression (`model.segment` with `model.text`), eval.batch_size frames at a time, under
+    torch.no_grad and `core.runtime.autocast`;
+  * the mask: sigmoid -> the frame's original size -> θ·max rule (`core.metrics.predict_mask`,
+    θ = eval.threshold), written as a single-channel ("L") PNG, 0 background / 255 foreground.
+
+Empty expressions (both valid readers keep them: the server wants a mask for every exp_id;
+counted as ytvos_empty_expression / mevis_empty_expression) are PREDICTED, not left empty: a sentence without
+words encodes to an empty token list, which the dataset's collation turns into one <pad>
+token of length 1, and the model is run on that (the same holds for a text with no words,
+e.g. punctuation only). MeViS' `read_mevis_valid` drops empty expressions (counted as
+mevis_empty_expression), so they have no masks in the MeViS zip.
+
+Skipped quirks and allowed problems go through one `SkipLedger`, the readers' (frames listed
+without a JPEG, videos missing on disk, ...); a video whose JPEGs cannot be decoded is a
+`corrupt_video` problem (raises unless data.allow_skip has it; skipped whole when allowed).
+`ExportResult` has the counts. A2D Sentences has no such split: asking for it is a UserError.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from core.checkpoint import load_model, load_vocab
+from core.config import DATASET_NAMES, DATASET_ROOTS, Params
+from core.data import mevis, ytvos
+from core.data.chunks import resize_frames
+from core.data.dataset import to_device
+from core.data.images import read_image_frames
+from core.data.types import SkipLedger
+from core.data.vocab import Vocab, tokenize
+from core.errors import DataError, UserError
+from core.io import atomic_path
+from core.metrics import predict_mask
+from core.model import CVLS
+from core.runtime import autocast, pick_device
+
+log = logging.getLogger("cvls")
+
+EXPORT_DIR = "export"  # <run_dir>/export/
+SPLIT = "valid"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps (zip's epoch): same inputs, same bytes
+PNG_SUFFIX = ".png"
+
+
+# --------------------------------------------------------------------------------------
+# the per-dataset table
+# --------------------------------------------------------------------------------------
+
+
+class _Query(Protocol):
+    exp_id: str
+    text: str
+
+
+class _QueryVideo(Protocol):
+    """What both readers yield (ytvos.UnannotatedVideo, mevis.MevisQueryVideo) and export reads."""
+
+    video_id: str
+    source: Path
+    frame_names: tuple[str, ...]
+    frame_indices: tuple[int, ...]
+    expressions: Sequence[_Query]
+
+
+def _mevis_stem(name: str) -> str:
+    """A MeViS frame name as listed ('00000' or '00000.jpg') -> the PNG's stem ('00000')."""
+    jpeg = mevis.jpeg_name(name)
+    return jpeg[: -len(mevis.JPEG_SUFFIX)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One dataset's submission: where its split without masks is, how to read it, and the zip's layout."""
+
+    dataset: str  # data.dataset
+    read: Callable[[Path, SkipLedger], Iterable[_QueryVideo]]  # reader of its `valid` split
+    zip_root: str | None  # the folder every member sits in, or None (members at the zip's root)
+    frame_stem: Callable[[str], str]  # a reader's frame name -> the PNG's name without .png
+
+    def member(self, video_id: str, exp_id: str, frame_name: str) -> str:
+        """The zip member of one (video, expression, frame) mask."""
+        parts = [video_id, exp_id, self.frame_stem(frame_name) + PNG_SUFFIX]
+        return "/".join([self.zip_root, *parts] if self.zip_root else parts)
+
+    def zip_name(self) -> str:
+        return f"{self.dataset}_{SPLIT}_submission.zip"
+
+
+LAYOUTS: dict[str, Layout] = {
+    "ytvos": Layout(
+        "ytvos", lambda root, ledger: ytvos.read_ytvos_valid(root, ledger, SPLIT), ytvos.ANNOTATION_DIR, str
+    ),
+    "mevis": Layout("mevis", lambda root, ledger: mevis.read_mevis_valid(root, ledger, SPLIT), None, _mevis_stem),
+}
+
+
+def submission_layout(params: Params) -> Layout:
+    """The layout of data.dataset; a one-line UserError for a dataset without a split to submit.
+
+    Cheap (reads nothing): call it before training so `--export` on A2D fails at once."""
+    layout = LAYOUTS.get(params.data.dataset)
+    if layout is None:
+        raise UserError(
+            f"submission export is for data.dataset ytvos or mevis (their {SPLIT} splits have no public masks); "
+            f"data.dataset is {params.data.dataset!r}, whose test masks are public (evaluate instead)"
+        )
+    return layout
+
+
+def raw_root(params: Params, layout: Layout) -> Path:
+    """The dataset root the split is read from: data.<dataset>_root (real) or the generated twin."""
+    root = params.raw_ytvos if layout.dataset == "ytvos" else params.raw_mevis
+    if not root.is_dir():
+        name = DATASET_NAMES[layout.dataset]
+        if params.data.source == "real":
+            hint = f"set data.{DATASET_ROOTS[layout.dataset]} to your {name} folder"
+        else:
+            hint = f"generate the synthetic twin first (dvc repro generate, with data.dataset: {layout.dataset})"
+        raise DataError(f"{root}: {name} dataset root not found; {hint}")
+    return root
+
+
+def export_path(run_dir: Path, params: Params) -> Path:
+    """Where `export_run` writes the zip: <run_dir>/export/<dataset>_valid_submission.zip."""
+    return Path(run_dir) / EXPORT_DIR / submission_layout(params).zip_name()
+
+
+# --------------------------------------------------------------------------------------
+# inputs, as the store and the dataset prepare them
+# --------------------------------------------------------------------------------------
+
+
+def store_frames(folder: Path, indices: Sequence[int], size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(uint8 [n, S, S, 3], (H, W)): the frames at JPEG positions `indices` as the processed store
+    holds them (extraction's decoder, then its `resize_frames`), and their original size."""
+    raw = read_image_frames(folder, indices)
+    return resize_frames(raw, size), (int(raw.shape[1]), int(raw.shape[2]))
+
+
+def encode_texts(texts: Sequence[str], vocab: Vocab, max_tokens: int) -> tuple[Tensor, Tensor]:
+    """(tokens long [E, L], lengths long [E]) as `FrameDataset` + `collate_frames` make them:
+    `vocab.encode(tokenize(text), max_tokens)`, padded with 0, length max(len, 1). L >= 1, so a
+    batch of sentences without words is one <pad> each (collate_frames' width would be 0)."""
+    encoded = [vocab.encode(tokenize(t), max_tokens) for t in texts]
+    tokens = torch.zeros(len(encoded), max([1, *map(len, encoded)]), dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        tokens[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return tokens, torch.tensor([max(len(ids), 1) for ids in encoded], dtype=torch.long)
+
+
+def png_bytes(mask: Tensor | np.ndarray) -> bytes:
+    """bool [H, W] -> a single-channel ("L") PNG, 0 background / 255 foreground."""
+    arr = np.asarray(mask, dtype=bool).astype(np.uint8) * 255
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")  # uint8 [H, W]: mode "L"
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# prediction
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    """What one export wrote: the zip and its counts (videos, expressions, frames, masks), and
+    the ledger's skips (reason -> {"count", "examples"}, `SkipLedger.as_dict`)."""
+
+    path: Path
+    dataset: str
+    split: str
+    videos: int = 0
+    expressions: int = 0  # (video, expression) pairs with masks
+    frames: int = 0  # (video, frame) pairs predicted
+    masks: int = 0  # PNG files = Σ over videos of expressions x frames
+    skipped: dict[str, dict] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [
+            f"submission {self.path}: {DATASET_NAMES[self.dataset]} {self.split}, {self.videos} videos, "
+            f"{self.expressions} expressions, {self.frames} frames, {self.masks} masks"
+        ]
+        for reason, info in self.skipped.items():
+            lines.append(f"  skipped {reason}: {info['count']}")
+        return "\n".join(lines)
+
+
+def _video_masks(
+    model: CVLS, video: _QueryVideo, layout: Layout, params: Params, vocab: Vocab, device: torch.device
+) -> Iterator[tuple[str, bytes]]:
+    """(zip member, PNG) of every (expression, frame) of one video, frame batch by frame batch."""
+    tokens, lengths = encode_texts([q.text for q in video.expressions], vocab, params.data.max_tokens)
+    size, theta, step = params.data.input_size, params.eval.threshold, params.eval.batch_size
+    with autocast(device, params.train):
+        sentences = model.text(tokens.to(device), lengths.to(device))  # [E, C], once per video
+    for start in range(0, len(video.frame_names), step):
+        names = video.frame_names[start : start + step]
+        stored, original = store_frames(video.source, video.frame_indices[start : start + step], size)
+        frames = torch.from_numpy(stored).permute(0, 3, 1, 2)[:, None]  # uint8 [B,1,3,S,S], as collated
+        frames = to_device({"frames": frames}, device)["frames"][:, 0]  # normalised like evaluation's
+        with autocast(device, params.train):
+            feat = model.visual(frames)  # F once per frame
+            logits = [model.segment(feat, s.expand(len(names), -1), (size, size))[:, 0] for s in sentences]
+        for q, lg in zip(video.expressions, logits):
+            pred = predict_mask(torch.sigmoid(lg.float()).cpu(), original, theta)  # [B, H, W], original size
+            for name, m in zip(names, pred):
+                yield layout.member(video.video_id, q.exp_id, name), png_bytes(m)
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16  # a plain file when unzipped
+    zf.writestr(info, data)
+
+
+@torch.no_grad()
+def export_predictions(params: Params, model: CVLS, vocab: Vocab, device: torch.device, out: Path) -> ExportResult:
+    """Write `out`/<dataset>_valid_submission.zip (see the module docstring); return its counts.
+
+    `model` must be on `device` (it is run in eval mode and its mode restored after); `vocab`
+    is the run's (`core.checkpoint.load_vocab`). Raises UserError for data.dataset a2d, a
+    DataError for a missing root or meta file or a problem not in data.allow_skip.
+    """
+    layout = submission_layout(params)
+    root = raw_root(params, layout)
+    if model.text.num_ids != vocab.num_ids:
+        raise UserError(
+            f"the vocabulary has {vocab.num_ids} token ids but the model reads {model.text.num_ids}: "
+            f"{params.processed / 'vocab.json'} is not the vocabulary it was trained with (re-extract or retrain)"
+        )
+    ledger = SkipLedger(allowed=frozenset(params.data.allow_skip))
+    path = Path(out) / layout.zip_name()
+    result = ExportResult(path, layout.dataset, SPLIT)
+    was_training = model.training
+    model.eval()
+    try:
+        with atomic_path(path, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w") as zf:
+            for video in tqdm(layout.read(root, ledger), desc=f"export {layout.dataset} {SPLIT}", unit="video"):
+                try:  # a video's masks reach the zip only once all of them are made
+                    members = list(_video_masks(model, video, layout, params, vocab, device))
+                except DataError as err:  # an undecodable JPEG: this video's problem, as in extraction
+                    ledger.problem("corrupt_video", err.detail)
+                    continue
+                for name, data in members:
+                    _write_member(zf, name, data)
+                result.videos += 1
+                result.expressions += len(video.expressions)
+                result.frames += len(video.frame_names)
+                result.masks += len(members)
+    finally:
+        model.train(was_training)
+    result.skipped = ledger.as_dict()
+    log.info("%s", result.summary())
+    return result
+
+
+def export_run(params: Params, run_dir: Path, device: torch.device | None = None) -> ExportResult:
+    """`export_predictions` of a finished run's model (<run_dir>/model.pt) into <run_dir>/export/."""
+    submission_layout(params)  # before loading anything
+    device = device or pick_device(params.train.device)
+    model = load_model(params, Path(run_dir) / "model.pt", device)
+    return export_predictions(params, model, load_vocab(params), device, Path(run_dir) / EXPORT_DIR)
