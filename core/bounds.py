@@ -17,6 +17,8 @@ the protocol's summary. The map of an instance (`decoder_maps`): its stored S x 
 area-pooled to the decoder's grid (Res2, ceil(S/4): `decoder_size`) and bilinearly upsampled
 back to S, as `CVLS.forward` upsamples its decoder's logits.
 
+On the J&F datasets (data.dataset ytvos / mevis) both bounds also have J, F and J&F.
+
 A row's share of the headroom closed is `share_of_headroom`. `store_bounds` computes both bounds
 for every evaluated split of the processed store once per (data fingerprint, θ) and caches them
 in <outputs>/bounds/<fingerprint>-<θ>.json, so the suite's runs share one computation.
@@ -36,8 +38,9 @@ from torch import Tensor
 from core.config import Params
 from core.data.store import SplitStore, open_split
 from core.io import write_json
-from core.metrics import batch_scores, summarize_expected
+from core.metrics import batch_scores, iou, summarize_expected
 from core.results import SPLITS, data_fingerprint
+from core.vos_metrics import JF_DATASETS, batch_boundary_f, summarize_pairs
 
 # the processed store's splits that evaluation scores (the shuffled control is `test` again:
 # neither bound reads the sentence)
@@ -70,10 +73,13 @@ def candidates(store: SplitStore, sample: int, frame_row: int) -> list[int] | No
     return [s.referent, *(i for i in others if store.instance_class(s.video, i) == cls)]
 
 
-def candidate_scores(store: SplitStore, theta: float) -> tuple[list[list[tuple[int, int]]], bool]:
+def candidate_scores(
+    store: SplitStore, theta: float, boundary: bool = False
+) -> tuple[list[list[tuple[int, int]]], list[list[float]], bool]:
     """Per eval pair (`store.eval_pairs()` order), the (I, U) of each candidate's map against the
     referent's original-size mask, the referent's own first (the referent's alone where the
-    classes are unknown); and whether the classes of every pair were known."""
+    classes are unknown); with `boundary`, each candidate's DAVIS F likewise (else empty lists);
+    and whether the classes of every pair were known."""
     pairs = store.eval_pairs()
     jobs: list[tuple[int, int, int]] = []  # (pair, frame row, candidate instance id)
     known = True
@@ -82,24 +88,43 @@ def candidate_scores(store: SplitStore, theta: float) -> tuple[list[list[tuple[i
         known = known and ids is not None
         jobs.extend((p, row, i) for i in (ids or [store.samples[sample].referent]))
     out: list[list[tuple[int, int]]] = [[] for _ in pairs]
+    fs: list[list[float]] = [[] for _ in pairs]
     for start in range(0, len(jobs), BATCH):
         chunk = jobs[start : start + BATCH]
         masks = torch.from_numpy(np.stack([store.mask_array[store.instance_rows(row)[i]] for _, row, i in chunk]))
         gts = [torch.from_numpy(store.orig_mask(row, store.samples[pairs[p][0]].referent)) for p, row, _ in chunk]
-        for (p, _, _), iu in zip(chunk, batch_scores(decoder_maps(masks), gts, theta)):
+        maps = decoder_maps(masks)
+        for (p, _, _), iu in zip(chunk, batch_scores(maps, gts, theta)):
             out[p].append(iu)
-    return out, known
+        if boundary:
+            for (p, _, _), f in zip(chunk, batch_boundary_f(maps, gts, theta)):
+                fs[p].append(f)
+    return out, fs, known
 
 
-def split_bounds(store: SplitStore, theta: float) -> dict[str, dict[str, float]]:
+def split_bounds(store: SplitStore, theta: float, jf: bool = False) -> dict[str, dict[str, float]]:
     """{"oracle": summary, "language_blind": summary} of one split (`core.metrics.summarize`'s
-    keys); language_blind only when every pair's classes are known; {} for a split without pairs."""
-    scores, known = candidate_scores(store, theta)
+    keys, and with `jf` J, F and J&F: `core.vos_metrics.summarize_pairs` of each pair's J and F,
+    the language-blind one of their expectations over the candidates, exact since the per-
+    expression means are linear); language_blind only when every pair's classes are known; {}
+    for a split without pairs."""
+    scores, fs, known = candidate_scores(store, theta, boundary=jf)
     if not scores:
         return {}
-    out = {"oracle": summarize_expected([c[:1] for c in scores])}
+    samples = [sample for sample, _ in store.eval_pairs()]
+
+    def with_jf(summary: dict[str, float], n: int | None) -> dict[str, float]:
+        if not jf:
+            return summary
+        rows = [
+            {"sample": s, "iou": float(np.mean([iou(*c) for c in cs[:n]])), "f": float(np.mean(f[:n]))}
+            for s, cs, f in zip(samples, scores, fs)
+        ]
+        return {**summary, **summarize_pairs(rows)}
+
+    out = {"oracle": with_jf(summarize_expected([c[:1] for c in scores]), 1)}
     if known:
-        out["language_blind"] = summarize_expected(scores)
+        out["language_blind"] = with_jf(summarize_expected(scores), None)
     return out
 
 
@@ -123,7 +148,7 @@ def store_bounds(params: Params) -> dict[str, dict[str, dict[str, float]]]:
     bounds = {}
     for split in STORE_SPLITS:
         if (params.processed / split / "index.json").is_file():
-            b = split_bounds(open_split(params.processed, split), theta)
+            b = split_bounds(open_split(params.processed, split), theta, params.data.dataset in JF_DATASETS)
             if b:
                 bounds[split] = b
     write_json(path, {"fingerprint": data_fingerprint(params), "threshold": theta, "bounds": bounds})

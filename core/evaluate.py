@@ -1,16 +1,19 @@
 """Evaluation of a trained run: the classic protocol on every split, plus the controls.
 
-    python -m core.evaluate [--params params.yaml] [--set key=value ...] [--out outputs/eval]
+    python -m core.evaluate [--params params.yaml] [--set key=value ...] [--out outputs/eval] [--export]
 
 Splits: `val` (the studies' objective), `test` (A2D-format test split), `jhmdb` (zero-shot,
 no fine-tuning), and `test_shuffled`: the test split with every sample paired with another
 sample's sentence. A model that uses the language must lose most of its mAP there.
+On data.dataset ytvos / mevis every split also gets the DAVIS J, F and J&F over its expressions
+(`core.vos_metrics`; J of a pair = its IoU, F in the per-sample file's f column).
 Writes `<run>/eval/metrics.json`, `per_sample.csv` (every sample's I, U, IoU and strata: the
 report's confidence intervals and paired tests), `bounds.json` (split -> the oracle and the
 language-blind bound, `core.bounds`; language_blind absent where classes are unknown),
 `strata.json` (split -> stratum -> scores, `core.strata`) and `qualitative.png`, and logs them
 to the run (metrics as '<split>/<metric>', 'bound/<bound>/<split>/<metric>' and
-'strata/<split>/<stratum>/<metric>').
+'strata/<split>/<stratum>/<metric>'). `--export` (ytvos / mevis) also writes the official valid
+split's predicted masks as a submission zip in <run>/export/ (`core.export`).
 """
 
 from __future__ import annotations
@@ -35,14 +38,16 @@ from core.cli import params_from, parser, run_main  # noqa: E402
 from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import SplitStore, open_split  # noqa: E402
+from core.export import export_run, submission_layout  # noqa: E402
 from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
-from core.metrics import intersection_union, iou, predict_mask, summarize  # noqa: E402
+from core.metrics import intersection_union, iou, predict_mask  # noqa: E402
 from core.model import CVLS  # noqa: E402
 from core.results import EVAL_FILES, SAMPLE_COLUMNS, flat_bounds, flat_metrics, flat_strata, mlflow_metrics  # noqa: E402
 from core.runtime import autocast, pick_device  # noqa: E402
-from core.scoring import FrameFeatures, predict  # noqa: E402
+from core.scoring import FrameFeatures, predict, summarize_rows  # noqa: E402
 from core.strata import pair_strata, strata_metrics  # noqa: E402
 from core.train import train  # noqa: E402
+from core.vos_metrics import JF_DATASETS, JF_KEYS  # noqa: E402
 
 log = logging.getLogger("cvls")
 
@@ -114,16 +119,17 @@ def evaluate_run(
     all_rows: list[dict[str, Any]] = []
     splits = [s for s in ("val", "test", "jhmdb") if (params.processed / s / "index.json").is_file()]
     features = FrameFeatures(model)  # each frame's visual map once: test_shuffled reuses test's
+    jf = params.data.dataset in JF_DATASETS
     for split in splits + ["test_shuffled"]:
         store = open_split(params.processed, split.removesuffix("_shuffled"))
         text_from = derangement(len(store.samples), params.train.seed) if split.endswith("_shuffled") else None
         ds = FrameDataset(store, vocab, params.data, text_from=text_from)
         if len(ds) == 0:
             continue
-        rows = predict(model, ds, params, device, desc=f"eval {split}", features=features)
+        rows = predict(model, ds, params, device, desc=f"eval {split}", features=features, boundary=jf)
         rows = [{**r, **pair_strata(store, r["sample"])} for r in rows]
-        metrics[split] = summarize([r["inter"] for r in rows], [r["union"] for r in rows])
-        strata[split] = strata_metrics(rows)
+        metrics[split] = summarize_rows(rows, jf)
+        strata[split] = strata_metrics(rows, jf)
         all_rows.extend({"split": split, **r} for r in rows)
     bounds = {split: b for split, b in store_bounds(params).items() if split in metrics}
     with staged_dir(out) as tmp:  # metrics.json appears only together with everything else
@@ -144,7 +150,10 @@ def evaluate_run(
 
 
 def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
-    keys = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_iou", "mean_iou", "n")
+    keys = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_iou", "mean_iou")
+    if any("J&F" in m for m in metrics.values()):
+        keys += JF_KEYS
+    keys += ("n",)
     lines = ["split          " + " ".join(f"{k:>11s}" for k in keys)]
     for split, m in metrics.items():
         lines.append(f"{split:14s} " + " ".join(f"{m[k]:11.1f}" if k != "n" else f"{int(m[k]):11d}" for k in keys))
@@ -154,8 +163,15 @@ def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("Evaluate the run of the given params (trained and reused by config hash)")
     p.add_argument("--out", type=Path, default=None, help=f"also copy {' / '.join(EVAL_FILES)} here")
+    p.add_argument(
+        "--export",
+        action="store_true",
+        help="also write the valid split's masks as a submission zip into <run>/export/ (ytvos / mevis)",
+    )
     args = p.parse_args(argv)
     params = params_from(args)
+    if args.export:
+        submission_layout(params)  # a2d has no split to submit: say so before any training
     result = train(params)  # reuses the finished run; trains only if it does not exist yet
     metrics = evaluate_run(params, result.run_dir, result.run_id)
     print(format_metrics(metrics))
@@ -164,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in EVAL_FILES:
             with atomic_path(args.out / name) as tmp:
                 shutil.copyfile(result.run_dir / "eval" / name, tmp)
+    if args.export:
+        print(export_run(params, result.run_dir).summary())
     if "test" in metrics and "test_shuffled" in metrics:
         drop = metrics["test"]["mAP"] - metrics["test_shuffled"]["mAP"]
         print(

@@ -7,8 +7,8 @@ folder is defined once:
 - the schemas: `METRIC_KEYS` x `SPLITS` = `METRIC_COLUMNS` ('<split>/<metric>'), the columns of
   one evaluated run (`RUN_COLUMNS`), of the ablation's and the studies' tables, of per-sample
   scores and of training histories;
-- the MLflow names of those metrics (`mlflow_metrics`: '@' is not allowed there, 'P@0.5' ->
-  'P_at_0.5') and the logging of a training history (`log_history`).
+- the MLflow names of those metrics (`mlflow_metrics`: '@' and '&' are not allowed there,
+  'P@0.5' -> 'P_at_0.5', 'J&F' -> 'J_and_F') and the logging of a training history (`log_history`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import Any, Protocol
 
 from core.config import Params
 from core.errors import UserError
+from core.vos_metrics import JF_KEYS
 
-METRIC_KEYS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_iou", "mean_iou")
+METRIC_KEYS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_iou", "mean_iou", *JF_KEYS)
 SPLITS = ("val", "test", "jhmdb", "test_shuffled")
 METRIC_COLUMNS = tuple(f"{s}/{k}" for s in SPLITS for k in METRIC_KEYS)
 RUN_COLUMNS = ("run_id", "run_hash", "reused", *METRIC_COLUMNS)  # one evaluated run, flat
@@ -31,7 +32,8 @@ STUDY_COLUMNS = ("study", "trial", "point", "x", "seed", *RUN_COLUMNS)  # studie
 # the strata of a scored pair (core.strata): distractor 1/0, attribute type; empty = unknown
 STRATA_COLUMNS = ("distractor", "attribute")
 # one scored (frame, sentence) pair of an evaluation: <run>/eval/per_sample.csv
-SAMPLE_COLUMNS = ("split", "pair", "sample", "video", "frame", "inter", "union", "iou", *STRATA_COLUMNS, "text")
+# (f: the pair's DAVIS boundary F in [0, 1] on ytvos / mevis, empty on A2D; J is the iou column)
+SAMPLE_COLUMNS = ("split", "pair", "sample", "video", "frame", "inter", "union", "iou", "f", *STRATA_COLUMNS, "text")
 # the ablation's per-sample table (the splits the report's paired tests use), without the text
 ABLATION_SAMPLE_SPLITS = ("test", "jhmdb", "test_shuffled")
 ABLATION_SAMPLE_COLUMNS = ("variant", "seed", *(c for c in SAMPLE_COLUMNS if c != "text"))
@@ -70,9 +72,9 @@ def run_row(run_id: str | None, run_hash: str, reused: bool, metrics: dict[str, 
 
 def mlflow_metrics(row: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a flat row under names MLflow accepts ('test/P@0.5' -> 'test/P_at_0.5',
-    'strata/test/attribute=colour/mAP' -> 'strata/test/attribute_colour/mAP')."""
+    'test/J&F' -> 'test/J_and_F', 'strata/test/attribute=colour/mAP' -> 'strata/test/attribute_colour/mAP')."""
     return {
-        k.replace("@", "_at_").replace("=", "_"): float(v)
+        k.replace("@", "_at_").replace("&", "_and_").replace("=", "_"): float(v)
         for k, v in row.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     }
@@ -114,6 +116,7 @@ def read_per_sample(path: Path) -> list[dict[str, Any]]:
                 "inter": int(r["inter"]),
                 "union": int(r["union"]),
                 "iou": float(r["iou"]),
+                "f": float(r["f"]) if r.get("f") else None,
                 "distractor": int(r["distractor"]) if r.get("distractor") else None,
                 "attribute": r.get("attribute") or None,
             }

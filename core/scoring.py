@@ -2,7 +2,8 @@
 
 One function, used by evaluation (`core.evaluate`), by training's per-epoch validation curves
 and by the benchmarks: the sigmoid map -> original size -> θ·max rule -> I, U
-(`core.metrics.batch_scores`).
+(`core.metrics.batch_scores`), and on the J&F datasets each pair's boundary F
+(`core.vos_metrics.batch_boundary_f`).
 
 The visual map F of a frame does not depend on the sentence (Fig. 3: the sentence enters at the
 fusion), and a frame has several sentences (and the shuffled control repeats the test frames),
@@ -11,6 +12,7 @@ so `FrameFeatures` computes F once per stored frame and only the fusion and deco
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,9 +22,10 @@ from tqdm import tqdm
 
 from core.config import Params
 from core.data.dataset import FrameDataset, collate_frames, to_device
-from core.metrics import batch_scores, iou
+from core.metrics import batch_scores, iou, summarize
 from core.model import CVLS
 from core.runtime import autocast
+from core.vos_metrics import batch_boundary_f, summarize_pairs
 
 
 class FrameFeatures:
@@ -52,8 +55,10 @@ def predict(
     device: torch.device,
     desc: str,
     features: FrameFeatures | None = None,
+    boundary: bool = False,
 ) -> list[dict[str, Any]]:
-    """Score every (frame, sentence) pair of `ds`: one row per pair with its meta, I, U and IoU.
+    """Score every (frame, sentence) pair of `ds`: one row per pair with its meta, I, U and IoU,
+    and with `boundary` its DAVIS F as 'f' (the J&F protocol; else f is None).
     Pass one `features` to several calls on the same frames (a split and its shuffled control)."""
     features = features or FrameFeatures(model)
     folder = str(ds.store.folder)
@@ -67,13 +72,23 @@ def predict(
             feat = features(keys, b["frames"][:, 0])
             logits = model.segment(feat, model.text(b["tokens"], b["lengths"]), tuple(b["frames"].shape[-2:]))[:, 0]
         probs = torch.sigmoid(logits.float()).cpu()
-        for (inter, union), m in zip(batch_scores(probs, gts, params.eval.threshold), meta):
+        theta = params.eval.threshold
+        fs = batch_boundary_f(probs, gts, theta) if boundary else [None] * len(gts)
+        for (inter, union), f, m in zip(batch_scores(probs, gts, theta), fs, meta):
             rows.append(
                 {
                     **{k: m[k] for k in ("pair", "sample", "video", "frame", "text")},
                     "inter": inter,
                     "union": union,
                     "iou": iou(inter, union),
+                    "f": f,
                 }
             )
     return rows
+
+
+def summarize_rows(rows: Sequence[Mapping[str, Any]], jf: bool) -> dict[str, float]:
+    """The protocol's summary of scored pairs (`core.metrics.summarize` of their I, U), and with
+    `jf` (rows scored with boundary=True) their J, F and J&F (`core.vos_metrics.summarize_pairs`)."""
+    out = summarize([r["inter"] for r in rows], [r["union"] for r in rows])
+    return {**out, **summarize_pairs(rows)} if jf else out

@@ -8,7 +8,7 @@ Per scored pair (a row of per_sample.csv, `core.results.STRATA_COLUMNS`):
 Both follow the pair's sample, i.e. its referent and its own sentence, also in the shuffled
 control (where the text shown is another sample's).
 
-`strata_metrics` summarises each non-empty stratum like `core.metrics.summarize` (with its n):
+`strata_metrics` summarises each non-empty stratum like a split (with its n):
 "distractor", "no_distractor", then "attribute=<type>" in name order.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.data.store import SplitStore
-from core.metrics import summarize
+from core.scoring import summarize_rows
 
 
 def pair_strata(store: SplitStore, sample: int) -> dict[str, int | str | None]:
@@ -37,9 +37,10 @@ def strata_of(row: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def strata_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """stratum -> the protocol's summary of its rows (each row needs inter, union and the strata
-    columns); only strata with rows appear."""
+def strata_metrics(rows: Sequence[Mapping[str, Any]], jf: bool = False) -> dict[str, dict[str, float]]:
+    """stratum -> the protocol's summary of its rows (`core.scoring.summarize_rows`: each row
+    needs inter, union and the strata columns, and with `jf` sample, iou and f); only strata
+    with rows appear."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         for name in strata_of(r):
@@ -47,4 +48,4 @@ def strata_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, flo
     order = [n for n in ("distractor", "no_distractor") if n in groups] + sorted(
         n for n in groups if n.startswith("attribute=")
     )
-    return {n: summarize([r["inter"] for r in groups[n]], [r["union"] for r in groups[n]]) for n in order}
+    return {n: summarize_rows(groups[n], jf) for n in order}

@@ -5,17 +5,27 @@ J = IoU of prediction and ground truth (both empty -> 1); F = boundary F-measure
 boundaries of both masks (seg2bmap) matched within ceil(0.008 · image diagonal) pixels.
 Per expression: mean J and mean F over all its annotated frames (none skipped, as MeViS).
 Over the set: mean over expressions, J&F = (J + F) / 2, in percent.
+
+Evaluation (`core.evaluate`, on data.dataset in `JF_DATASETS`) scores the protocol's predicted
+masks this way: J of a (frame, expression) pair is its IoU, F comes from `batch_boundary_f`,
+and a split's J / F / J&F is `summarize_pairs` of its scored pairs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from core.errors import DataError, UserError
+from core.metrics import predict_mask
+
+JF_KEYS = ("J", "F", "J&F")  # the keys `summarize_jf` adds to a split's metrics
+JF_DATASETS = ("ytvos", "mevis")  # data.dataset values whose evaluation reports J&F (DAVIS protocol)
 
 
 def _check_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,3 +108,32 @@ def summarize_jf(per_expression: Sequence[tuple[float, float]]) -> dict[str, flo
     j = 100 * float(np.mean([jf[0] for jf in per_expression]))
     f = 100 * float(np.mean([jf[1] for jf in per_expression]))
     return {"J": j, "F": f, "J&F": (j + f) / 2}
+
+
+def batch_boundary_f(probs: torch.Tensor, gts: Sequence[torch.Tensor], theta: float) -> list[float]:
+    """DAVIS F of every sample of a batch, on the protocol's prediction: sigmoid maps probs
+    [B, h, w] -> each ground truth's original size -> θ·max rule (core.metrics.predict_mask,
+    resized once per group of samples that share a size, as core.metrics.batch_scores)."""
+    if len(probs) != len(gts):
+        raise ValueError(f"{len(probs)} maps but {len(gts)} ground truths")
+    out = [0.0] * len(gts)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, gt in enumerate(gts):
+        groups.setdefault(tuple(gt.shape[-2:]), []).append(i)
+    for size, idx in groups.items():
+        pred = predict_mask(probs[idx], size, theta).numpy()
+        for k, i in enumerate(idx):
+            out[i] = boundary_f(pred[k], gts[i].numpy())
+    return out
+
+
+def summarize_pairs(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """J, F and J&F (`summarize_jf`) of scored (frame, expression) pairs, each row with its
+    expression id 'sample', its J as 'iou' (I / U, both empty -> 1: `region_similarity`) and its
+    F as 'f': per expression the mean over its pairs, then the mean over expressions; plus
+    n_expressions."""
+    per_expression: dict[Any, list[tuple[float, float]]] = {}
+    for r in rows:
+        per_expression.setdefault(r["sample"], []).append((float(r["iou"]), float(r["f"])))
+    jf = [(float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v]))) for v in per_expression.values()]
+    return {**summarize_jf(jf), "n_expressions": len(jf)}

@@ -220,3 +220,31 @@ def test_store_bounds_are_cached_per_fingerprint_and_threshold(tiny_store, monke
     other = p.replace(**{"eval.threshold": 0.3})
     assert bounds_mod.cache_path(other).name == f"{fingerprint}-0.3.json"
     assert set(store_bounds(other)) == set(first)
+
+
+def test_jf_bounds_score_the_pooled_referent_and_average_the_candidates(tmp_path):
+    """With jf (ytvos / mevis), the oracle's J and F are those of the protocol's prediction from
+    the referent's decoder map, and the blind bound's are the mean over the two same-class
+    candidates (one expression, one frame); the A2D keys are unchanged."""
+    from core.metrics import predict_mask
+    from core.vos_metrics import boundary_f, region_similarity
+
+    st = make_store(
+        tmp_path,
+        [video("v1", [{1: R, 2: D, 3: B}], [("the big ball", 1, "size")], {1: "ball", 2: "ball", 3: "box"})],
+    )
+    b = split_bounds(st, THETA, jf=True)
+    plain = split_bounds(st, THETA)
+    assert {k: v for k, v in b["oracle"].items() if k in plain["oracle"]} == plain["oracle"]
+    maps = decoder_maps(torch.from_numpy(np.stack([R, D])).to(torch.uint8))
+    j, f = [], []
+    for m in maps:
+        pred = predict_mask(m, (S, S), THETA).numpy()
+        j.append(100 * region_similarity(pred, R))
+        f.append(100 * boundary_f(pred, R))
+    assert b["oracle"]["J"] == pytest.approx(j[0]) and b["oracle"]["F"] == pytest.approx(f[0])
+    assert b["oracle"]["J"] == pytest.approx(100 * 15 / 16)  # the A2D oracle's IoU, as J
+    blind = b["language_blind"]
+    assert blind["J"] == pytest.approx(np.mean(j)) and blind["F"] == pytest.approx(np.mean(f))
+    assert blind["J&F"] == pytest.approx((np.mean(j) + np.mean(f)) / 2) and blind["n_expressions"] == 1
+    assert "J&F" not in plain["oracle"]

@@ -209,3 +209,39 @@ def test_expression_agrees_with_reference():
     j, f = expression_jf(preds, gts)
     assert 100 * j == pytest.approx(j_ref[1], abs=1e-6)
     assert 100 * f == pytest.approx(f_ref[1], abs=1e-6)
+
+
+# --- the evaluation's path: a batch of sigmoid maps, scored pairs -> J&F ------------------------
+
+
+def test_batch_boundary_f_is_f_of_the_protocols_prediction_per_sample():
+    """Maps of two sizes in one batch: each F equals boundary_f of predict_mask of its own map
+    (resize to its ground truth's size, θ·max), so grouping by size changes nothing."""
+    import torch
+
+    from core.metrics import predict_mask
+    from core.vos_metrics import batch_boundary_f
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand((5, 12, 12), generator=g)
+    gts = [torch.rand((h, w), generator=g) > 0.6 for h, w in ((30, 40), (30, 40), (25, 25), (30, 40), (25, 25))]
+    got = batch_boundary_f(probs, gts, 0.5)
+    want = [boundary_f(predict_mask(p, tuple(t.shape), 0.5).numpy(), t.numpy()) for p, t in zip(probs, gts)]
+    assert got == want
+    assert len(set(got)) > 1  # the masks differ, so must the scores
+
+
+def test_summarize_pairs_means_per_expression_first():
+    """Expression 7 has three pairs (J 1, 0, 0.5; F 1, 0, 1), expression 9 one (J 0, F 0.5): J =
+    (0.5 + 0) / 2 = 25 %, F = (2/3 + 0.5) / 2 = 58.33 %, not the pairs' means (37.5 %, 62.5 %)."""
+    from core.vos_metrics import summarize_pairs
+
+    rows = [
+        {"sample": 7, "iou": 1.0, "f": 1.0},
+        {"sample": 9, "iou": 0.0, "f": 0.5},
+        {"sample": 7, "iou": 0.0, "f": 0.0},
+        {"sample": 7, "iou": 0.5, "f": 1.0},
+    ]
+    out = summarize_pairs(rows)
+    assert out["J"] == pytest.approx(25.0) and out["F"] == pytest.approx(175 / 3)
+    assert out["J&F"] == pytest.approx((25.0 + 175 / 3) / 2) and out["n_expressions"] == 2
