@@ -177,7 +177,7 @@ def test_segmentation_loss_ignores_padded_frames():
 
 def test_all_switches_off_is_exactly_bce_whatever_lambda():
     torch.manual_seed(0)
-    lp = params_section("loss", ccl=False, rhic=False, lcf=False, lambda_seg=0.3)
+    lp = params_section("loss", ccl=False, rhic=False, lcf=False, lambda_seg=0.3, seg_reduction="mean")
     model = CVLS(TINY, lp, vocab_size=12)
     batch = make_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
@@ -281,13 +281,12 @@ def test_segmentation_sum_is_mean_times_pixels_and_ignores_padded_frames():
         segmentation_loss(logits, target, valid, "median")
 
 
-def test_the_defaults_leave_the_loss_and_its_gradients_bit_identical():
+def test_the_mean_reading_leaves_the_loss_and_its_gradients_bit_identical():
     """seg_reduction: mean and the cvls_terms refactor give exactly the loss (and gradients) of
     the code before them: λ·BCE-mean + (1−λ)·L_ccl, the Baseline BCE-mean alone."""
     for ccl in (True, False):
         torch.manual_seed(0)
-        lp = params_section("loss", ccl=ccl, lcf=ccl, rhic=ccl)
-        assert lp.seg_reduction == "mean"
+        lp = params_section("loss", ccl=ccl, lcf=ccl, rhic=ccl, seg_reduction="mean")
         model = CVLS(TINY, lp, vocab_size=12)
         batch = make_batch()
         out = model(batch["frames"], batch["tokens"], batch["lengths"])

@@ -19,11 +19,11 @@ def test_each_open_choice_is_changed_alone_from_the_params_reading(tmp_path):
     p = load_params(ROOT / "params.yaml", [f"paths.outputs={tmp_path}"])
     assert readings(p) == [
         ("as params", {}),
-        ("loss.seg_reduction=sum", {"loss.seg_reduction": "sum"}),
+        ("loss.seg_reduction=mean", {"loss.seg_reduction": "mean"}),
         ("model.fusion=product", {"model.fusion": "product"}),
     ]
-    other = p.replace(**{"loss.seg_reduction": "sum"})
-    assert [name for name, _ in readings(other)] == ["as params", "loss.seg_reduction=mean", "model.fusion=product"]
+    other = p.replace(**{"loss.seg_reduction": "mean"})
+    assert [name for name, _ in readings(other)] == ["as params", "loss.seg_reduction=sum", "model.fusion=product"]
 
 
 def test_the_table_has_seed_intervals_and_differences_paired_over_seeds():
