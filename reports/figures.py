@@ -13,6 +13,7 @@ import seaborn as sns
 from core.config import parse_ratio
 from core.study.figure import draw_sweep
 from reports import paper
+from reports.protocol import LABELS
 from reports.sweeps import PointIntervals
 
 
@@ -23,33 +24,54 @@ def ratio_order(points: Sequence[str]) -> list[str]:
     return known + rest
 
 
-def rhic_ratio(ax: Any, df: pd.DataFrame, metric: str = "mAP", intervals: PointIntervals | None = None) -> None:
-    """Fig. 6a: `metric` vs hard:easy ratio, categorical axis in the paper's order."""
+def rhic_ratio(
+    ax: Any,
+    df: pd.DataFrame,
+    metric: str = "mAP",
+    intervals: PointIntervals | None = None,
+    test_label: str | None = None,
+) -> None:
+    """Fig. 6a: `metric` vs hard:easy ratio, categorical axis in the paper's order (`test_label`:
+    the test split's name in the legend, else draw_sweep's)."""
     df = df.assign(point=df["point"].astype(str))
     order = ratio_order(list(df["point"].unique()))
     xs = {p: i for i, p in enumerate(order)}
-    _sweep(ax, df, xs, metric, intervals)
+    _sweep(ax, df, xs, metric, intervals, test_label)
     if paper.FIG6A_DEFAULT in xs:
         ax.axvline(xs[paper.FIG6A_DEFAULT], color="0.4", ls="--", lw=1, label=f"paper's choice {paper.FIG6A_DEFAULT}")
     ax.set_xticks(range(len(order)), order)
     ax.set_xlabel("RHIC hard:easy pixel ratio")
-    ax.set_title(f"Fig. 6a — {paper.METRIC_LABELS[metric]}")
+    ax.set_title(f"Fig. 6a — {LABELS[metric]}")
 
 
-def lambda_sensitivity(ax: Any, df: pd.DataFrame, metric: str = "mAP", intervals: PointIntervals | None = None) -> None:
+def lambda_sensitivity(
+    ax: Any,
+    df: pd.DataFrame,
+    metric: str = "mAP",
+    intervals: PointIntervals | None = None,
+    test_label: str | None = None,
+) -> None:
     """Fig. 6b: `metric` vs lambda (weight of the segmentation term)."""
     df = df.assign(point=df["point"].astype(str))
     xs = dict(zip(df["point"], df["x"].astype(float)))
-    _sweep(ax, df, xs, metric, intervals)
+    _sweep(ax, df, xs, metric, intervals, test_label)
     ax.axvline(paper.FIG6B_DEFAULT, color="0.4", ls="--", lw=1, label=f"paper's λ = {paper.FIG6B_DEFAULT}")
     ax.set_xlabel("λ (weight of L_seg; L_ccl gets 1 − λ)")
-    ax.set_title(f"Fig. 6b — {paper.METRIC_LABELS[metric]}")
+    ax.set_title(f"Fig. 6b — {LABELS[metric]}")
 
 
-def _sweep(ax: Any, df: pd.DataFrame, xs: dict[str, float], metric: str, intervals: PointIntervals | None) -> None:
+def _sweep(
+    ax: Any,
+    df: pd.DataFrame,
+    xs: dict[str, float],
+    metric: str,
+    intervals: PointIntervals | None,
+    test_label: str | None = None,
+) -> None:
     frame, label = (None, "") if intervals is None else (intervals.frame, intervals.label)
-    draw_sweep(ax, df, xs, metric=metric, intervals=frame, interval_label=label)
-    ax.set_ylabel(f"{paper.METRIC_LABELS[metric]} (%)")
+    names = {} if test_label is None else {"test_label": test_label}
+    draw_sweep(ax, df, xs, metric=metric, intervals=frame, interval_label=label, **names)
+    ax.set_ylabel(f"{LABELS[metric]} (%)")
 
 
 def training_curve(ax: Any, histories: pd.DataFrame, column: str, variants: Sequence[str], title: str) -> None:
@@ -72,27 +94,27 @@ def training_curve(ax: Any, histories: pd.DataFrame, column: str, variants: Sequ
 
 
 def shuffled_control(
-    ax: Any, results: pd.DataFrame, main: dict[str, dict[str, float]], variants: Sequence[str]
+    ax: Any, results: pd.DataFrame, main: dict[str, dict[str, float]], variants: Sequence[str], metric: str = "mAP"
 ) -> None:
-    """Test mAP with the true sentences vs with every sentence swapped for another sample's."""
+    """Test `metric` with the true sentences vs with every sentence swapped for another sample's."""
     rows = [
         (v, split, val)
         for _, r in results.iterrows()
         for v, split, val in (
-            (r["variant"], "true sentence", r["test/mAP"]),
-            (r["variant"], "shuffled sentence", r["test_shuffled/mAP"]),
+            (r["variant"], "true sentence", r[f"test/{metric}"]),
+            (r["variant"], "shuffled sentence", r[f"test_shuffled/{metric}"]),
         )
     ]
     if "test" in main and "test_shuffled" in main:
         rows += [
-            ("main run", "true sentence", main["test"]["mAP"]),
-            ("main run", "shuffled sentence", main["test_shuffled"]["mAP"]),
+            ("main run", "true sentence", main["test"].get(metric, np.nan)),
+            ("main run", "shuffled sentence", main["test_shuffled"].get(metric, np.nan)),
         ]
-    df = pd.DataFrame(rows, columns=["variant", "sentences", "mAP"])
+    df = pd.DataFrame(rows, columns=["variant", "sentences", "score"])
     sns.barplot(
         data=df,
         x="variant",
-        y="mAP",
+        y="score",
         hue="sentences",
         order=[*variants, "main run"],
         errorbar=("pi", 100),
@@ -101,22 +123,29 @@ def shuffled_control(
         ax=ax,
     )
     ax.set_xlabel("")
-    ax.set_ylabel("test mAP 0.5:0.95 (%)")
+    ax.set_ylabel(f"test {LABELS[metric]} (%)")
     ax.set_title("Shuffled-sentence control (bars: mean over seeds; whiskers: min–max)")
     ax.tick_params(axis="x", labelrotation=20)
     for lab in ax.get_xticklabels():
         lab.set_horizontalalignment("right")
 
 
-def ours_vs_paper(ax: Any, ours: dict[str, float], reference: dict[str, float], title: str, ref_label: str) -> None:
-    """Grouped bars: every metric, ours next to the paper's."""
-    keys = list(paper.METRICS)
+def ours_vs_paper(
+    ax: Any,
+    ours: dict[str, float],
+    reference: dict[str, float],
+    title: str,
+    ref_label: str,
+    keys: Sequence[str] = paper.METRICS,
+) -> None:
+    """Grouped bars: every metric of `keys`, ours next to the reference's (no bar where it has none)."""
+    keys = list(keys)
     x = np.arange(len(keys))
     ax.bar(x - 0.2, [ours.get(k, np.nan) for k in keys], 0.4, label="ours (main run)", color="tab:blue")
-    ax.bar(x + 0.2, [reference[k] for k in keys], 0.4, label=ref_label, color="0.65")
+    ax.bar(x + 0.2, [reference.get(k, np.nan) for k in keys], 0.4, label=ref_label, color="0.65")
     ax.set_xticks(
         x,
-        [paper.METRIC_LABELS[k].replace(" 0.5:0.95", "") for k in keys],
+        [LABELS[k].replace(" 0.5:0.95", "") for k in keys],
         rotation=45,
         ha="right",
         rotation_mode="anchor",

@@ -42,9 +42,10 @@ STAGES = {
     "studies/lambda_sensitivity.csv": "study_lambda",
 }
 # the columns the report needs (the schemas are core.results'); a metric column of an absent split
-# may be missing and reads as NaN, the strata columns (newer than the table) are missing in older ones
+# may be missing and reads as NaN; the strata columns and f (newer than the table) are missing in older ones
+OPTIONAL_COLUMNS = (*METRIC_COLUMNS, *STRATA_COLUMNS, "f")
 REQUIRED_COLUMNS = {
-    rel: tuple(c for c in cols if c not in METRIC_COLUMNS and c not in STRATA_COLUMNS)
+    rel: tuple(c for c in cols if c not in OPTIONAL_COLUMNS)
     for rel, cols in {
         "ablation/results.csv": ABLATION_COLUMNS,
         "ablation/per_sample.csv": ABLATION_SAMPLE_COLUMNS,
@@ -62,7 +63,7 @@ class ReportInputs:
     main_metrics: dict[str, dict[str, float]]  # eval/metrics.json: split -> metric -> %
     main_run: dict[str, Any]  # <run_dir>/run.json of the main run (pretrained, history)
     results: pd.DataFrame  # ablation/results.csv, one row per (variant, seed)
-    per_sample: pd.DataFrame  # ablation/per_sample.csv, with `map` (with_sample_map)
+    per_sample: pd.DataFrame  # ablation/per_sample.csv, with `map` and `jf` (with_sample_map)
     histories: pd.DataFrame  # ablation/histories.csv
     rhic: pd.DataFrame  # studies/rhic_ratio.csv
     lam: pd.DataFrame  # studies/lambda_sensitivity.csv
@@ -132,8 +133,11 @@ def main_run_info(params: Params) -> dict[str, Any]:
 
 
 def with_sample_map(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-sample rows with `map`: each sample's share of mAP (core.metrics.sample_map, 0..1)."""
-    return df.assign(map=[sample_map(i, u) for i, u in zip(df["inter"], df["union"])])
+    """Per-sample rows with `map`: each sample's share of mAP (core.metrics.sample_map, 0..1), and
+    `jf`: its (J + F) / 2 = (iou + f) / 2 (NaN where f is unknown: A2D, or a table older than f;
+    the per-unit scores are reports.protocol's)."""
+    f = pd.to_numeric(df["f"], errors="coerce") if "f" in df.columns else pd.Series(float("nan"), index=df.index)
+    return df.assign(map=[sample_map(i, u) for i, u in zip(df["inter"], df["union"])], f=f, jf=(df["iou"] + f) / 2)
 
 
 def run_samples(params: Params, run_hashes: list[str]) -> dict[str, pd.DataFrame]:

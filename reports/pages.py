@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.config import Params
+from core.config import DATASET_NAMES, Params
 from core.tracking import git_commit
 from reports import figures, paper, strata, tables
 from reports.document import SMALL, Page
 from reports.inputs import ReportInputs, qualitative_image
+from reports.protocol import Protocol, protocol, short_label, split_name
 from reports.sweeps import point_intervals
 from reports.tables import Numbers, Table
 from reports.variants import baseline, full
@@ -27,9 +28,29 @@ PAGE_TITLES = {
     "training": "Training curves and the shuffled-sentence control",
     "qualitative": "Qualitative: Baseline vs full CVLS",
 }
+# the J&F datasets have no paper Tables 1-2 to compare with
+MAIN_RESULTS_TITLES = {
+    "ytvos": "Main results vs LBDT-4's published Ref-YouTube-VOS numbers (another method)",
+    "mevis": "Main results: J&F on MeViS valid_u (no published context)",
+}
+
+
+def page_titles(proto: Protocol) -> dict[str, str]:
+    """PAGE_TITLES with the dataset's main-results title."""
+    return {**PAGE_TITLES, "main_results": MAIN_RESULTS_TITLES.get(proto.dataset, PAGE_TITLES["main_results"])}
 
 
 def data_notice(params: Params) -> str:
+    proto = protocol(params)
+    if not proto.cvls_paper:
+        name = DATASET_NAMES[proto.dataset]
+        if params.data.source == "synthetic":
+            return (
+                f"DATA IS SYNTHETIC: every number of ours in this report comes from the generated synthetic twin of "
+                f"{name} (the {name} on-disk layout, not the real videos); test split: the {proto.test_split}. "
+                "Compare trends and orderings, not values."
+            )
+        return f"Data: the real {name}; test split: the {proto.test_split}."
     if params.data.source == "synthetic":
         return (
             "DATA IS SYNTHETIC: every number of ours in this report comes from the generated synthetic benchmark "
@@ -50,10 +71,16 @@ def backbone_init(params: Params) -> str:
 
 
 def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+    proto = protocol(params)
     page = Page("title", PAGE_TITLES["title"])
     page.text(
         "Contrastive Video-Language Segmentation (Liang et al., arXiv 2109.14131): ablations, studies and "
-        "main results of this suite, next to the paper's numbers.",
+        + (
+            "main results of this suite, next to the paper's numbers."
+            if proto.cvls_paper
+            else f"main results of this suite on {DATASET_NAMES[proto.dataset]}, in the DAVIS metrics J, F and J&F "
+            "(the paper has no numbers on this dataset)."
+        ),
         gap=0.15,
     )
     synthetic = params.data.source == "synthetic"
@@ -64,6 +91,8 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         box="#fde8e8" if synthetic else "#eef3fb",
         gap=0.2,
     )
+    if not proto.cvls_paper:
+        page.text(f"{proto.context_note}.", size=SMALL, gap=0.15)
     p, s = params, params.studies
     info = Table(["setting", "value", "setting", "value"])
     kv = [
@@ -102,7 +131,8 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
             size=SMALL,
         )
     page.text("Contents", weight="bold", size=10)
-    page.text("\n".join(f"{i}. {t}" for i, t in enumerate(list(PAGE_TITLES.values())[1:], start=2)), size=SMALL)
+    titles = list(page_titles(proto).values())[1:]
+    page.text("\n".join(f"{i}. {t}" for i, t in enumerate(titles, start=2)), size=SMALL)
     return page
 
 
@@ -128,30 +158,58 @@ def table3_bounds(inp: ReportInputs) -> dict[str, dict[str, float]] | None:
     return b if b and "oracle" in b else None
 
 
-def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    conf = params.report.confidence
-    page = Page("table3", PAGE_TITLES["table3"])
-    page.text(
-        f"Test split (A2D-format), in %. mAP is 0.5:0.95. Ours: mean ± CI, the half-width of the {conf:.0%} "
-        "Student-t interval over seeds "
-        "(a single seed: the value alone). Paper: Table 3 of the paper, measured on real A2D Sentences; the "
-        f"plain text lost the check marks, so the rows follow the {paper.TABLE3_ROW_ORDER_NOTE}.",
-        size=SMALL,
+def table3_intro(params: Params) -> str:
+    """What Table 3 shows, in a paragraph."""
+    conf, proto = params.report.confidence, protocol(params)
+    ours = (
+        f"Ours: mean ± CI, the half-width of the {conf:.0%} Student-t interval over seeds (a single seed: the value "
+        "alone)."
     )
+    if proto.cvls_paper:
+        return (
+            f"Test split (A2D-format), in %. mAP is 0.5:0.95. {ours} Paper: Table 3 of the paper, measured on real "
+            "A2D Sentences; the plain text lost the check marks, so the rows follow the "
+            f"{paper.TABLE3_ROW_ORDER_NOTE}."
+        )
+    return (
+        f"Test split: the {split_name(params)}, in %. J: region similarity (the IoU of a frame), F: boundary "
+        "F-measure, J&F = (J + F) / 2, DAVIS protocol: per expression the mean over its annotated frames, then the "
+        f"mean over expressions. {ours} {proto.context_note}"
+        + (" (shown on the full model's row, for orientation only)." if proto.reference else ".")
+    )
+
+
+def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+    conf, proto = params.report.confidence, protocol(params)
+    page = Page("table3", PAGE_TITLES["table3"])
+    page.text(table3_intro(params), size=SMALL)
     bounds = table3_bounds(inp)
-    page.text(f"(a) mAP 0.5:0.95, Overall IoU, Mean IoU — {paper.TABLE3_ROW_ORDER_NOTE}", weight="bold", size=10)
-    page.table(tables.table3(inp.results, conf, num, bounds))
+    if proto.cvls_paper:
+        heading = f"(a) mAP 0.5:0.95, Overall IoU, Mean IoU — {paper.TABLE3_ROW_ORDER_NOTE}"
+    else:
+        heading = f"(a) {', '.join(proto.label(m) for m in proto.table3)} (DAVIS protocol)"
+    page.text(heading, weight="bold", size=10)
+    page.table(tables.table3(inp.results, conf, num, bounds, proto))
     if bounds is None:
         page.text(NO_BOUNDS_NOTE, size=SMALL)
     else:
         page.text(BOUNDS_NOTE, size=SMALL)
         if "language_blind" in bounds:
-            page.table(tables.headroom(inp.results, bounds, num))
+            page.table(tables.headroom(inp.results, bounds, num, proto))
+            missing = [
+                proto.label(m)
+                for m in tables.headroom_metrics(proto)
+                if m not in bounds["language_blind"] or m not in bounds["oracle"]
+            ]
+            if missing:
+                page.text(
+                    f"Headroom closed: {tables.NA} for {', '.join(missing)}: bounds.json has no such bound.", size=SMALL
+                )
         else:
             page.text(NO_BLIND_NOTE, size=SMALL)
-    page.text(tables.detectable_differences(inp.results, inp.per_sample, conf, num), size=SMALL, gap=0.2)
+    page.text(tables.detectable_differences(inp.results, inp.per_sample, conf, num, proto=proto), size=SMALL, gap=0.2)
     page.text("(b) Precision at IoU thresholds (P@K: % of samples with IoU ≥ K)", weight="bold", size=10)
-    page.table(tables.table3_precision(inp.results, conf, num))
+    page.table(tables.table3_precision(inp.results, conf, num, proto))
     page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")
     return page
 
@@ -164,7 +222,7 @@ def strata_unavailable(params: Params, found: strata.StrataScores) -> str:
             "columns (written before the strata existed); rerun `dvc repro ablate`."
         )
     if params.data.source == "real":
-        return "Strata unavailable: " + strata.REAL_DATA_NOTE
+        return "Strata unavailable: " + protocol(params).real_strata_note
     return (
         "Strata unavailable: no test pair of the Table-3 runs carries a distractor or attribute label (runs "
         "evaluated before the labels were written); re-evaluate them."
@@ -172,45 +230,72 @@ def strata_unavailable(params: Params, found: strata.StrataScores) -> str:
 
 
 def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    conf = params.report.confidence
+    conf, proto = params.report.confidence, protocol(params)
     page = Page("strata", PAGE_TITLES["strata"])
+    split = "Test split" if proto.cvls_paper else f"The {split_name(params)}"
+    units = (
+        ""
+        if proto.cvls_paper
+        else " J and J&F of a stratum: over its expressions (an expression and all its frames share its labels)."
+    )
     page.text(
-        "Test split, in %, per Table-3 variant: the protocol's scores on the test pairs of each stratum, mean ± CI "
+        f"{split}, in %, per Table-3 variant: the protocol's scores on the test pairs of each stratum, mean ± CI "
         f"(the half-width of the {conf:.0%} Student-t interval over seeds of each run's score on the stratum, as "
         "evaluation writes it to <run>/eval/strata.json; a single seed: the value alone), from the per-sample "
         "table. distractor: another instance of the referent's class is in an annotated frame of its video, so "
         "only the sentence tells them apart; no_distractor: none is; attribute=a: the attribute type the sentence "
-        "uses to single the referent out. The synthetic benchmark records both labels. " + strata.REAL_DATA_NOTE,
+        "uses to single the referent out. The synthetic benchmark records both labels. "
+        + proto.real_strata_note
+        + units,
         size=SMALL,
     )
-    found = strata.strata_scores(inp.results, inp.per_sample)
+    found = strata.strata_scores(inp.results, inp.per_sample, proto=proto)
     if not found.available:
         page.text(strata_unavailable(params, found), weight="bold", box="#eef3fb")
         return page
-    for letter, (metric, label) in zip("ab", strata.SCORES.items()):
-        page.text(f"({letter}) {label} by stratum", weight="bold", size=10)
-        page.table(strata.strata_table(found.scores, metric, conf, num))
+    for letter, metric in zip("ab", strata.metrics_shown(proto)):
+        page.text(f"({letter}) {proto.label(metric)} by stratum", weight="bold", size=10)
+        page.table(strata.strata_table(found.scores, metric, conf, num, proto))
     if found.unlabelled:
         page.text(f"Runs left out (no labelled test pair): {', '.join(found.unlabelled)}.", size=SMALL)
     page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")
     return page
 
 
+def significance_intro(params: Params) -> str:
+    """How the significance page tests each step, in a paragraph."""
+    r, proto = params.report, protocol(params)
+    if proto.cvls_paper:
+        return (
+            f"Δ Mean IoU: paired bootstrap over the test samples ({r.bootstrap} resamples of the (frame, sentence) "
+            "pairs, the same pairs for every seed; IoU difference averaged over seeds and samples, in percentage "
+            f"points); {r.confidence:.0%} percentile interval and two-sided p. Δ mAP: paired t-test over seeds "
+            f"(same seed, both variants) with its {r.confidence:.0%} t-interval; needs ≥ 2 seeds. "
+            "Paper Δ mAP: the difference of the paper's Table 3 rows (row order as reconstructed)."
+        )
+    sec, pri = proto.label(proto.secondary), proto.label(proto.primary)
+    return (
+        f"Test split: the {split_name(params)}. Δ {sec}: paired bootstrap over the test expressions ({r.bootstrap} "
+        f"resamples of the expressions, the same expressions for every seed; an expression's {sec} is the mean over "
+        f"its annotated frames, as the DAVIS protocol scores it; difference averaged over seeds and expressions, in "
+        f"percentage points); {r.confidence:.0%} percentile interval and two-sided p. Δ {pri}: paired t-test over "
+        f"seeds (same seed, both variants) with its {r.confidence:.0%} t-interval; needs ≥ 2 seeds. The paper has no "
+        "ablation on this dataset to compare the steps with."
+    )
+
+
 def significance_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    r = params.report
+    r, proto = params.report, protocol(params)
     page = Page("significance", PAGE_TITLES["significance"])
     page.text(
         "What the paper never reported: whether each added component helps beyond seed and sample noise.", weight="bold"
     )
-    page.text(
-        f"Δ Mean IoU: paired bootstrap over the test samples ({r.bootstrap} resamples of the (frame, sentence) "
-        "pairs, the same pairs for every seed; IoU difference averaged over seeds and samples, in percentage "
-        f"points); {r.confidence:.0%} percentile interval and two-sided p. Δ mAP: paired t-test over seeds "
-        f"(same seed, both variants) with its {r.confidence:.0%} t-interval; needs ≥ 2 seeds. "
-        "Paper Δ mAP: the difference of the paper's Table 3 rows (row order as reconstructed).",
-        size=SMALL,
+    page.text(significance_intro(params), size=SMALL)
+    page.table(
+        tables.significance(
+            inp.results, inp.per_sample, reps=r.bootstrap, confidence=r.confidence, num=num, proto=proto
+        )
     )
-    page.table(tables.significance(inp.results, inp.per_sample, reps=r.bootstrap, confidence=r.confidence, num=num))
     page.text(
         f"A bootstrap p cannot go below 1/(reps + 1) = {1 / (r.bootstrap + 1):.1e}. Steps are every pair of "
         "variants that differ by exactly one component.",
@@ -239,8 +324,13 @@ def sensitivity_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 
 
 def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    r = params.report
+    r, proto = params.report, protocol(params)
     page = Page("fig6", PAGE_TITLES["fig6"])
+    if proto.cvls_paper:
+        units, extra = "samples", "Mean IoU (right) is not in the paper's figure. "
+    else:
+        units = proto.units(2)
+        extra = f"Left {proto.label(proto.primary)}, right {proto.label(proto.secondary)}; the paper's is A2D mAP. "
     studies = (
         (inp.rhic, figures.rhic_ratio, "ratio", paper.FIG6A_BEHAVIOUR),
         (
@@ -252,11 +342,17 @@ def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     )
     for df, draw, what, behaviour in studies:
         axs = page.axes(3.5, ncols=2, left=0.6, wspace=0.7)
-        for ax, metric in zip(axs, ("mAP", "mean_iou")):
+        for ax, metric in zip(axs, (proto.primary, proto.secondary)):
             iv = point_intervals(
-                df, inp.study_samples, metric=metric, splits=("val", "test"), reps=r.bootstrap, confidence=r.confidence
+                df,
+                inp.study_samples,
+                metric=metric,
+                splits=("val", "test"),
+                reps=r.bootstrap,
+                confidence=r.confidence,
+                proto=proto,
             )
-            draw(ax, df, metric, iv)
+            draw(ax, df, metric, iv, None if proto.cvls_paper else proto.test_short)
         page.legend(*figures.take_legend(axs[0]))
         figures.take_legend(axs[1])
         without = sum(str(h) not in inp.study_samples for h in df["run_hash"])
@@ -269,8 +365,7 @@ def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
             f"Ours: full CVLS model on the val and test splits at each {what}, seeds per point: "
             f"{df.groupby('point').size().max()} (line: mean over seeds; dots: the seeds; bars: the {r.confidence:.0%} "
             "interval, Student-t over seeds where a point has ≥ 2, else the percentile bootstrap of the run's "
-            f"score over its samples, {r.bootstrap} resamples).{missing} Mean IoU (right) is not in the paper's "
-            "figure. " + behaviour,
+            f"score over its {units}, {r.bootstrap} resamples).{missing} " + extra + behaviour,
             size=SMALL,
             gap=0.25,
         )
@@ -278,6 +373,9 @@ def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 
 
 def main_results_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+    proto = protocol(params)
+    if not proto.cvls_paper:
+        return jf_main_results_page(params, inp, num)
     page = Page("main_results", PAGE_TITLES["main_results"])
     page.text(
         "Ours: the main run (full model, params.yaml as is) on the A2D-format test split and zero-shot on the "
@@ -300,23 +398,61 @@ def main_results_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     return page
 
 
-def shuffled_table(results: pd.DataFrame, main: dict, num: Numbers) -> Table:
-    t = Table(["variant", "test mAP", "shuffled mAP", "drop (pp)"])
+def jf_main_results_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+    """The main results on a J&F dataset: our test and val J, F, J&F (and the A2D-style metrics) next
+    to the context numbers; no J-HMDB split."""
+    proto = protocol(params)
+    page = Page("main_results", page_titles(proto)["main_results"])
+    page.text(
+        f"Ours: the main run (full model, params.yaml as is) on the {split_name(params)} and on val (held-out train "
+        "videos). J, F and J&F: the DAVIS protocol (per expression the mean over its annotated frames, then the "
+        "mean over expressions); the A2D-style metrics below them score each (frame, expression) pair. "
+        f"{proto.context_note}.",
+        size=SMALL,
+    )
+    page.table(tables.main_results(inp.main_metrics, num, proto))
+    page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")
+    left, right = page.axes(3.6, ncols=2, left=0.6, wspace=0.7, bottom=0.8)
+    ref_label = proto.context_label.replace("\n", " ")
+    for ax, split, title in ((left, "test", proto.test_short), (right, "val", "val")):
+        ours = inp.main_metrics.get(split, {})
+        figures.ours_vs_paper(ax, ours, dict(proto.reference), title, ref_label, keys=proto.main_metrics)
+    page.legend(*figures.take_legend(left))
+    if proto.reference:
+        page.text(
+            f"Grey bars: {proto.context_note.removeprefix('Context: ')}; none where that source has no such number.",
+            size=SMALL,
+        )
+    return page
+
+
+def shuffled_table(results: pd.DataFrame, main: dict, num: Numbers, metric: str = "mAP") -> Table:
+    label = short_label(metric)
+    t = Table(["variant", f"test {label}", f"shuffled {label}", "drop (pp)"])
     groups = list(results.groupby("variant", sort=False)) + [("main run", None)]
     for v, g in groups:
         a, b = (
-            (g["test/mAP"].mean(), g["test_shuffled/mAP"].mean())
+            (g[f"test/{metric}"].mean(), g[f"test_shuffled/{metric}"].mean())
             if g is not None
-            else (main.get("test", {}).get("mAP", float("nan")), main.get("test_shuffled", {}).get("mAP", float("nan")))
+            else (
+                main.get("test", {}).get(metric, float("nan")),
+                main.get("test_shuffled", {}).get(metric, float("nan")),
+            )
         )
         key = f"shuffled/{v}"
         t.rows.append(
-            [v, num.put(key + "/test_mAP", a), num.put(key + "/shuffled_mAP", b), num.put(key + "/drop", a - b)]
+            [
+                v,
+                num.put(f"{key}/test_{metric}", a),
+                num.put(f"{key}/shuffled_{metric}", b),
+                num.put(key + "/drop", a - b),
+            ]
         )
     return t
 
 
 def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+    proto = protocol(params)
     page = Page("training", PAGE_TITLES["training"])
     variants = inp.variants
     left, right = page.axes(3.0, ncols=2, left=0.6, wspace=0.65)
@@ -331,14 +467,14 @@ def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         gap=0.25,
     )
     (ax,) = page.axes(3.0, bottom=0.8)
-    figures.shuffled_control(ax, inp.results, inp.main_metrics, variants)
+    figures.shuffled_control(ax, inp.results, inp.main_metrics, variants, proto.primary)
     page.legend(*figures.take_legend(ax))
     page.text(
         "Each test sample scored again with another sample's sentence: a model that uses the language loses "
-        "most of its mAP; one that segments the most salient object does not.",
+        f"most of its {proto.short(proto.primary)}; one that segments the most salient object does not.",
         size=SMALL,
     )
-    page.table(shuffled_table(inp.results, inp.main_metrics, num))
+    page.table(shuffled_table(inp.results, inp.main_metrics, num, proto.primary))
     return page
 
 

@@ -58,3 +58,13 @@ SOURCE_NOTE = (
     "The paper's numbers were measured on the real A2D Sentences / J-HMDB Sentences benchmarks "
     "(ResNet-50, 320x320 input)."
 )
+
+# ---------------------------------------------------------------------------------------------
+# ANOTHER METHOD's numbers (not CVLS): the CVLS paper reports nothing on Ref-YouTube-VOS or MeViS,
+# so the report prints these for orientation on data.dataset ytvos.
+# LBDT-4 (Ding et al., "Language-Bridged Spatial-Temporal Interaction for Referring Video Object
+# Segmentation", CVPR 2022, arXiv 2206.03789), from its README's Ref-YouTube-VOS table
+# (../shared/seeds/003_0a5300625db488c5.txt): measured on the real Ref-YouTube-VOS valid set (its
+# evaluation server), not on our offline test split.
+LBDT4_YTVOS = {"J": 48.18, "F": 50.57, "J&F": 49.38}
+LBDT4_SOURCE = "LBDT-4 (Ding et al., CVPR 2022, arXiv 2206.03789)"

@@ -1,5 +1,6 @@
-"""Table 3 by stratum: each variant's Mean IoU and mAP on the test pairs with and without a
-same-class distractor, and per disambiguating attribute type.
+"""Table 3 by stratum: each variant's secondary and primary metric (A2D: Mean IoU and mAP; the J&F
+datasets: J and J&F, reports.protocol) on the test pairs with and without a same-class
+distractor, and per disambiguating attribute type.
 
 The strata of a pair are the per-sample table's `distractor` and `attribute` columns
 (core.results.STRATA_COLUMNS; None = unknown), and each run's scores on them are
@@ -15,19 +16,19 @@ import pandas as pd
 
 from core.results import STRATA_COLUMNS
 from core.strata import strata_metrics
+from reports.protocol import A2D, Protocol
 from reports.stats import mean_ci
 from reports.tables import Numbers, Table
 
-SCORES = {"mean_iou": "Mean IoU", "mAP": "mAP 0.5:0.95"}  # the metrics the page shows
-REAL_DATA_NOTE = (
-    "Real A2D Sentences has no class labels in its sentence h5 files, so no pair can be labelled by distractor "
-    "or attribute: on real data the strata are unavailable."
-)
+
+def metrics_shown(proto: Protocol = A2D) -> tuple[str, str]:
+    """The metrics the page shows, in order: the protocol's secondary and primary metric."""
+    return proto.secondary, proto.primary
 
 
 @dataclass
 class StrataScores:
-    scores: pd.DataFrame  # one row per (variant, seed, stratum): mean_iou, mAP (%), n
+    scores: pd.DataFrame  # one row per (variant, seed, stratum): the page's metrics (%), n and n_expressions
     columns: bool = True  # the per-sample table has the strata columns (older tables lack them)
     unlabelled: list[str] = field(default_factory=list)  # "variant seed s" of runs with no labelled pair
 
@@ -36,16 +37,20 @@ class StrataScores:
         return not self.scores.empty
 
 
-def records(samples: pd.DataFrame) -> list[dict]:
+def records(samples: pd.DataFrame, jf: bool = False) -> list[dict]:
     """Per-sample rows as core.strata reads them: inter, union and the strata, unknown (an empty
-    cell, NaN in pandas) as None."""
-    cols = ["inter", "union", *STRATA_COLUMNS]
+    cell, NaN in pandas) as None; with `jf` also sample, iou and f."""
+    cols = ["inter", "union", *STRATA_COLUMNS, *(("sample", "iou", "f") if jf else ())]
     return [{c: None if pd.isna(x) else x for c, x in zip(cols, r)} for r in samples[cols].itertuples(index=False)]
 
 
-def strata_scores(results: pd.DataFrame, per_sample: pd.DataFrame, split: str = "test") -> StrataScores:
-    """core.strata.strata_metrics of every Table-3 run's `split` pairs, in result-table order."""
-    empty = pd.DataFrame(columns=["variant", "seed", "stratum", "mean_iou", "mAP", "n"])
+def strata_scores(
+    results: pd.DataFrame, per_sample: pd.DataFrame, split: str = "test", proto: Protocol = A2D
+) -> StrataScores:
+    """core.strata.strata_metrics of every Table-3 run's `split` pairs (with J, F, J&F on the J&F
+    datasets), in result-table order."""
+    keep = (*metrics_shown(proto), "n", *(("n_expressions",) if proto.jf else ()))
+    empty = pd.DataFrame(columns=["variant", "seed", "stratum", *keep])
     if any(c not in per_sample.columns for c in STRATA_COLUMNS):
         return StrataScores(empty, columns=False)
     ps = per_sample[per_sample["split"] == split]
@@ -53,20 +58,19 @@ def strata_scores(results: pd.DataFrame, per_sample: pd.DataFrame, split: str = 
     out, rows = StrataScores(empty), []
     for v, seed in results[["variant", "seed"]].itertuples(index=False):
         g = groups.get((v, seed))
-        found = {} if g is None else strata_metrics(records(g))
+        found = {} if g is None else strata_metrics(records(g, proto.jf), proto.jf)
         if not found:
             out.unlabelled.append(f"{v} seed {seed}")
-        rows += [
-            {"variant": v, "seed": seed, "stratum": k, **{m: s[m] for m in (*SCORES, "n")}} for k, s in found.items()
-        ]
+        rows += [{"variant": v, "seed": seed, "stratum": k, **{m: s[m] for m in keep}} for k, s in found.items()]
     if rows:
         out.scores = pd.DataFrame(rows)
     return out
 
 
-def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numbers) -> Table:
+def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numbers, proto: Protocol = A2D) -> Table:
     """Rows: variants; columns: strata; cells: mean ± t-interval over seeds of `metric`; last row:
-    the pairs in each stratum (the most any run has: the runs share the test split)."""
+    the units in each stratum (A2D: pairs; J&F datasets: expressions; the most any run has: the
+    runs share the test split)."""
     strata = list(dict.fromkeys(scores["stratum"]))
     t = Table(["Variant", "seeds", *(s.replace("=", "=\n") for s in strata)])
     for v, g in scores.groupby("variant", sort=False):
@@ -76,6 +80,6 @@ def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numb
             key = f"strata/{v}/{s}/{metric}"
             row.append(num.pm(key, mean_ci(values[s], confidence)) if s in values else num.put(key + "/mean", None))
         t.rows.append(row)
-    n = scores.groupby("stratum")["n"].max()
-    t.rows.append(["test pairs (n)", "", *(num.put(f"strata/n/{s}", int(n[s])) for s in strata)])
+    n = scores.groupby("stratum")["n_expressions" if proto.jf else "n"].max()
+    t.rows.append([f"test {proto.units(2)} (n)", "", *(num.put(f"strata/n/{s}", int(n[s])) for s in strata)])
     return t

@@ -2,9 +2,10 @@
 
 With two or more seeds at a point, the Student-t interval over the seeds (as Table 3); with one
 seed (the default, studies.seeds: [0]) there is no seed spread, so the interval is the percentile
-bootstrap of the run's score over its samples, from <run>/eval/per_sample.csv: a sample's IoU
-for Mean IoU, its share of the mAP thresholds for mAP. A one-seed point whose run has no
-per-sample file gets no interval.
+bootstrap of the run's score over its units, from <run>/eval/per_sample.csv (reports.protocol:
+on A2D a pair's IoU for Mean IoU, its share of the mAP thresholds for mAP; on the J&F datasets an
+expression's mean over its annotated frames). A one-seed point whose run has no per-sample file
+gets no interval.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.protocol import A2D, Protocol
 from reports.stats import bootstrap_ci, mean_ci
 
-SAMPLE_SCORE = {"mAP": "map", "mean_iou": "iou"}  # metric -> its per-sample column (0..1)
 OVER = {"seeds": "t over seeds", "samples": "bootstrap over samples"}
 
 
@@ -39,6 +40,7 @@ def point_intervals(
     splits: tuple[str, ...],
     reps: int,
     confidence: float,
+    proto: Protocol = A2D,
 ) -> PointIntervals:
     """The interval of `metric` (%) at every (point, split) of a study table (one row per
     (point, seed), columns point, run_hash, '<split>/<metric>'); points as text, as drawn."""
@@ -51,7 +53,7 @@ def point_intervals(
             rows.append((point, split, iv.mean - iv.half, iv.mean + iv.half, "seeds"))
             continue
         samples = run_samples.get(str(g.loc[values.index, "run_hash"].iloc[0])) if len(values) else None
-        scores = None if samples is None else 100 * samples.loc[samples["split"] == split, SAMPLE_SCORE[metric]]
+        scores = None if samples is None else 100 * proto.unit_scores(samples[samples["split"] == split], metric)
         if scores is None or scores.empty:
             continue
         lo, hi = bootstrap_ci(scores.to_numpy(), reps=reps, confidence=confidence, seed=len(rows))

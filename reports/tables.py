@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.bounds import share_of_headroom
 from reports import paper
+from reports.protocol import A2D, Protocol
 from reports.stats import Interval, detectable_difference, mean_ci, paired_bootstrap, paired_t
 from reports.variants import baseline, full, incremental_steps
 
@@ -25,7 +26,6 @@ NA = "n/a"  # a number that cannot exist for this data (not a missing one, which
 POWER = 0.8  # the power the detectable differences are stated at
 # bounds.json's bounds, as Table 3's reference rows
 BOUND_ROWS = {"oracle": "oracle ceiling", "language_blind": "language-blind bound"}
-HEADROOM_METRICS = ("mAP", "mean_iou")
 
 
 class Numbers:
@@ -82,44 +82,56 @@ def seed_intervals(results: pd.DataFrame, column: str, confidence: float) -> dic
 
 
 def table3(
-    results: pd.DataFrame, confidence: float, num: Numbers, bounds: dict[str, dict[str, float]] | None = None
+    results: pd.DataFrame,
+    confidence: float,
+    num: Numbers,
+    bounds: dict[str, dict[str, float]] | None = None,
+    proto: Protocol = A2D,
 ) -> Table:
-    """Table 3 reproduced: test mAP / Overall IoU / Mean IoU per variant, ours (mean ± CI) vs paper;
-    with `bounds` (bounds.json of the test split: 'oracle' / 'language_blind' -> metric -> %), the
-    bounds as reference rows under the variants."""
+    """Table 3 reproduced: the protocol's test metrics per variant (A2D: mAP / Overall IoU / Mean
+    IoU; J&F datasets: J&F / J / F), ours (mean ± CI) vs the context numbers (A2D: the paper's
+    rows; Ref-YouTube-VOS: another method's, on the full model's row); with `bounds` (bounds.json of
+    the test split: 'oracle' / 'language_blind' -> metric -> %), the bounds as reference rows under
+    the variants."""
     header = ["Variant", "seeds"]
-    for m in paper.TABLE3_METRICS:
-        label = paper.METRIC_LABELS[m].replace(" 0.5:0.95", "")
-        header += [f"{label}\nours (± CI)", f"{label}\npaper"]
+    for m in proto.table3:
+        header += [f"{proto.short(m)}\nours (± CI)", f"{proto.short(m)}\n{proto.context_label}"]
     t = Table(header)
-    stats = {m: seed_intervals(results, f"test/{m}", confidence) for m in paper.TABLE3_METRICS}
+    stats = {m: seed_intervals(results, f"test/{m}", confidence) for m in proto.table3}
+    name = full(results)
     for v in dict.fromkeys(results["variant"]):
-        row = [v, num.put(f"table3/{v}/n_seeds", stats["mAP"][v].n)]
-        for m in paper.TABLE3_METRICS:
+        row = [v, num.put(f"table3/{v}/n_seeds", stats[proto.primary][v].n)]
+        for m in proto.table3:
             row.append(num.pm(f"table3/{v}/test/{m}", stats[m][v]))
-            row.append(num.put(f"paper/table3/{v}/{m}", paper.TABLE3.get(v, {}).get(m)))
+            row.append(num.put(f"{proto.context_key}/{v}/{m}", proto.context(v, m, name)))
         t.rows.append(row)
     for b, label in BOUND_ROWS.items():
         if bounds is not None and b in bounds:
             row = [label, DASH]
-            for m in paper.TABLE3_METRICS:
+            for m in proto.table3:
                 row += [num.put(f"bounds/test/{b}/{m}", bounds[b].get(m)), DASH]
             t.rows.append(row)
     return t
 
 
-def headroom(results: pd.DataFrame, bounds: dict[str, dict[str, float]], num: Numbers) -> Table:
+def headroom_metrics(proto: Protocol = A2D) -> tuple[str, str]:
+    """The metrics whose share of the headroom Table 3 states: the protocol's primary and secondary."""
+    return proto.primary, proto.secondary
+
+
+def headroom(results: pd.DataFrame, bounds: dict[str, dict[str, float]], num: Numbers, proto: Protocol = A2D) -> Table:
     """Per variant, the share of the headroom it closes on test (core.bounds.share_of_headroom of
-    its mean over seeds against the bounds, in %) for mAP and Mean IoU; n/a without a
-    language-blind bound (data without class labels)."""
-    labels = [paper.METRIC_LABELS[m] for m in HEADROOM_METRICS]
-    t = Table(["Variant", *(f"{label}\nheadroom closed (%)" for label in labels)])
-    blind = bounds.get("language_blind", {})
+    its mean over seeds against the bounds, in %) for the protocol's primary and secondary metric
+    (A2D: mAP and Mean IoU; J&F datasets: J&F and J); n/a where a bound lacks the metric (no
+    language-blind bound: data without class labels)."""
+    metrics = headroom_metrics(proto)
+    t = Table(["Variant", *(f"{proto.label(m)}\nheadroom closed (%)" for m in metrics)])
+    blind, oracle = bounds.get("language_blind", {}), bounds.get("oracle", {})
     for v, g in results.groupby("variant", sort=False):
         row = [v]
-        for m in HEADROOM_METRICS:
-            if m in blind:
-                share = share_of_headroom(float(g[f"test/{m}"].mean()), blind[m], bounds["oracle"][m])
+        for m in metrics:
+            if m in blind and m in oracle:
+                share = share_of_headroom(float(g[f"test/{m}"].mean()), blind[m], oracle[m])
                 row.append(num.put(f"headroom/{v}/{m}", 100 * share, digits=0))
             else:
                 row.append(NA)
@@ -127,29 +139,32 @@ def headroom(results: pd.DataFrame, bounds: dict[str, dict[str, float]], num: Nu
     return t
 
 
-def table3_precision(results: pd.DataFrame, confidence: float, num: Numbers) -> Table:
-    """P@0.5..0.9 on test per variant (mean ± CI); the paper gives these for the full model only."""
+def table3_precision(results: pd.DataFrame, confidence: float, num: Numbers, proto: Protocol = A2D) -> Table:
+    """P@0.5..0.9 on test per variant (mean ± CI); the paper gives these for the full model only
+    (on A2D: its row under the variants)."""
     ks = [m for m in paper.METRICS if m.startswith("P@")]
     t = Table(["Variant", "seeds", *ks])
     for v, g in results.groupby("variant", sort=False):
         row = [v, num.put(f"table3/{v}/n_seeds", len(g))]
         row += [num.pm(f"table3/{v}/test/{k}", mean_ci(g[f"test/{k}"].tolist(), confidence)) for k in ks]
         t.rows.append(row)
-    name = full(results)
-    t.rows.append([f"paper {name} (Table 1)", DASH, *[num.put(f"paper/table1/{k}", paper.TABLE1_A2D[k]) for k in ks]])
-    t.bold_rows = (len(t.rows) - 1,)
+    if proto.cvls_paper:
+        name = full(results)
+        row = [f"paper {name} (Table 1)", DASH, *[num.put(f"paper/table1/{k}", paper.TABLE1_A2D[k]) for k in ks]]
+        t.rows.append(row)
+        t.bold_rows = (len(t.rows) - 1,)
     return t
 
 
 def paired_scores(
-    per_sample: pd.DataFrame, a: str, b: str, split: str = "test", score: str = "iou"
+    per_sample: pd.DataFrame, a: str, b: str, split: str = "test", score: str = "iou", unit: str = "pair"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, samples) arrays (in %) of a per-sample `score` column ('iou', or 'map': the sample's
-    share of mAP) of variants a and b on the same seeds and sample pairs."""
+    """(seeds, units) arrays (in %) of a per-sample `score` column ('iou', 'map': the sample's share
+    of mAP, 'f', 'jf') averaged over each `unit` ('pair': one (frame, sentence) pair; 'sample': one
+    expression, over its annotated frames) of variants a and b on the same seeds and units."""
     ps = per_sample[per_sample["split"] == split]
     tables = {
-        v: ps[ps["variant"] == v].pivot_table(index="seed", columns="pair", values=score, aggfunc="mean")
-        for v in (a, b)
+        v: ps[ps["variant"] == v].pivot_table(index="seed", columns=unit, values=score, aggfunc="mean") for v in (a, b)
     }
     seeds = tables[a].index.intersection(tables[b].index)
     pairs = tables[a].columns.intersection(tables[b].columns)
@@ -158,98 +173,135 @@ def paired_scores(
     return 100 * ta.loc[:, keep].to_numpy(), 100 * tb.loc[:, keep].to_numpy()
 
 
+def paired_units(
+    per_sample: pd.DataFrame, a: str, b: str, metric: str, proto: Protocol = A2D, split: str = "test"
+) -> tuple[np.ndarray, np.ndarray]:
+    """`paired_scores` of the protocol's per-unit score of `metric` (A2D: per pair; J&F datasets:
+    per expression, the mean over its annotated frames)."""
+    return paired_scores(per_sample, a, b, split, proto.scores[metric], proto.unit)
+
+
 def significance(
-    results: pd.DataFrame, per_sample: pd.DataFrame, *, reps: int, confidence: float, num: Numbers, split: str = "test"
+    results: pd.DataFrame,
+    per_sample: pd.DataFrame,
+    *,
+    reps: int,
+    confidence: float,
+    num: Numbers,
+    split: str = "test",
+    proto: Protocol = A2D,
 ) -> Table:
-    """Each incremental step: paired bootstrap over test samples (mean IoU, averaged over seeds)
-    and a paired t-test over seeds on mAP; with the paper's mAP step for reference."""
+    """Each incremental step: paired bootstrap over the test units of the secondary metric (A2D:
+    Mean IoU over pairs; J&F datasets: J over expressions), averaged over seeds, and a paired t-test
+    over seeds on the primary metric (mAP; J&F); on A2D with the paper's mAP step for reference."""
     ci = f"{confidence:.0%} CI"
-    t = Table(
-        [
-            "Step",
-            f"Δ Mean IoU\n(pp) [{ci}]",
-            "p\nbootstrap",
-            "pairs ×\nseeds",
-            f"Δ mAP\n(pp) [{ci}]",
-            "p\nt-test",
-            "seeds",
-            "paper\nΔ mAP",
-        ]
-    )
+    sec, pri = proto.secondary, proto.primary
+    units = proto.units(2)
+    header = [
+        "Step",
+        f"Δ {proto.label(sec)}\n(pp) [{ci}]",
+        "p\nbootstrap",
+        f"{units} ×\nseeds",
+        f"Δ {proto.short(pri)}\n(pp) [{ci}]",
+        "p\nt-test",
+        "seeds",
+    ]
+    t = Table(header + ([f"paper\nΔ {proto.short(pri)}"] if proto.cvls_paper else []))
     for i, (a, b) in enumerate(incremental_steps(results)):
         key = f"significance/{a}->{b}"
-        ia, ib = paired_scores(per_sample, a, b, split)
+        ia, ib = paired_units(per_sample, a, b, sec, proto, split)
         boot = paired_bootstrap(ia, ib, reps=reps, confidence=confidence, seed=i) if ia.size else None
-        ma = results[results["variant"] == a].set_index("seed")[f"{split}/mAP"]
-        mb = results[results["variant"] == b].set_index("seed")[f"{split}/mAP"]
+        ma = results[results["variant"] == a].set_index("seed")[f"{split}/{pri}"]
+        mb = results[results["variant"] == b].set_index("seed")[f"{split}/{pri}"]
         seeds = ma.index.intersection(mb.index)
         tt = paired_t(ma.loc[seeds].to_numpy(), mb.loc[seeds].to_numpy(), confidence)
-        pa, pb = paper.TABLE3.get(a, {}).get("mAP"), paper.TABLE3.get(b, {}).get("mAP")
         row = [f"{a} → {b}"]
         if boot is None:
             row += [DASH, DASH, "0"]
         else:
             row += [
-                f"{num.put(key + '/mean_iou/diff', boot.diff, signed=True)} "
-                f"{num.interval(key + '/mean_iou', boot.lo, boot.hi)}",
-                num.p(key + "/mean_iou/p", boot.p),
-                f"{num.put(key + '/pairs', ia.shape[1])} × {ia.shape[0]}",
+                f"{num.put(f'{key}/{sec}/diff', boot.diff, signed=True)} "
+                f"{num.interval(f'{key}/{sec}', boot.lo, boot.hi)}",
+                num.p(f"{key}/{sec}/p", boot.p),
+                f"{num.put(f'{key}/{units}', ia.shape[1])} × {ia.shape[0]}",
             ]
-        diff = num.put(key + "/mAP/diff", tt.diff, signed=True)
-        interval = num.interval(key + "/mAP", tt.lo, tt.hi)
+        diff = num.put(f"{key}/{pri}/diff", tt.diff, signed=True)
+        interval = num.interval(f"{key}/{pri}", tt.lo, tt.hi)
         row += [
             diff if interval == DASH else f"{diff} {interval}",
-            num.p(key + "/mAP/p", tt.p),
+            num.p(f"{key}/{pri}/p", tt.p),
             num.put(key + "/seeds", tt.n),
-            num.put(f"paper/step/{a}->{b}/mAP", None if pa is None or pb is None else pb - pa, signed=True),
         ]
+        if proto.cvls_paper:
+            pa, pb = paper.TABLE3.get(a, {}).get(pri), paper.TABLE3.get(b, {}).get(pri)
+            step = None if pa is None or pb is None else pb - pa
+            row.append(num.put(f"paper/step/{a}->{b}/{pri}", step, signed=True))
         t.rows.append(row)
     return t
 
 
 def detectable_differences(
-    results: pd.DataFrame, per_sample: pd.DataFrame, confidence: float, num: Numbers, split: str = "test"
+    results: pd.DataFrame,
+    per_sample: pd.DataFrame,
+    confidence: float,
+    num: Numbers,
+    split: str = "test",
+    proto: Protocol = A2D,
 ) -> str:
-    """The power line under Table 3: the smallest Mean IoU and mAP difference (pp) that a paired
-    test over the samples (like the significance page's bootstrap) detects at `POWER`, two-sided
-    at alpha = 1 - confidence, from the measured variance of each variant paired with Baseline
-    (stats.detectable_difference of the seed-averaged per-sample differences); the median over
-    those pairings, so one number stands for the table."""
+    """The power line under Table 3: the smallest secondary- and primary-metric difference (pp; A2D:
+    Mean IoU and mAP, J&F datasets: J and J&F) that a paired test over the units (pairs; expressions)
+    like the significance page's bootstrap detects at `POWER`, two-sided at alpha = 1 - confidence,
+    from the measured variance of each variant paired with Baseline (stats.detectable_difference of
+    the seed-averaged per-unit differences); the median over those pairings, so one number stands
+    for the table."""
     base, alpha = baseline(results), 1 - confidence
-    found = []  # (mde mean IoU, mde mAP, pairs, seeds) per variant paired with the baseline
+    sec, pri = proto.secondary, proto.primary
+    found = []  # (mde secondary, mde primary, units, seeds) per variant paired with the baseline
     for v in [v for v in dict.fromkeys(results["variant"]) if v != base]:
-        (ia, ib), (ma, mb) = (paired_scores(per_sample, base, v, split, score) for score in ("iou", "map"))
+        (ia, ib), (ma, mb) = (paired_units(per_sample, base, v, m, proto, split) for m in (sec, pri))
         if ia.shape[1] >= 2:
-            d_iou, d_map = (ib - ia).mean(axis=0), (mb - ma).mean(axis=0)
+            d_sec, d_pri = (ib - ia).mean(axis=0), (mb - ma).mean(axis=0)
             found.append(
                 (
-                    detectable_difference(d_iou, alpha=alpha, power=POWER),
-                    detectable_difference(d_map, alpha=alpha, power=POWER),
+                    detectable_difference(d_sec, alpha=alpha, power=POWER),
+                    detectable_difference(d_pri, alpha=alpha, power=POWER),
                     *ia.shape[::-1],
                 )
             )
     head = f"Smallest detectable difference ({POWER:.0%} power, α = {alpha:g} two-sided"
+    units = proto.units(2)
     if not found:
-        return head + f"): {DASH} (fewer than 2 {split} pairs shared with {base})."
-    iou_mde, map_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
-    pairs, seeds = min(f[2] for f in found), min(f[3] for f in found)
+        return head + f"): {DASH} (fewer than 2 {split} {units} shared with {base})."
+    sec_mde, pri_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
+    n_units, seeds = min(f[2] for f in found), min(f[3] for f in found)
+    if proto.jf:
+        score = (
+            f"an expression's {proto.label(pri)} score is the mean over its annotated frames of (J + F) / 2, its "
+            f"{proto.label(sec)} score the mean of J"
+        )
+    else:
+        score = "a pair's mAP score is the share of the thresholds 0.5:0.05:0.95 its IoU reaches"
     return (
-        f"{head}, paired over {num.put('power/pairs', pairs)} {split} pairs × {num.put('power/seeds', seeds)} "
-        f"seeds): Mean IoU {num.put('power/mean_iou', iou_mde)} pp, mAP {num.put('power/mAP', map_mde)} pp. "
+        f"{head}, paired over {num.put(f'power/{units}', n_units)} {split} {units} × "
+        f"{num.put('power/seeds', seeds)} seeds): {proto.label(sec)} {num.put(f'power/{sec}', sec_mde)} pp, "
+        f"{proto.short(pri)} {num.put(f'power/{pri}', pri_mde)} pp. "
         f"Rule: the median over the variants paired with {base} ({len(found)}) of "
-        f"(z_{1 - alpha / 2:g} + z_{POWER:g}) · sd(d) / √pairs, d = a pair's score difference averaged over the seeds "
-        "(normal approximation; a pair's mAP score is the share of the thresholds 0.5:0.05:0.95 its IoU reaches). "
+        f"(z_{1 - alpha / 2:g} + z_{POWER:g}) · sd(d) / √{units}, d = a{'n' if proto.jf else ''} "
+        f"{proto.unit_name}'s score difference averaged over the seeds (normal approximation; {score}). "
         "Smaller true differences between rows are likely to go undetected. "
-        + seed_detectable_differences(results, alpha, num, split)
+        + seed_detectable_differences(results, alpha, num, split, proto)
     )
 
 
-def seed_detectable_differences(results: pd.DataFrame, alpha: float, num: Numbers, split: str = "test") -> str:
+def seed_detectable_differences(
+    results: pd.DataFrame, alpha: float, num: Numbers, split: str = "test", proto: Protocol = A2D
+) -> str:
     """The same power over the seeds: the pairing above holds the trained models fixed, so it
     leaves out how much a row moves from one training seed to the next. Here d = a variant's
     score minus Baseline's on the same seed (one per seed), q = Student-t with seeds - 1 degrees
     of freedom (stats.detectable_difference, t=True); the median over the variants."""
     base = baseline(results)
+    sec, pri = proto.secondary, proto.primary
     by_seed = results.set_index(["variant", "seed"])
     found = []
     for v in [v for v in dict.fromkeys(results["variant"]) if v != base]:
@@ -265,43 +317,62 @@ def seed_detectable_differences(results: pd.DataFrame, alpha: float, num: Number
                         power=POWER,
                         t=True,
                     )
-                    for m in ("mean_iou", "mAP")
+                    for m in (sec, pri)
                 ]
             )
     if not found:
         return f"Over the seeds: {DASH} (fewer than 2 seeds shared with {base})."
-    iou_mde, map_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
+    sec_mde, pri_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
     return (
         f"Over the seeds (a row's score minus {base}'s on the same seed, paired t, which includes how much "
-        f"a row moves between training seeds): Mean IoU {num.put('power/seed/mean_iou', iou_mde)} pp, "
-        f"mAP {num.put('power/seed/mAP', map_mde)} pp."
+        f"a row moves between training seeds): {proto.label(sec)} {num.put(f'power/seed/{sec}', sec_mde)} pp, "
+        f"{proto.short(pri)} {num.put(f'power/seed/{pri}', pri_mde)} pp."
     )
 
 
-def main_results(metrics: dict[str, dict[str, float]], num: Numbers) -> Table:
-    """The main run (full model, params.yaml as is) vs the paper's CVLS rows of Tables 1-2."""
-    t = Table(
-        [
-            "Metric (%)",
-            "ours\nA2D-format test",
-            "paper Table 1\nA2D Sentences",
-            "ours J-HMDB-format\n(zero-shot)",
-            "paper Table 2\nJ-HMDB Sentences",
-        ]
-    )
-    test, jhmdb = metrics.get("test", {}), metrics.get("jhmdb", {})
-    for m in paper.METRICS:
-        t.rows.append(
+def main_results(metrics: dict[str, dict[str, float]], num: Numbers, proto: Protocol = A2D) -> Table:
+    """The main run (full model, params.yaml as is): on A2D vs the paper's CVLS rows of Tables 1-2
+    (test, zero-shot J-HMDB); on the J&F datasets its test and val J, F, J&F and the A2D-style
+    metrics vs the context numbers (another method's, where there are any)."""
+    n = lambda d: int(d["n"]) if "n" in d else None  # noqa: E731
+    if proto.cvls_paper:
+        t = Table(
             [
-                paper.METRIC_LABELS[m],
-                num.put(f"main/test/{m}", test.get(m)),
-                num.put(f"paper/table1/{m}", paper.TABLE1_A2D[m]),
-                num.put(f"main/jhmdb/{m}", jhmdb.get(m)),
-                num.put(f"paper/table2/{m}", paper.TABLE2_JHMDB[m]),
+                "Metric (%)",
+                "ours\nA2D-format test",
+                "paper Table 1\nA2D Sentences",
+                "ours J-HMDB-format\n(zero-shot)",
+                "paper Table 2\nJ-HMDB Sentences",
             ]
         )
-    n = lambda d: int(d["n"]) if "n" in d else None  # noqa: E731
-    t.rows.append(["samples (n)", num.put("main/test/n", n(test)), DASH, num.put("main/jhmdb/n", n(jhmdb)), DASH])
+        test, jhmdb = metrics.get("test", {}), metrics.get("jhmdb", {})
+        for m in paper.METRICS:
+            t.rows.append(
+                [
+                    paper.METRIC_LABELS[m],
+                    num.put(f"main/test/{m}", test.get(m)),
+                    num.put(f"paper/table1/{m}", paper.TABLE1_A2D[m]),
+                    num.put(f"main/jhmdb/{m}", jhmdb.get(m)),
+                    num.put(f"paper/table2/{m}", paper.TABLE2_JHMDB[m]),
+                ]
+            )
+        t.rows.append(["samples (n)", num.put("main/test/n", n(test)), DASH, num.put("main/jhmdb/n", n(jhmdb)), DASH])
+        return t
+    t = Table(["Metric (%)", f"ours\n{proto.test_short}", "ours\nval", proto.context_label])
+    test, val = metrics.get("test", {}), metrics.get("val", {})
+    for m in proto.main_metrics:
+        t.rows.append(
+            [
+                proto.label(m),
+                num.put(f"main/test/{m}", test.get(m)),
+                num.put(f"main/val/{m}", val.get(m)),
+                num.put(f"context/main/{m}", proto.reference.get(m)),
+            ]
+        )
+    e = lambda d: int(d["n_expressions"]) if "n_expressions" in d else None  # noqa: E731
+    t.rows.append(["pairs (n)", num.put("main/test/n", n(test)), num.put("main/val/n", n(val)), DASH])
+    ne = [num.put(f"main/{s}/n_expressions", e(d)) for s, d in (("test", test), ("val", val))]
+    t.rows.append(["expressions (n)", *ne, DASH])
     return t
 
 

@@ -381,7 +381,7 @@ def test_significance_and_main_results_numbers(built):
     assert numbers["significance/Baseline->CCL/mean_iou/p"]["value"] < 0.01
     assert numbers["significance/Baseline->CCL/seeds"]["value"] == len(params.ablation.seeds)
     main = json.loads((params.outputs / "eval/metrics.json").read_text())
-    for m in METRIC_KEYS:
+    for m in paper.METRICS:
         assert numbers[f"main/test/{m}"]["value"] == pytest.approx(round(main["test"][m], 1))
         assert numbers[f"paper/table2/{m}"]["value"] == paper.TABLE2_JHMDB[m]
 

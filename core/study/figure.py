@@ -9,7 +9,8 @@ import pandas as pd
 
 from core.study.grid import StudyKind
 
-SPLIT_STYLE = {"val": ("tab:blue", "o", "val"), "test": ("tab:orange", "s", "test (A2D-format)")}
+SPLIT_STYLE = {"val": ("tab:blue", "o", "val"), "test": ("tab:orange", "s", "test")}
+TEST_LABEL = "test (A2D-format)"  # the test split's name in the legend, unless the caller names it
 
 
 def draw_sweep(
@@ -20,6 +21,7 @@ def draw_sweep(
     metric: str = "mAP",
     intervals: pd.DataFrame | None = None,
     interval_label: str = "",
+    test_label: str = TEST_LABEL,
 ) -> None:
     """Per split (val, test): the mean over seeds as a line and every seed as a dot; with
     `intervals` (columns point, split, lo, hi) an error bar at each point, else the min-max band
@@ -31,6 +33,7 @@ def draw_sweep(
     spots = sorted(set(xs.values()))
     dodge = 0.08 * (min(np.diff(spots)) if len(spots) > 1 else 1.0)  # the splits' bars side by side, not on top
     for k, (split, (colour, marker, label)) in enumerate(SPLIT_STYLE.items()):
+        label = test_label if split == "test" else label
         col = f"{split}/{metric}"
         d = df[["point", col]].dropna()
         if d.empty:
