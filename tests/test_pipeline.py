@@ -16,6 +16,7 @@ from core.config import merge_profile
 
 from .conftest import ROOT, TINY
 
+TWIN_VARIANTS = ("Baseline", "CCL", "CCL+RHIC+LCF")
 STAGES = ["generate", "extract", "pretrain", "train", "evaluate", "ablate", "study_rhic", "study_lambda", "report"]
 
 
@@ -27,9 +28,9 @@ def _run(args: list[str], cwd: Path) -> str:
     return r.stdout + r.stderr
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh copy of the tracked files (what a clone holds), with the tiny profile merged in."""
+def _clone(tmp_path_factory: pytest.TempPathFactory, dataset: str = "a2d") -> Path:
+    """A fresh copy of the tracked files (what a clone holds), with the tiny profile merged in
+    and data.dataset set (the README's one switch for the synthetic twins)."""
     dest = tmp_path_factory.mktemp("clone") / "cvls"
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -43,6 +44,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dest / f)
     merge_profile(dest / "params.yaml", TINY, dest / "params.yaml")
+    if dataset != "a2d":
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        params["data"]["dataset"] = dataset
+        # CI time for the twins: each study's one point is the main run (reused, nothing trained),
+        # and Table 3 has three rows (one incremental step, Baseline -> CCL, for the paired tests)
+        params["studies"]["rhic_ratios"] = [params["loss"]["rhic_ratio"]]
+        params["studies"]["lambdas"] = [params["loss"]["lambda_seg"]]
+        params["ablation"]["variants"] = {k: params["ablation"]["variants"][k] for k in TWIN_VARIANTS}
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
@@ -50,6 +60,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ):
         subprocess.run(cmd, cwd=dest, check=True)
     return dest
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _clone(tmp_path_factory)
 
 
 def test_dvc_repro_runs_every_stage_to_a_report(project):
@@ -72,9 +87,14 @@ def test_dvc_repro_runs_every_stage_to_a_report(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["loss"]["lambda_seg"] = 0.7
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    rerun = _run([dvc, "repro"], project)
+    rerun = _run([dvc, "repro", "--dry"], project)  # what would run, without training it all again
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in rerun}
-    assert ran == set(STAGES) - {"generate", "extract", "pretrain"}  # data and pretext do not depend on the loss
+    # the stages that read loss.*; evaluate and report then follow through train's outputs. Data
+    # and pretext do not depend on the loss
+    assert ran == {"train", "ablate", "study_rhic", "study_lambda"}
+    params["loss"]["lambda_seg"] = 0.8
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "Running stage" not in _run([dvc, "repro", "--dry"], project)  # back: nothing to do
 
 
 def _free_port() -> int:
@@ -134,3 +154,46 @@ def test_mlflow_server_lists_the_suite_and_lines_up_params(project):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("dataset", ["ytvos", "mevis"])
+def test_dvc_repro_on_a_synthetic_twin_reports_jf_and_exports_valid(tmp_path_factory, dataset):
+    """`data.dataset: ytvos | mevis` and `dvc repro`: the twin is written in that dataset's layout
+    and read by its reader, every run is scored in J, F and J&F (the split's J&F recomputed here
+    from the per-sample file, per expression first), Table 3 is in J&F, and
+    `python -m core.evaluate --export` zips the valid split's masks in the submission layout."""
+    import csv
+    import zipfile
+
+    project = _clone(tmp_path_factory, dataset)
+    out = _run([str(Path(sys.executable).parent / "dvc"), "repro"], project)
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out, stage
+    outputs = project / "outputs"
+    metrics = json.loads((outputs / "eval" / "metrics.json").read_text())
+    assert "jhmdb" not in metrics and {"val", "test", "test_shuffled"} <= set(metrics)
+    with open(outputs / "eval" / "per_sample.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "test"]
+    per_expression: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        per_expression.setdefault(r["sample"], []).append((float(r["iou"]), float(r["f"])))
+    j = 100 * sum(sum(x for x, _ in v) / len(v) for v in per_expression.values()) / len(per_expression)
+    f_ = 100 * sum(sum(y for _, y in v) / len(v) for v in per_expression.values()) / len(per_expression)
+    test = metrics["test"]
+    assert test["J"] == pytest.approx(j) and test["F"] == pytest.approx(f_)
+    assert test["J&F"] == pytest.approx((j + f_) / 2) and test["n_expressions"] == len(per_expression)
+    with open(outputs / "ablation" / "results.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(TWIN_VARIANTS) * 2 and all(r["test/J&F"] for r in table)
+    numbers = json.loads((outputs / "report" / "report_numbers.json").read_text())
+    for variant in {r["variant"] for r in table}:
+        mean = sum(float(r["test/J&F"]) for r in table if r["variant"] == variant) / 2
+        assert numbers[f"table3/{variant}/test/J&F/mean"]["value"] == pytest.approx(mean, abs=0.051)
+    assert "significance/Baseline->CCL/J/diff" in numbers  # the step's paired bootstrap, over expressions
+    assert (outputs / "report" / "report.pdf").stat().st_size > 10_000
+
+    _run([sys.executable, "-m", "core.evaluate", "--export"], project)
+    (zip_path,) = (outputs / "runs").glob("*/export/*.zip")
+    with zipfile.ZipFile(zip_path) as z:
+        names = [n for n in z.namelist() if n.endswith(".png")]
+    assert names and all(n.count("/") == (3 if dataset == "ytvos" else 2) for n in names)
