@@ -64,42 +64,64 @@ def decoder_maps(masks: Tensor) -> Tensor:
 
 def candidates(store: SplitStore, sample: int, frame_row: int) -> list[int] | None:
     """Instance ids a language-blind predictor picks from in one pair: the referent first, then
-    the frame's other instances of its class; None when the video's classes are unknown."""
+    the frame's other instances of its class; None when the video's classes are unknown. In a
+    frame without the referent (an absent pair, J&F datasets) the class's instances in view, or
+    the referent alone (an empty prediction) when there are none."""
     s = store.samples[sample]
     cls = store.instance_class(s.video, s.referent)
     if cls is None:
         return None
-    others = [i for i in store.frames[frame_row]["ids"] if i != s.referent]
-    return [s.referent, *(i for i in others if store.instance_class(s.video, i) == cls)]
+    ids = store.frames[frame_row]["ids"]
+    same = [i for i in ids if i != s.referent and store.instance_class(s.video, i) == cls]
+    if s.referent in ids:
+        return [s.referent, *same]
+    return same or [s.referent]
+
+
+def _instance_map(store: SplitStore, frame_row: int, instance_id: int) -> np.ndarray:
+    """The stored S x S mask of an instance in a frame; all zero where it is not in the frame."""
+    rows = store.instance_rows(frame_row)
+    if instance_id in rows:
+        return store.mask_array[rows[instance_id]]
+    return np.zeros(store.mask_array.shape[1:], store.mask_array.dtype)
 
 
 def candidate_scores(
     store: SplitStore, theta: float, boundary: bool = False
-) -> tuple[list[list[tuple[int, int]]], list[list[float]], bool]:
-    """Per eval pair (`store.eval_pairs()` order), the (I, U) of each candidate's map against the
-    referent's original-size mask, the referent's own first (the referent's alone where the
-    classes are unknown); with `boundary`, each candidate's DAVIS F likewise (else empty lists);
-    and whether the classes of every pair were known."""
+) -> tuple[list[tuple[int, int]], list[list[tuple[int, int]]], list[float], list[list[float]], bool]:
+    """Per eval pair (`store.eval_pairs()` order), against the referent's original-size mask (empty
+    in an absent pair): the (I, U) of the referent's own map (the oracle's) and of each language-
+    blind candidate's (`candidates`; the referent's alone where the classes are unknown); with
+    `boundary`, their DAVIS F likewise (else empty lists); and whether every pair's classes were known."""
     pairs = store.eval_pairs()
-    jobs: list[tuple[int, int, int]] = []  # (pair, frame row, candidate instance id)
+    jobs: list[tuple[int, int, int]] = []  # (pair, frame row, instance id): the referent first
+    blind_ids: list[list[int]] = []
     known = True
     for p, (sample, row) in enumerate(pairs):
+        referent = store.samples[sample].referent
         ids = candidates(store, sample, row)
         known = known and ids is not None
-        jobs.extend((p, row, i) for i in (ids or [store.samples[sample].referent]))
-    out: list[list[tuple[int, int]]] = [[] for _ in pairs]
-    fs: list[list[float]] = [[] for _ in pairs]
+        ids = ids or [referent]
+        blind_ids.append(ids)
+        jobs.extend((p, row, i) for i in [referent, *(i for i in ids if i != referent)])
+    scored: list[dict[int, tuple[int, int]]] = [{} for _ in pairs]
+    fscored: list[dict[int, float]] = [{} for _ in pairs]
     for start in range(0, len(jobs), BATCH):
         chunk = jobs[start : start + BATCH]
-        masks = torch.from_numpy(np.stack([store.mask_array[store.instance_rows(row)[i]] for _, row, i in chunk]))
+        masks = torch.from_numpy(np.stack([_instance_map(store, row, i) for _, row, i in chunk]))
         gts = [torch.from_numpy(store.orig_mask(row, store.samples[pairs[p][0]].referent)) for p, row, _ in chunk]
         maps = decoder_maps(masks)
-        for (p, _, _), iu in zip(chunk, batch_scores(maps, gts, theta)):
-            out[p].append(iu)
+        for (p, _, i), iu in zip(chunk, batch_scores(maps, gts, theta)):
+            scored[p][i] = iu
         if boundary:
-            for (p, _, _), f in zip(chunk, batch_boundary_f(maps, gts, theta)):
-                fs[p].append(f)
-    return out, fs, known
+            for (p, _, i), f in zip(chunk, batch_boundary_f(maps, gts, theta)):
+                fscored[p][i] = f
+    referents = [store.samples[sample].referent for sample, _ in pairs]
+    oracle = [sc[r] for sc, r in zip(scored, referents)]
+    blind = [[sc[i] for i in ids] for sc, ids in zip(scored, blind_ids)]
+    oracle_f = [fs[r] for fs, r in zip(fscored, referents)] if boundary else []
+    blind_f = [[fs[i] for i in ids] for fs, ids in zip(fscored, blind_ids)] if boundary else []
+    return oracle, blind, oracle_f, blind_f, known
 
 
 def split_bounds(store: SplitStore, theta: float, jf: bool = False) -> dict[str, dict[str, float]]:
@@ -108,23 +130,23 @@ def split_bounds(store: SplitStore, theta: float, jf: bool = False) -> dict[str,
     the language-blind one of their expectations over the candidates, exact since the per-
     expression means are linear); language_blind only when every pair's classes are known; {}
     for a split without pairs."""
-    scores, fs, known = candidate_scores(store, theta, boundary=jf)
-    if not scores:
+    oracle, blind, oracle_f, blind_f, known = candidate_scores(store, theta, boundary=jf)
+    if not oracle:
         return {}
     samples = [sample for sample, _ in store.eval_pairs()]
 
-    def with_jf(summary: dict[str, float], n: int | None) -> dict[str, float]:
+    def with_jf(summary: dict[str, float], scores: list[list[tuple[int, int]]], fs: list[list[float]]) -> dict:
         if not jf:
             return summary
         rows = [
-            {"sample": s, "iou": float(np.mean([iou(*c) for c in cs[:n]])), "f": float(np.mean(f[:n]))}
+            {"sample": s, "iou": float(np.mean([iou(*c) for c in cs])), "f": float(np.mean(f))}
             for s, cs, f in zip(samples, scores, fs)
         ]
         return {**summary, **summarize_pairs(rows)}
 
-    out = {"oracle": with_jf(summarize_expected([c[:1] for c in scores]), 1)}
+    out = {"oracle": with_jf(summarize_expected([[c] for c in oracle]), [[c] for c in oracle], [[f] for f in oracle_f])}
     if known:
-        out["language_blind"] = with_jf(summarize_expected(scores), None)
+        out["language_blind"] = with_jf(summarize_expected(blind), blind, blind_f)
     return out
 
 

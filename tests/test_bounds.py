@@ -66,8 +66,9 @@ def video(
     )
 
 
-def make_store(tmp_path: Path, videos: list[Video]) -> SplitStore:
-    """The videos as one split, through extraction's chunking and assembly."""
+def make_store(tmp_path: Path, videos: list[Video], keep_absent: bool = False) -> SplitStore:
+    """The videos as one split, through extraction's chunking and assembly (`keep_absent`: as
+    for the J&F datasets)."""
     ledger = SkipLedger()
     entries = []
     for v in videos:
@@ -77,7 +78,7 @@ def make_store(tmp_path: Path, videos: list[Video]) -> SplitStore:
         path = tmp_path / "chunks" / f"{v.video_id}.npz"
         chunk.save(path)
         entries.append(VideoEntry(v, path, "test"))
-    assemble_split(tmp_path / "test", entries, S, ledger)
+    assemble_split(tmp_path / "test", entries, S, ledger, keep_absent)
     return SplitStore(tmp_path / "test")
 
 
@@ -248,3 +249,29 @@ def test_jf_bounds_score_the_pooled_referent_and_average_the_candidates(tmp_path
     assert blind["J"] == pytest.approx(np.mean(j)) and blind["F"] == pytest.approx(np.mean(f))
     assert blind["J&F"] == pytest.approx((np.mean(j) + np.mean(f)) / 2) and blind["n_expressions"] == 1
     assert "J&F" not in plain["oracle"]
+
+
+def test_an_absent_referent_is_a_jf_pair_with_an_empty_target(tmp_path):
+    """Ball 1 is in frame 0 only, ball 2 in both. A2D drops the pair of frame 1 (counted); the J&F
+    datasets score it with an empty target: the oracle predicts nothing there (J = F = 1), the
+    blind predictor picks ball 2, the only ball in view (J = F = 0)."""
+    v = video("v1", [{1: R, 2: D}, {2: D}], [("the big ball", 1, "size")], {1: "ball", 2: "ball"})
+    a2d = make_store(tmp_path / "a2d", [v])
+    assert a2d.eval_pairs() == [(0, 0)] and a2d.samples[0].absent == ()
+    st = make_store(tmp_path / "jf", [v], keep_absent=True)
+    assert st.samples[0].frames == (0,) and st.samples[0].absent == (1,)
+    assert st.eval_pairs() == [(0, 0), (0, 1)]
+    assert not st.orig_mask(1, 1).any() and st.orig_mask(1, 1).shape == (S, S)
+    assert candidates(st, 0, 1) == [2]
+    b = split_bounds(st, THETA, jf=True)
+    oracle_j = [15 / 16, 1.0]
+    assert b["oracle"]["J"] == pytest.approx(100 * np.mean(oracle_j)) and b["oracle"]["n"] == 2
+    assert b["oracle"]["mean_iou"] == 96.9  # (15/16 + 1) / 2 = 0.96875, half-up
+    blind = b["language_blind"]
+    assert blind["J"] == pytest.approx(100 * ((15 / 16 + 1 / 2) / 2 + 0.0) / 2)
+    f0 = split_bounds(
+        make_store(tmp_path / "one", [video("v1", [{1: R, 2: D}], [("b", 1, "size")], {1: "ball", 2: "ball"})]),
+        THETA,
+        jf=True,
+    )["language_blind"]["F"]
+    assert blind["F"] == pytest.approx((f0 + 0.0) / 2)  # frame 1: a ball predicted, none in the target

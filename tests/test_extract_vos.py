@@ -168,8 +168,13 @@ def test_ytvos_quirks_are_counted_in_the_summary(ytvos_store):
         "referent_absent_in_frame": N_YTVOS,
     }
     st = open_split(p.processed, "train")
-    blue = next(x for x in st.samples if x.referent == 2)
+    i, blue = next((i, x) for i, x in enumerate(st.samples) if x.referent == 2)
     assert [st.frames[r]["index"] for r in blue.frames] == [0, 4]
+    # ... no training pair there, but a J&F pair with an empty target (DAVIS counts every annotated
+    # frame of an expression)
+    assert [st.frames[r]["index"] for r in blue.absent] == [8]
+    assert [st.frames[r]["index"] for s, r in st.eval_pairs() if s == i] == [0, 4, 8]
+    assert not st.orig_mask(blue.absent[0], 2).any() and st.orig_mask(blue.absent[0], 2).shape == (YH, YW)
 
 
 def test_ytvos_offline_seed_moves_the_test_split_and_reuses_every_chunk(ytvos_store, tmp_path, monkeypatch):

@@ -40,6 +40,7 @@ from core.data.vocab import Vocab, tokenize
 from core.data.ytvos import _load_videos, meta_expressions_path, offline_split, read_ytvos
 from core.errors import DataError
 from core.io import hash_file, staged_dir, write_json
+from core.vos_metrics import JF_DATASETS
 
 log = logging.getLogger("cvls")
 
@@ -64,35 +65,45 @@ def val_videos(train_ids: Sequence[str], fraction: float) -> set[str]:
 
 
 def sample_entries(
-    video: Video, vid_row: int, frame_rows: dict[int, int], present: dict[int, set[int]], ledger: SkipLedger
+    video: Video,
+    vid_row: int,
+    frame_rows: dict[int, int],
+    present: dict[int, set[int]],
+    ledger: SkipLedger,
+    keep_absent: bool = False,
 ) -> list[dict]:
-    """Sentences of one video with the frames where each referent is visible; absent pairs are counted."""
+    """Sentences of one video with the frames where each referent is visible; absent pairs are
+    counted (no training pair). With `keep_absent` (the J&F datasets, whose DAVIS protocol scores
+    every annotated frame of an expression, an empty target where its object is not in view) those
+    frames are kept as the sample's "absent" rows, for evaluation only."""
     out = []
     for e in video.expressions:
         if not tokenize(e.text):
             ledger.problem("empty_sentence", f"{e.source}: sentence has no words")
             continue
-        rows = []
+        rows, absent = [], []
         for f in video.frames:
             if e.referent in present[f.index]:
                 rows.append(frame_rows[f.index])
             else:
+                absent.append(frame_rows[f.index])
                 ledger.quirk("referent_absent_in_frame", f"{video.video_id} frame {f.index + 1} instance {e.referent}")
         if rows:
-            out.append(
-                {
-                    "video": vid_row,
-                    "text": e.text,
-                    "referent": e.referent,
-                    "frames": rows,
-                    "source": e.source,
-                    "attribute": e.attribute,
-                }
-            )
+            entry = {
+                "video": vid_row,
+                "text": e.text,
+                "referent": e.referent,
+                "frames": rows,
+                "source": e.source,
+                "attribute": e.attribute,
+            }
+            out.append({**entry, "absent": absent} if keep_absent else entry)
     return out
 
 
-def assemble_split(folder: Path, entries: list[VideoEntry], size: int, ledger: SkipLedger) -> dict:
+def assemble_split(
+    folder: Path, entries: list[VideoEntry], size: int, ledger: SkipLedger, keep_absent: bool = False
+) -> dict:
     """Write one split from its chunks; memory stays bounded by streaming into mmapped arrays."""
     folder.mkdir(parents=True)
     chunks = [(e, Chunk.load(e.chunk_path)) for e in entries if e.chunk_path is not None]
@@ -134,7 +145,7 @@ def assemble_split(folder: Path, entries: list[VideoEntry], size: int, ledger: S
                 }
             )
             cursor += cnt
-        samples.extend(sample_entries(v, vid_row, frame_rows, present, ledger))
+        samples.extend(sample_entries(v, vid_row, frame_rows, present, ledger, keep_absent))
         fr, mr, pr = fr + n, mr + m, pr + len(c.orig_packed)
     for arr in (frames, masks, orig):
         arr.flush()
@@ -147,7 +158,7 @@ def assemble_split(folder: Path, entries: list[VideoEntry], size: int, ledger: S
         "masks_orig_offsets": offsets,
     }
     (folder / "index.json").write_text(json.dumps(index))
-    n_pairs = sum(len(s["frames"]) for s in samples)
+    n_pairs = sum(len(s["frames"]) + len(s.get("absent", ())) for s in samples)  # = SplitStore.eval_pairs()
     return {
         "videos": len(videos),
         "sentences": len(samples),
@@ -247,7 +258,7 @@ def extract(params: Params) -> dict:
         for split in SPLITS:
             chosen = [e for e in entries if e.split == split]
             if chosen or split != "jhmdb":
-                counts[split] = assemble_split(tmp / split, chosen, d.input_size, ledger)
+                counts[split] = assemble_split(tmp / split, chosen, d.input_size, ledger, d.dataset in JF_DATASETS)
         if counts["train"]["sentences"] == 0:
             raise DataError(f"{params.raw_dataset}: no usable training sentences after extraction")
         train_sentences = [x.text for en in entries if en.split == "train" for x in en.video.expressions]

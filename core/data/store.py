@@ -38,6 +38,9 @@ class SampleRef:
     frames: tuple[int, ...]
     source: str
     attribute: str | None = None  # the attribute type that tells the referent apart; None = unknown
+    # the video's other annotated frames, where the referent is not in view: scored (empty target)
+    # on the J&F datasets, whose DAVIS protocol counts every annotated frame; never trained on
+    absent: tuple[int, ...] = ()
 
 
 class SplitStore:
@@ -52,7 +55,15 @@ class SplitStore:
         self.videos: list[dict] = self.index["videos"]
         self.frames: list[dict] = self.index["frames"]
         self.samples = [
-            SampleRef(s["video"], s["text"], s["referent"], tuple(s["frames"]), s["source"], s.get("attribute"))
+            SampleRef(
+                s["video"],
+                s["text"],
+                s["referent"],
+                tuple(s["frames"]),
+                s["source"],
+                s.get("attribute"),
+                tuple(s.get("absent", ())),
+            )
             for s in self.index["samples"]
         ]
         self.size: int = self.index["input_size"]
@@ -77,10 +88,14 @@ class SplitStore:
         return dict(zip(f["ids"], range(f["masks"][0], f["masks"][1])))
 
     def orig_mask(self, frame_row: int, instance_id: int) -> np.ndarray:
-        """bool [H, W] mask of `instance_id` at the frame's original size."""
-        row = self.instance_rows(frame_row)[instance_id]
+        """bool [H, W] mask of `instance_id` at the frame's original size (all False where the
+        instance is not in the frame: an absent pair's target)."""
         video = self.videos[self.frames[frame_row]["video"]]
         h, w = video["height"], video["width"]
+        rows = self.instance_rows(frame_row)
+        if instance_id not in rows:
+            return np.zeros((h, w), bool)
+        row = rows[instance_id]
         packed = self.orig_array[self._orig_offsets[row] : self._orig_offsets[row + 1]]
         return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
 
@@ -127,8 +142,9 @@ class SplitStore:
         return any(self.instance_class(s.video, i) == cls for i in others)
 
     def eval_pairs(self) -> list[tuple[int, int]]:
-        """(sample, frame_row) for every (annotated frame, sentence) pair scored by the protocol."""
-        return [(i, fr) for i, s in enumerate(self.samples) for fr in s.frames]
+        """(sample, frame_row) for every (annotated frame, sentence) pair scored by the protocol:
+        the frames where the referent is visible, then its absent ones (J&F datasets only)."""
+        return [(i, fr) for i, s in enumerate(self.samples) for fr in (*s.frames, *s.absent)]
 
 
 def open_split(processed: Path, split: str) -> SplitStore:

@@ -31,7 +31,11 @@ def draw_sweep(
     point on the x axis. A split without any finite value is left out.
     """
     spots = sorted(set(xs.values()))
-    dodge = 0.08 * (min(np.diff(spots)) if len(spots) > 1 else 1.0)  # the splits' bars side by side, not on top
+    # the splits' bars side by side, not on top; a lone point has no neighbour to scale by, so the
+    # axis is set around it (else autoscaling spreads its two bars to the edges)
+    dodge = 0.08 * min(np.diff(spots)) if len(spots) > 1 else 0.02 * max(abs(spots[0]) if spots else 1.0, 1.0)
+    if len(spots) == 1:
+        ax.set_xlim(spots[0] - 10 * dodge, spots[0] + 10 * dodge)
     for k, (split, (colour, marker, label)) in enumerate(SPLIT_STYLE.items()):
         label = test_label if split == "test" else label
         col = f"{split}/{metric}"
