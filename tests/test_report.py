@@ -149,6 +149,12 @@ def _metric_cols(metrics: dict) -> dict:
     return {f"{s}/{k}": metrics.get(s, {}).get(k, math.nan) for s in SPLITS for k in METRIC_KEYS}
 
 
+def study_points(params: Params) -> list[tuple[str, list[tuple[str, float]]]]:
+    """Each study's (point, x) pairs, as the study tables hold them."""
+    ratios = [(r, (lambda h, e: h / e)(*map(float, r.split(":")))) for r in params.studies.rhic_ratios]
+    return [("rhic_ratio", ratios), ("lambda_sensitivity", [(str(x), x) for x in params.studies.lambdas])]
+
+
 def write_outputs(params: Params, seed: int = 0, newer: bool = True, blind: bool = True) -> None:
     """Realistic inputs under params.outputs: summaries, main run, ablation and study tables.
     `newer`: with what evaluation added later, the strata columns of the per-sample rows and each
@@ -265,10 +271,7 @@ def write_outputs(params: Params, seed: int = 0, newer: bool = True, blind: bool
     _write_csv(out / "ablation/histories.csv", histories)
 
     # studies
-    for study, points in (
-        ("rhic_ratio", [(r, (lambda h, e: h / e)(*map(float, r.split(":")))) for r in params.studies.rhic_ratios]),
-        ("lambda_sensitivity", [(str(x), x) for x in params.studies.lambdas]),
-    ):
+    for study, points in study_points(params):
         rows = []
         for trial, (point, x) in enumerate(points):
             drop = 0.02 * max(0.0, np.log2(x)) if study == "rhic_ratio" else 0.01 * abs(x - 0.8)

@@ -26,7 +26,16 @@ from core.vos_metrics import summarize_pairs
 from reports import paper
 from reports.protocol import A2D, MEVIS, YTVOS
 from reports.stats import detectable_difference, mean_ci
-from tests.test_report import BLIND, ORACLE, _labels, _qualitative_png, _write_csv, make_params, pdf_text
+from tests.test_report import (
+    BLIND,
+    ORACLE,
+    _labels,
+    _qualitative_png,
+    _write_csv,
+    make_params,
+    pdf_text,
+    study_points,
+)
 
 EFFECT = {"Baseline": 0.0, "CCL": 0.06, "CCL+RHIC": 0.075, "CCL+LCF": 0.09, "CCL+RHIC+LCF": 0.10}
 EXPRESSIONS = {"val": 12, "test": 24, "test_shuffled": 24}  # expressions per split (no jhmdb on VOS)
@@ -122,10 +131,7 @@ def write_vos_outputs(params: Params, seed: int = 0) -> None:
     _write_csv(out / "ablation/results.csv", results)
     _write_csv(out / "ablation/per_sample.csv", per_sample)
     _write_csv(out / "ablation/histories.csv", histories)
-    for study, points in (
-        ("rhic_ratio", [(r, (lambda h, e: h / e)(*map(float, r.split(":")))) for r in params.studies.rhic_ratios]),
-        ("lambda_sensitivity", [(str(x), x) for x in params.studies.lambdas]),
-    ):
+    for study, points in study_points(params):
         rows = []
         for trial, (point, x) in enumerate(points):
             for s in params.studies.seeds:
