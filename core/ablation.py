@@ -30,6 +30,7 @@ from core.runs import RunRecord, local_run
 from core.study import ABLATION, collect_rows, grid, run_queue, trial_params
 from core.study.grid import GridPoint
 from core.study.runner import queue_cli
+from core.vos_metrics import JF_KEYS
 
 log = logging.getLogger("cvls")
 
@@ -92,7 +93,9 @@ def write_outputs(params: Params, results: list[tuple[str, int, RunRecord]]) -> 
 
 
 def format_table(params: Params, results: list[tuple[str, int, RunRecord]]) -> str:
-    keys = ("mAP", "overall_iou", "mean_iou")
+    keys: tuple[str, ...] = ("mAP", "overall_iou", "mean_iou")
+    if results and "J&F" in results[0][2].metrics["test"]:  # ytvos / mevis: the DAVIS scores too
+        keys += JF_KEYS
     lines = [f"{'variant':14s} seeds " + " ".join(f"{'test ' + k:>16s}" for k in keys) + f" {'shuffled mAP':>13s}"]
     for variant in params.ablation.variants:
         recs = [rec for v, _, rec in results if v == variant]
