@@ -64,7 +64,7 @@ from core.checkpoint import load_model, load_vocab
 from core.config import DATASET_NAMES, DATASET_ROOTS, Params
 from core.data import mevis, ytvos
 from core.data.chunks import resize_frames
-from core.data.dataset import to_device
+from core.data.dataset import pad_tokens, to_device
 from core.data.images import read_image_frames
 from core.data.types import SkipLedger
 from core.data.vocab import Vocab, tokenize
@@ -179,13 +179,8 @@ def store_frames(folder: Path, indices: Sequence[int], size: int) -> tuple[np.nd
 
 def encode_texts(texts: Sequence[str], vocab: Vocab, max_tokens: int) -> tuple[Tensor, Tensor]:
     """(tokens long [E, L], lengths long [E]) as `FrameDataset` + `collate_frames` make them:
-    `vocab.encode(tokenize(text), max_tokens)`, padded with 0, length max(len, 1). L >= 1, so a
-    batch of sentences without words is one <pad> each (collate_frames' width would be 0)."""
-    encoded = [vocab.encode(tokenize(t), max_tokens) for t in texts]
-    tokens = torch.zeros(len(encoded), max([1, *map(len, encoded)]), dtype=torch.long)
-    for i, ids in enumerate(encoded):
-        tokens[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-    return tokens, torch.tensor([max(len(ids), 1) for ids in encoded], dtype=torch.long)
+    `vocab.encode(tokenize(text), max_tokens)`, then `pad_tokens`."""
+    return pad_tokens([vocab.encode(tokenize(t), max_tokens) for t in texts])
 
 
 def png_bytes(mask: Tensor | np.ndarray) -> bytes:

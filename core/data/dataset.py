@@ -162,15 +162,21 @@ class FrameDataset(Dataset):
         }
 
 
+def pad_tokens(encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens long [B, L], lengths long [B]) of encoded sentences: padded with 0 (<pad>), L >= 1,
+    length max(len, 1), so a sentence without words reads as one <pad>."""
+    tokens = torch.zeros(len(encoded), max([1, *map(len, encoded)]), dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        tokens[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return tokens, torch.tensor([max(len(ids), 1) for ids in encoded], dtype=torch.long)
+
+
 def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
-    n_tok = max(len(x["tokens"]) for x in items)
-    tokens = torch.zeros(len(items), n_tok, dtype=torch.long)
-    for i, x in enumerate(items):
-        tokens[i, : len(x["tokens"])] = torch.as_tensor(x["tokens"])
+    tokens, lengths = pad_tokens([list(x["tokens"]) for x in items])
     return {
         "frames": torch.stack([x["frames"] for x in items]),  # uint8 [B,1,3,S,S]
         "tokens": tokens,
-        "lengths": torch.tensor([max(len(x["tokens"]), 1) for x in items]),
+        "lengths": lengths,
         "gt": [x["gt"] for x in items],
         "meta": [x["meta"] for x in items],
     }
