@@ -5,14 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import pandas as pd
-
 from core.config import DATASET_NAMES, Params
 from core.tracking import git_commit
 from reports import figures, paper, strata, tables
 from reports.document import SMALL, Page
 from reports.inputs import ReportInputs, qualitative_image
-from reports.protocol import Protocol, protocol, short_label, split_name
+from reports.protocol import Protocol, protocol, split_name
 from reports.sweeps import point_intervals
 from reports.tables import Numbers, Table
 from reports.variants import baseline, full
@@ -426,31 +424,6 @@ def jf_main_results_page(params: Params, inp: ReportInputs, num: Numbers) -> Pag
     return page
 
 
-def shuffled_table(results: pd.DataFrame, main: dict, num: Numbers, metric: str = "mAP") -> Table:
-    label = short_label(metric)
-    t = Table(["variant", f"test {label}", f"shuffled {label}", "drop (pp)"])
-    groups = list(results.groupby("variant", sort=False)) + [("main run", None)]
-    for v, g in groups:
-        a, b = (
-            (g[f"test/{metric}"].mean(), g[f"test_shuffled/{metric}"].mean())
-            if g is not None
-            else (
-                main.get("test", {}).get(metric, float("nan")),
-                main.get("test_shuffled", {}).get(metric, float("nan")),
-            )
-        )
-        key = f"shuffled/{v}"
-        t.rows.append(
-            [
-                v,
-                num.put(f"{key}/test_{metric}", a),
-                num.put(f"{key}/shuffled_{metric}", b),
-                num.put(key + "/drop", a - b),
-            ]
-        )
-    return t
-
-
 def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     proto = protocol(params)
     page = Page("training", PAGE_TITLES["training"])
@@ -466,7 +439,7 @@ def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         size=SMALL,
         gap=0.25,
     )
-    (ax,) = page.axes(3.0, bottom=0.8)
+    (ax,) = page.axes(2.6, bottom=0.8)
     figures.shuffled_control(ax, inp.results, inp.main_metrics, variants, proto.primary)
     page.legend(*figures.take_legend(ax))
     page.text(
@@ -474,7 +447,26 @@ def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         f"most of its {proto.short(proto.primary)}; one that segments the most salient object does not.",
         size=SMALL,
     )
-    page.table(shuffled_table(inp.results, inp.main_metrics, num, proto.primary))
+    r = params.report
+    page.table(
+        tables.shuffled_control(
+            inp.results,
+            inp.per_sample,
+            inp.main_metrics,
+            reps=r.bootstrap,
+            confidence=r.confidence,
+            num=num,
+            proto=proto,
+        )
+    )
+    page.text(
+        f"Δ {proto.label(proto.secondary)}: each variant's own test {proto.units(2)} scored with their sentence minus "
+        f"the same {proto.units(2)} with another sample's sentence (the same model and seed), paired bootstrap over "
+        f"the {proto.units(2)} ({r.bootstrap} resamples, difference averaged over seeds), {r.confidence:.0%} "
+        "percentile interval and two-sided p: whether the row uses the sentence beyond noise. The main run's row has "
+        "no per-sample table here (it is one of the full model's seeds).",
+        size=SMALL,
+    )
     return page
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.bounds import share_of_headroom
 from reports import paper
-from reports.protocol import A2D, Protocol
+from reports.protocol import A2D, Protocol, short_label
 from reports.stats import Interval, detectable_difference, mean_ci, paired_bootstrap, paired_t
 from reports.variants import baseline, full, incremental_steps
 
@@ -157,18 +157,28 @@ def table3_precision(results: pd.DataFrame, confidence: float, num: Numbers, pro
 
 
 def paired_scores(
-    per_sample: pd.DataFrame, a: str, b: str, split: str = "test", score: str = "iou", unit: str = "pair"
+    per_sample: pd.DataFrame,
+    a: str,
+    b: str,
+    split: str = "test",
+    score: str = "iou",
+    unit: str = "pair",
+    split_b: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(seeds, units) arrays (in %) of a per-sample `score` column ('iou', 'map': the sample's share
     of mAP, 'f', 'jf') averaged over each `unit` ('pair': one (frame, sentence) pair; 'sample': one
-    expression, over its annotated frames) of variants a and b on the same seeds and units."""
-    ps = per_sample[per_sample["split"] == split]
-    tables = {
-        v: ps[ps["variant"] == v].pivot_table(index="seed", columns=unit, values=score, aggfunc="mean") for v in (a, b)
-    }
-    seeds = tables[a].index.intersection(tables[b].index)
-    pairs = tables[a].columns.intersection(tables[b].columns)
-    ta, tb = tables[a].loc[seeds, pairs], tables[b].loc[seeds, pairs]
+    expression, over its annotated frames) of variant a on `split` and variant b on `split_b`
+    (default: the same split), on the same seeds and units. A split and its shuffled control share
+    their units (a shuffled pair is the same frame and referent with another sample's sentence)."""
+
+    def table(variant: str, sp: str) -> pd.DataFrame:
+        ps = per_sample[(per_sample["split"] == sp) & (per_sample["variant"] == variant)]
+        return ps.pivot_table(index="seed", columns=unit, values=score, aggfunc="mean")
+
+    tables = [table(a, split), table(b, split_b or split)]
+    seeds = tables[0].index.intersection(tables[1].index)
+    pairs = tables[0].columns.intersection(tables[1].columns)
+    ta, tb = tables[0].loc[seeds, pairs], tables[1].loc[seeds, pairs]
     keep = ~(ta.isna().any(axis=0) | tb.isna().any(axis=0))
     return 100 * ta.loc[:, keep].to_numpy(), 100 * tb.loc[:, keep].to_numpy()
 
@@ -237,6 +247,65 @@ def significance(
             step = None if pa is None or pb is None else pb - pa
             row.append(num.put(f"paper/step/{a}->{b}/{pri}", step, signed=True))
         t.rows.append(row)
+    return t
+
+
+def shuffled_control(
+    results: pd.DataFrame,
+    per_sample: pd.DataFrame,
+    main: dict,
+    *,
+    reps: int,
+    confidence: float,
+    num: Numbers,
+    proto: Protocol = A2D,
+) -> Table:
+    """Each variant's test score with its own sentences vs the shuffled-sentence control (mean over
+    seeds of the primary metric), and the paired test of the secondary metric (A2D: Mean IoU over
+    pairs; J&F datasets: J over expressions): test minus shuffled on the same units and seeds,
+    paired bootstrap as on the significance page. The main run's row: its metrics only."""
+    pri, sec = proto.primary, proto.secondary
+    label, ci, units = short_label(pri), f"{confidence:.0%} CI", proto.units(2)
+    t = Table(
+        [
+            "variant",
+            f"test {label}",
+            f"shuffled {label}",
+            "drop (pp)",
+            f"Δ {proto.short(sec)} test −\nshuffled (pp) [{ci}]",
+            "p\nbootstrap",
+            f"{units} ×\nseeds",
+        ]
+    )
+    for i, (v, g) in enumerate(results.groupby("variant", sort=False)):
+        key = f"shuffled/{v}"
+        a, b = g[f"test/{pri}"].mean(), g[f"test_shuffled/{pri}"].mean()
+        row = [v, num.put(f"{key}/test_{pri}", a), num.put(f"{key}/shuffled_{pri}", b), num.put(key + "/drop", a - b)]
+        shuffled, own = paired_scores(per_sample, v, v, "test_shuffled", proto.scores[sec], proto.unit, split_b="test")
+        if shuffled.size:
+            boot = paired_bootstrap(shuffled, own, reps=reps, confidence=confidence, seed=i)
+            diff = num.put(f"{key}/{sec}/diff", boot.diff, signed=True)
+            row += [
+                f"{diff} {num.interval(f'{key}/{sec}', boot.lo, boot.hi)}",
+                num.p(f"{key}/{sec}/p", boot.p),
+                f"{num.put(f'{key}/{units}', shuffled.shape[1])} × {shuffled.shape[0]}",
+            ]
+        else:
+            row += [DASH, DASH, "0"]
+        t.rows.append(row)
+    a, b = (main.get(s, {}).get(pri, float("nan")) for s in ("test", "test_shuffled"))
+    key = "shuffled/main run"
+    t.rows.append(
+        [
+            "main run",
+            num.put(f"{key}/test_{pri}", a),
+            num.put(f"{key}/shuffled_{pri}", b),
+            num.put(key + "/drop", a - b),
+            DASH,
+            DASH,
+            DASH,
+        ]
+    )
     return t
 
 

@@ -572,6 +572,36 @@ def test_power_over_seeds_hand_example():
     assert "fewer than 2 seeds" in seed_detectable_differences(one_seed, 0.05, Numbers())
 
 
+def test_shuffled_control_is_a_paired_test_per_variant_hand_example():
+    from reports.tables import DASH, Numbers, shuffled_control
+
+    own = _hand_samples()
+    own = own[own["variant"] == "A"]
+    # the same pairs, each with another sample's sentence: seed 0 I = 1 1 3 5, seed 1 I = 2 2 4 4 (union 10)
+    shuffled = own.assign(split="test_shuffled", inter=[1, 1, 3, 5, 2, 2, 4, 4])
+    samples = pd.concat([own, shuffled.assign(iou=shuffled["inter"] / 10)])
+    results = pd.DataFrame(
+        {
+            "variant": ["Baseline", "A", "A"],
+            "seed": [0, 0, 1],
+            "test/mAP": [0.0, 20.0, 30.0],
+            "test_shuffled/mAP": [0.0, 5.0, 10.0],
+        }
+    )
+    main = {"test": {"mAP": 9.0}, "test_shuffled": {"mAP": 4.0}}
+    num = Numbers()
+    t = shuffled_control(results, samples, main, reps=200, confidence=0.95, num=num)
+    # IoU own - shuffled (pp), seed 0: 10 30 30 50, seed 1: 20 20 40 60 -> per pair 15 25 35 55, mean 32.5;
+    # every difference is positive, so no resample mean is as far from 32.5 as 0: p = 1 / (200 + 1)
+    assert num.items["shuffled/A/mean_iou/diff"]["text"] == "+32.5"
+    assert num.items["shuffled/A/mean_iou/p"]["text"] == "0.005"
+    assert 15 <= num.items["shuffled/A/mean_iou/lo"]["value"] < 32.5 < num.items["shuffled/A/mean_iou/hi"]["value"]
+    assert t.rows[1][:4] == ["A", "25.0", "7.5", "17.5"] and t.rows[1][-1] == "4 × 2"
+    # a variant without shuffled per-sample rows has no test; the main run row its metrics only
+    assert t.rows[0][4:] == [DASH, DASH, "0"]
+    assert t.rows[2] == ["main run", "9.0", "4.0", "5.0", DASH, DASH, DASH]
+
+
 def test_headroom_share_hand_example():
     from reports.tables import NA, Numbers, headroom
 
