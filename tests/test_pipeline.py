@@ -80,6 +80,10 @@ def test_dvc_repro_runs_every_stage_to_a_report(project):
     assert len(ablation) == 1 + 5 * 2  # header + 5 variants x 2 seeds (tiny profile)
     summary = json.loads((outputs / "ablation" / "summary.json").read_text())
     assert summary["reused"] >= 1  # the full model, seed 0 = the train stage's run
+    numbers = json.loads((outputs / "report" / "report_numbers.json").read_text())
+    variants = yaml.safe_load((project / "params.yaml").read_text())["ablation"]["variants"]
+    for variant in variants:  # each row against its own shuffled-sentence control, paired over the pairs
+        assert numbers[f"shuffled/{variant}/pairs"]["value"] > 0 and f"shuffled/{variant}/mean_iou/p" in numbers
 
     again = _run([dvc, "repro"], project)
     assert "Running stage" not in again  # an unchanged tree does nothing
@@ -156,19 +160,28 @@ def test_mlflow_server_lists_the_suite_and_lines_up_params(project):
         server.wait(timeout=30)
 
 
-@pytest.mark.parametrize("dataset", ["ytvos", "mevis"])
+# CI time: the stages after `evaluate` do not depend on the dataset's reader (they read the
+# processed store and the runs' metrics), so MeViS runs the whole pipeline to its J&F report and
+# Ref-YouTube-VOS the dataset-specific part, `dvc repro evaluate` (its report: test_report_vos.py)
+TWIN_TARGETS = {"ytvos": "evaluate", "mevis": "report"}
+
+
+@pytest.mark.parametrize("dataset", sorted(TWIN_TARGETS))
 def test_dvc_repro_on_a_synthetic_twin_reports_jf_and_exports_valid(tmp_path_factory, dataset):
     """`data.dataset: ytvos | mevis` and `dvc repro`: the twin is written in that dataset's layout
     and read by its reader, every run is scored in J, F and J&F (the split's J&F recomputed here
-    from the per-sample file, per expression first), Table 3 is in J&F, and
-    `python -m core.evaluate --export` zips the valid split's masks in the submission layout."""
+    from the per-sample file, per expression first), Table 3 is in J&F (MeViS: the whole
+    pipeline), and `python -m core.evaluate --export` zips the valid split's masks in the
+    submission layout."""
     import csv
     import zipfile
 
     project = _clone(tmp_path_factory, dataset)
-    out = _run([str(Path(sys.executable).parent / "dvc"), "repro"], project)
+    target = TWIN_TARGETS[dataset]
+    out = _run([str(Path(sys.executable).parent / "dvc"), "repro", target], project)
+    stages = STAGES[: STAGES.index(target) + 1]
     for stage in STAGES:
-        assert f"Running stage '{stage}'" in out, stage
+        assert (f"Running stage '{stage}'" in out) == (stage in stages), stage
     outputs = project / "outputs"
     metrics = json.loads((outputs / "eval" / "metrics.json").read_text())
     assert "jhmdb" not in metrics and {"val", "test", "test_shuffled"} <= set(metrics)
@@ -182,6 +195,21 @@ def test_dvc_repro_on_a_synthetic_twin_reports_jf_and_exports_valid(tmp_path_fac
     test = metrics["test"]
     assert test["J"] == pytest.approx(j) and test["F"] == pytest.approx(f_)
     assert test["J&F"] == pytest.approx((j + f_) / 2) and test["n_expressions"] == len(per_expression)
+    if target == "report":
+        _check_jf_report(outputs)
+
+    _run([sys.executable, "-m", "core.evaluate", "--export"], project)
+    (zip_path,) = (outputs / "runs").glob("*/export/*.zip")
+    with zipfile.ZipFile(zip_path) as z:
+        names = [n for n in z.namelist() if n.endswith(".png")]
+    assert names and all(n.count("/") == (3 if dataset == "ytvos" else 2) for n in names)
+
+
+def _check_jf_report(outputs: Path) -> None:
+    """Table 3 of a J&F dataset: every row scored in J&F, the report's means equal results.csv's,
+    the paired tests over expressions (the Baseline -> CCL step, each row vs its shuffled control)."""
+    import csv
+
     with open(outputs / "ablation" / "results.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(TWIN_VARIANTS) * 2 and all(r["test/J&F"] for r in table)
@@ -190,10 +218,6 @@ def test_dvc_repro_on_a_synthetic_twin_reports_jf_and_exports_valid(tmp_path_fac
         mean = sum(float(r["test/J&F"]) for r in table if r["variant"] == variant) / 2
         assert numbers[f"table3/{variant}/test/J&F/mean"]["value"] == pytest.approx(mean, abs=0.051)
     assert "significance/Baseline->CCL/J/diff" in numbers  # the step's paired bootstrap, over expressions
+    for variant in TWIN_VARIANTS:
+        assert numbers[f"shuffled/{variant}/expressions"]["value"] > 0, variant
     assert (outputs / "report" / "report.pdf").stat().st_size > 10_000
-
-    _run([sys.executable, "-m", "core.evaluate", "--export"], project)
-    (zip_path,) = (outputs / "runs").glob("*/export/*.zip")
-    with zipfile.ZipFile(zip_path) as z:
-        names = [n for n in z.namelist() if n.endswith(".png")]
-    assert names and all(n.count("/") == (3 if dataset == "ytvos" else 2) for n in names)
