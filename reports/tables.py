@@ -277,10 +277,19 @@ def shuffled_control(
             f"{units} ×\nseeds",
         ]
     )
+
+    def scores(name: str, test: float, shuffled: float) -> list[str]:
+        key = f"shuffled/{name}"
+        return [
+            name,
+            num.put(f"{key}/test_{pri}", test),
+            num.put(f"{key}/shuffled_{pri}", shuffled),
+            num.put(key + "/drop", test - shuffled),
+        ]
+
     for i, (v, g) in enumerate(results.groupby("variant", sort=False)):
         key = f"shuffled/{v}"
-        a, b = g[f"test/{pri}"].mean(), g[f"test_shuffled/{pri}"].mean()
-        row = [v, num.put(f"{key}/test_{pri}", a), num.put(f"{key}/shuffled_{pri}", b), num.put(key + "/drop", a - b)]
+        row = scores(v, g[f"test/{pri}"].mean(), g[f"test_shuffled/{pri}"].mean())
         shuffled, own = paired_scores(per_sample, v, v, "test_shuffled", proto.scores[sec], proto.unit, split_b="test")
         if shuffled.size:
             boot = paired_bootstrap(shuffled, own, reps=reps, confidence=confidence, seed=i)
@@ -294,18 +303,7 @@ def shuffled_control(
             row += [DASH, DASH, "0"]
         t.rows.append(row)
     a, b = (main.get(s, {}).get(pri, float("nan")) for s in ("test", "test_shuffled"))
-    key = "shuffled/main run"
-    t.rows.append(
-        [
-            "main run",
-            num.put(f"{key}/test_{pri}", a),
-            num.put(f"{key}/shuffled_{pri}", b),
-            num.put(key + "/drop", a - b),
-            DASH,
-            DASH,
-            DASH,
-        ]
-    )
+    t.rows.append(scores("main run", a, b) + [DASH] * 3)
     return t
 
 
