@@ -45,7 +45,7 @@ from core.loop import Objective, Schedule, clip_loader, fit
 from core.losses import instance_features, region_weights, segmentation_loss
 from core.model import ProjectionHead, VisualEncoder, build_backbone
 from core.results import data_fingerprint
-from core.runtime import Dist, pick_device, seed_everything
+from core.runtime import Dist, environment, pick_device, seed_everything
 
 log = logging.getLogger("cvls")
 
@@ -133,7 +133,8 @@ def pretrain(params: Params) -> dict:
         summary = json.loads(info_path.read_text())
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        tags = {"variant": "pretext", "stage": "pretext"}
+        env = environment(pick_device(params.train.device))
+        tags = {"variant": "pretext", "stage": "pretext"} | tracking.env_tags(env)
         with tracking.tracked_run(params, name="pretext", run_hash=f"pretext-{h}", tags=tags) as handle:
             t0 = time.perf_counter()
             history = fit_pretext(params, run_dir, handle)
@@ -141,6 +142,7 @@ def pretrain(params: Params) -> dict:
                 "run_id": handle.run_id,
                 "run_hash": h,
                 "steps": params.pretrain.steps,
+                "environment": env,
                 "history": history,
                 "seconds": round(time.perf_counter() - t0, 1),
             }

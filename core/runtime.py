@@ -6,9 +6,12 @@ The same code runs on CPU and CUDA; only these few switches differ.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
+import platform
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,6 +87,41 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """What decides a run's floating-point results besides its config, seed and data: the library
+    builds, the CPU (oneDNN picks its kernels by the CPU's instruction set: capping it at AVX2 on
+    one machine gave other weights after 80 steps), the thread count and the GPU. Two runs of one
+    config match bitwise only when these match; a difference here explains rows that move between
+    machines with the same seeds."""
+    env = {
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "cpu": cpu_model(),
+        "threads": str(torch.get_num_threads()),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 def cpu_cores() -> int:

@@ -57,6 +57,7 @@ TAG_ERROR = "error"
 TAG_OWNER = "cvls.owner"  # host:pid:process-start of the process that created the run
 TAG_REPLACES = "cvls.replaces"  # the stale RUNNING runs of the same config this run marked KILLED
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests runs by
+TAG_ENV = "cvls.env."  # + torch, torchvision, cpu, threads[, gpu] of a training run (core.runtime.environment)
 CONFIG_ARTIFACT = "config/params.resolved.yaml"
 IDENTITY_SECTIONS = ("data", "model", "loss", "train", "eval")  # what determines a trained model
 OPERATIONAL_KEYS = (("data", "extract_workers"),)  # how fast, not what: never part of an identity
@@ -315,6 +316,11 @@ def _base_tags(params: Params) -> dict[str, str]:
         "mlflow.source.name": sys.argv[0] or "python",
         "mlflow.source.git.commit": commit,
     }
+
+
+def env_tags(env: dict[str, str]) -> dict[str, str]:
+    """A training run's environment (core.runtime.environment) as its MLflow tags."""
+    return {TAG_ENV + k: v for k, v in env.items()}
 
 
 def _process_start(pid: int) -> str | None:

@@ -43,7 +43,7 @@ from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_s
 from core.losses import cvls_loss, cvls_terms
 from core.metrics import summarize
 from core.model import CVLS
-from core.runtime import Dist, autocast, init_distributed, pick_device, seed_everything
+from core.runtime import Dist, autocast, environment, init_distributed, pick_device, seed_everything
 from core.scoring import predict
 
 log = logging.getLogger("cvls")
@@ -240,13 +240,18 @@ def train(
             (run_dir / stale).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "params.yaml", yaml.safe_dump(params.to_dict(), sort_keys=False))
-    all_tags = {
-        "variant": name,
-        "seed": str(params.train.seed),
-        "dataset_fingerprint": fingerprint,
-        "device": device.type,
-        "backbone_init": params.model.init,
-    } | (tags or {})
+    env = environment(device)
+    all_tags = (
+        {
+            "variant": name,
+            "seed": str(params.train.seed),
+            "dataset_fingerprint": fingerprint,
+            "device": device.type,
+            "backbone_init": params.model.init,
+        }
+        | tracking.env_tags(env)
+        | (tags or {})
+    )
     with tracking.tracked_run(
         params,
         name=name,
@@ -270,6 +275,7 @@ def train(
                     "fingerprint": fingerprint,
                     "name": name,
                     "pretrained": model_pretrained,
+                    "environment": env,
                     "history": history,
                 },
             )

@@ -70,6 +70,7 @@ class ReportInputs:
     study_samples: dict[str, pd.DataFrame]  # run_hash -> <run>/eval/per_sample.csv of the study runs that have one
     bounds: dict[str, Any] | None  # <run>/eval/bounds.json of the Table-3 runs (None: none has one)
     sensitivity: pd.DataFrame | None = None  # sensitivity/table.csv (ablations/sensitivity.py; None: not run)
+    environments: tuple[dict[str, str], ...] = ()  # each Table-3 and study run's run.json "environment"
 
     @property
     def fingerprint(self) -> str:
@@ -157,6 +158,16 @@ def read_bounds(params: Params, run_hashes: list[str]) -> dict[str, Any] | None:
     return None
 
 
+def run_environments(params: Params, run_hashes: list[str]) -> tuple[dict[str, str], ...]:
+    """The environment each run was trained in (core.runtime.environment, from its run.json),
+    one entry per distinct run; {} for a run whose run.json predates the record or is absent."""
+    envs = []
+    for h in dict.fromkeys(map(str, run_hashes)):
+        path = run_dir(params, h) / "run.json"
+        envs.append(dict(read_json(path).get("environment", {})) if path.is_file() else {})
+    return tuple(envs)
+
+
 SENSITIVITY = "sensitivity/table.csv"  # optional: not a DVC stage (ablations/sensitivity.py)
 SENSITIVITY_COLUMNS = ("reading", "variant", "seeds", "test/mAP", "test/mAP ±", "Δ test/mAP", "Δ test/mAP ±")
 
@@ -196,6 +207,7 @@ def load_inputs(params: Params) -> ReportInputs:
         study_samples=run_samples(params, [*rhic["run_hash"], *lam["run_hash"]]),
         bounds=read_bounds(params, list(results["run_hash"])),
         sensitivity=read_sensitivity(params),
+        environments=run_environments(params, [*results["run_hash"], *rhic["run_hash"], *lam["run_hash"]]),
     )
 
 

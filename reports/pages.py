@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from core.config import DATASET_NAMES, Params
@@ -68,6 +70,39 @@ def backbone_init(params: Params) -> str:
     return "random (scratch)"
 
 
+ENV_KEYS = ("torch", "torchvision", "cpu", "gpu")  # an environment, threads apart (core.runtime.environment)
+
+
+def env_label(env: dict[str, str]) -> str:
+    """'torch 2.x, torchvision 0.y, <cpu>[, <gpu>]'."""
+    return ", ".join(env[k] if k in ("cpu", "gpu") else f"{k} {env[k]}" for k in ENV_KEYS if k in env)
+
+
+def environment_note(envs: Sequence[dict[str, str]], num: Numbers) -> tuple[str, bool]:
+    """Where the Table-3 and study runs were trained (core.runtime.environment) and whether they
+    differ (True): rows from several environments are not reproducible from their seeds alone.
+    Thread counts are stated apart: the suite's own layout gives its stages different counts."""
+    kinds = Counter(env_label(e) for e in envs if e)
+    unrecorded = sum(1 for e in envs if not e)
+    threads = sorted({int(e["threads"]) for e in envs if e.get("threads", "").isdigit()})
+    num.put("environments", len(kinds))
+    head = "Environment of the runs (their run.json)"
+    if not kinds:
+        return f"{head}: not recorded ({unrecorded} runs trained before the suite recorded it).", False
+    parts = [f"{n} runs: {kind}" for kind, n in kinds.most_common()]
+    if unrecorded:
+        parts.append(f"{unrecorded} runs: not recorded")
+    spread = "" if not threads else f"; torch threads {threads[0]}" + (f"-{threads[-1]}" if len(threads) > 1 else "")
+    text = f"{head}: {'; '.join(parts)}{spread}."
+    if len(parts) == 1:
+        return text, False
+    return (
+        f"{text} {len(parts)} different environments: the same config and seed give other numbers under another "
+        "library build, CPU instruction set or thread count, so each row is reproducible only in its own.",
+        True,
+    )
+
+
 def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     proto = protocol(params)
     page = Page("title", PAGE_TITLES["title"])
@@ -117,6 +152,8 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     info.rows = [[*kv[i], *(kv[i + 1] if i + 1 < len(kv) else ("", ""))] for i in range(0, len(kv), 2)]
     page.text("Run configuration (params.yaml)", weight="bold", size=10)
     page.table(info, full_width=True)
+    env_text, mixed = environment_note(inp.environments, num)
+    page.text(env_text, size=SMALL, color="darkred" if mixed else "black", gap=0.1)
     page.text("Dataset (processed store)", weight="bold", size=10)
     page.table(tables.dataset_counts(inp.processed, num))
     page.table(tables.skipped_counts(inp.processed, num))

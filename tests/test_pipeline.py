@@ -84,6 +84,7 @@ def test_dvc_repro_runs_every_stage_to_a_report(project):
     variants = yaml.safe_load((project / "params.yaml").read_text())["ablation"]["variants"]
     for variant in variants:  # each row against its own shuffled-sentence control, paired over the pairs
         assert numbers[f"shuffled/{variant}/pairs"]["value"] > 0 and f"shuffled/{variant}/mean_iou/p" in numbers
+    assert numbers["environments"]["value"] == 1  # every row's run.json records where it was trained
 
     again = _run([dvc, "repro"], project)
     assert "Running stage" not in again  # an unchanged tree does nothing

@@ -86,6 +86,10 @@ def test_run_contents_read_back_through_mlflow(tiny_store):
         tags["pretrained_backbone"] == "true" and tags["backbone_init"] == "pretext"
     )  # the tiny profile runs the pretext
     assert tags["cvls.git_commit"] and tags["cvls.data_source"] == "synthetic"
+    # the environment that decides the floating-point results, in MLflow and in run.json
+    env = json.loads((result.run_dir / "run.json").read_text())["environment"]
+    assert env["torch"] == torch.__version__ and env["threads"] == str(torch.get_num_threads()) and env["cpu"]
+    assert {k: tags[tracking.TAG_ENV + k] for k in env} == env and "gpu" not in env  # CPU run
     history = client.get_metric_history(result.run_id, "train_loss")
     assert [m.step for m in history] == list(range(1, p.train.epochs + 1))
     assert run.data.metrics["test/mAP"] == metrics["test"]["mAP"]
@@ -133,6 +137,35 @@ def test_nan_loss_stops_the_run_and_marks_it_failed(tiny_store, monkeypatch):
     runs = client.search_runs([tracking.init_tracking(p)], "tags.variant = 'nan'")
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "NaN/inf" in runs[0].data.tags["error"]
+
+
+def test_a_config_trained_in_two_processes_gives_the_same_weights_bitwise(tiny_store, tmp_path):
+    """The default (train.deterministic false) on CPU: one environment, one config and seed give
+    the same weights bit for bit, whatever the process's hash seed (set and dict order): what
+    makes a row reproducible where it was trained (the report states each run's environment)."""
+    import os
+
+    from core.config import merge_profile
+
+    from .conftest import TINY
+
+    params_file = tmp_path / "params.yaml"
+    merge_profile(ROOT / "params.yaml", TINY, params_file)
+    weights = []
+    for hash_seed in ("1", "2"):
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONHASHSEED": hash_seed}
+        out = tmp_path / f"out{hash_seed}"
+        args = ["--params", str(params_file), "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=17"]
+        args += ["--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow{hash_seed}.db", "--force", "--out", str(out)]
+        r = subprocess.run(
+            [sys.executable, "-m", "core.train", *args], capture_output=True, text=True, cwd=ROOT, env=env
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        weights.append(_weights(tiny_store.outputs / "runs" / json.loads((out / "run.json").read_text())["run_hash"]))
+        weights[-1] = {k: v.clone() for k, v in weights[-1].items()}  # the second run rewrites the same folder
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), k
 
 
 def test_missing_store_is_a_one_line_error(tmp_path):
