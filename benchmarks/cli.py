@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from core.config import load_params
-from core.runtime import cpu_cores, pick_device
+from core.runtime import channels_last, cpu_cores, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES: dict[str, tuple[str, ...]] = {
@@ -110,8 +110,8 @@ class Context:
 
     @property
     def channels_last(self) -> bool:
-        """As the trainer: channels_last only on CUDA with train.channels_last."""
-        return self.device.type == "cuda" and self.params.train.channels_last
+        """As the trainer (core.runtime.channels_last)."""
+        return channels_last(self.device, self.params.train)
 
     def machine(self) -> dict[str, Any]:
         """The machine a figure was measured on (a ratio means little without it)."""

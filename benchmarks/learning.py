@@ -1,7 +1,7 @@
 """Benchmark 10 - learning per CPU-minute: the default's settings before vs now, interleaved.
 
 What, for two settings of the default profile - "before" (params.yaml with BEFORE's values, the
-settings of 9d7e0cc) and "now" (params.yaml as it is) - measured in one run:
+settings of 9d7e0cc) and "now" (params.yaml as it is, plus any --now candidate) - measured in one run:
   (a) training clips/s of the whole machine under the process/thread layout the suite uses for
       its rows (ablation.n_jobs processes, the cores split between them): each process runs
       --steps training steps (core.train.train_step on batches of the real training loader,
@@ -16,6 +16,7 @@ Target: (a) >= 2x with (b) not worse.
 
     python benchmarks/learning.py                   # ~10 min on 2 cores (+ ~3 min once: data, pretext)
     python benchmarks/learning.py --budget 60 --reps 1
+    python benchmarks/learning.py --now train.cpu_bf16=true   # a candidate, before adopting it
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from core.data.dataset import FrameDataset, to_device  # noqa: E402
 from core.data.store import open_split  # noqa: E402
 from core.loop import clip_loader, make_optimizer  # noqa: E402
 from core.metrics import summarize  # noqa: E402
-from core.runtime import Dist, cpu_cores, seed_everything  # noqa: E402
+from core.runtime import Dist, channels_last, cpu_cores, seed_everything  # noqa: E402
 from core.scoring import predict  # noqa: E402
 from core.train import train_step  # noqa: E402
 
@@ -46,10 +47,17 @@ BEFORE = ("model.freeze_at=0",)  # the values of 9d7e0cc for the keys this issue
 WARMUP_STEPS = 3
 
 
-def settings(ctx: cli.Context) -> dict[str, list[str]]:
+def settings(ctx: cli.Context, now: list[str]) -> dict[str, list[str]]:
     """The --set lists of the two settings on the benchmark store, with the pretext init."""
     base = stores.data_overrides(ctx, "model.init=pretext")
-    return {"before": [*base, *BEFORE], "now": base}
+    return {"before": [*base, *BEFORE], "now": [*base, *now]}
+
+
+def prepared(params: Params, device: torch.device) -> tuple[torch.nn.Module, bool]:
+    """A fresh model as the trainer prepares it, and whether its batches are channels_last."""
+    model = build_model(params, load_vocab(params))
+    last = channels_last(device, params.train)
+    return (model.to(memory_format=torch.channels_last) if last else model), last
 
 
 def ensure_pretext(params: Params) -> None:
@@ -76,15 +84,15 @@ def _throughput(args: tuple[str, list[str], int, int], queue: Any) -> None:
     torch.set_num_threads(threads)
     params = load_params(params_file, overrides)
     seed_everything(0, False)
-    model = build_model(params, load_vocab(params))
-    opt = make_optimizer(model, params.train.lr, params.train.weight_decay)
     device = torch.device("cpu")
+    model, last = prepared(params, device)
+    opt = make_optimizer(model, params.train.lr, params.train.weight_decay)
     source = batches(params)
     for _ in range(WARMUP_STEPS):
-        train_step(model, model, opt, to_device(next(source), device), params, device)
+        train_step(model, model, opt, to_device(next(source), device, last), params, device)
     clips, t0 = 0, time.perf_counter()
     for _ in range(steps):  # loading included: what a row's loop does per step
-        batch = to_device(next(source), device)
+        batch = to_device(next(source), device, last)
         train_step(model, model, opt, batch, params, device)
         clips += len(batch["referent"])
     queue.put((clips, time.perf_counter() - t0))
@@ -111,12 +119,12 @@ def val_after_budget(params: Params, budget_s: float) -> dict[str, float]:
     device = torch.device("cpu")
     seed_everything(0, False)
     vocab = load_vocab(params)
-    model = build_model(params, vocab)
+    model, last = prepared(params, device)
     opt = make_optimizer(model, params.train.lr, params.train.weight_decay)
     model.train()
     steps, t0 = 0, time.perf_counter()
     for batch in batches(params):
-        train_step(model, model, opt, to_device(batch, device), params, device)
+        train_step(model, model, opt, to_device(batch, device, last), params, device)
         steps += 1
         if time.perf_counter() - t0 >= budget_s:
             break
@@ -133,9 +141,10 @@ def main() -> int:
     p = cli.parser(__doc__, reps=2, warmup=0, batch=False)
     p.add_argument("--budget", type=float, default=90.0, help="(b): seconds of training per run (default 90)")
     p.add_argument("--steps", type=int, default=40, help="(a): timed steps per process (default 40)")
+    p.add_argument("--now", nargs="*", default=[], metavar="KEY=VALUE", help="a candidate: 'now' with these keys set")
     args = p.parse_args()
     ctx = cli.Context(args)
-    sets = settings(ctx)
+    sets = settings(ctx, args.now)
     ensure_pretext(stores.ensure_store(load_params(args.params, sets["now"])))
     jobs = load_params(args.params, sets["now"]).ablation.n_jobs
     rate: dict[str, list[float]] = {k: [] for k in sets}
@@ -161,7 +170,14 @@ def main() -> int:
         f"Benchmark 10: learning per CPU-minute ({jobs} row processes for (a); {args.budget:g} s budget for (b))",
         ["setting", "(a) machine clips/s", "(b) steps in budget", "(b) val mean IoU", "(b) val mAP"],
         rows,
-        {"before": list(BEFORE), "budget_s": args.budget, "steps": args.steps, "jobs": jobs, "settings": summary},
+        {
+            "before": list(BEFORE),
+            "now": args.now,
+            "budget_s": args.budget,
+            "steps": args.steps,
+            "jobs": jobs,
+            "settings": summary,
+        },
         [
             output.headline("(a) machine training clips/s: now / before", speed, TARGET, at_most=False),
             output.headline("(b) val mean IoU after the budget: now / before", iou_gain, 1.0, at_most=False),

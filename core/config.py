@@ -173,6 +173,7 @@ class TrainParams(Section):
     device: Literal["auto", "cpu", "cuda"]
     bf16: bool
     channels_last: bool
+    cpu_bf16: bool | Literal["auto"]
     max_steps_per_epoch: int | None = Field(ge=1)
     # diagnostics that read a run and never change its weights (0 = off)
     grad_share_every: int = Field(ge=0)  # steps: Eq. 4's two terms' gradients on the shared encoders

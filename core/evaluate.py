@@ -43,7 +43,7 @@ from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
 from core.metrics import intersection_union, iou, predict_mask  # noqa: E402
 from core.model import CVLS  # noqa: E402
 from core.results import EVAL_FILES, SAMPLE_COLUMNS, flat_bounds, flat_metrics, flat_strata, mlflow_metrics  # noqa: E402
-from core.runtime import autocast, pick_device  # noqa: E402
+from core.runtime import autocast, channels_last, pick_device  # noqa: E402
 from core.scoring import FrameFeatures, predict, summarize_rows  # noqa: E402
 from core.strata import pair_strata, strata_metrics  # noqa: E402
 from core.train import train  # noqa: E402
@@ -70,7 +70,7 @@ def qualitative_figure(
     fig, axes = plt.subplots(len(picks), 2, figsize=(7, 2.9 * len(picks)), squeeze=False)
     for r, i in enumerate(picks):
         item = ds[i]
-        b = to_device(collate_frames([item]), device)
+        b = to_device(collate_frames([item]), device, channels_last(device, params.train))
         with torch.no_grad(), autocast(device, params.train):
             prob = torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[0, 0].float()).cpu()
         gt = item["gt"]

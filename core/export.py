@@ -72,7 +72,7 @@ from core.errors import DataError, UserError
 from core.io import atomic_path
 from core.metrics import predict_mask
 from core.model import CVLS
-from core.runtime import autocast, pick_device
+from core.runtime import autocast, channels_last, pick_device
 
 log = logging.getLogger("cvls")
 
@@ -232,7 +232,8 @@ def _video_masks(
         names = video.frame_names[start : start + step]
         stored, original = store_frames(video.source, video.frame_indices[start : start + step], size)
         frames = torch.from_numpy(stored).permute(0, 3, 1, 2)[:, None]  # uint8 [B,1,3,S,S], as collated
-        frames = to_device({"frames": frames}, device)["frames"][:, 0]  # normalised like evaluation's
+        on_device = to_device({"frames": frames}, device, channels_last(device, params.train))
+        frames = on_device["frames"][:, 0]  # normalised like evaluation's
         with autocast(device, params.train):
             feat = model.visual(frames)  # F once per frame
             logits = [model.segment(feat, s.expand(len(names), -1), (size, size))[:, 0] for s in sentences]

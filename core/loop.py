@@ -35,7 +35,7 @@ from core.data.store import open_split
 from core.data.vocab import Vocab
 from core.errors import UserError
 from core.results import MetricLogger, log_history
-from core.runtime import Dist, autocast, rng_state, set_rng_state
+from core.runtime import Dist, autocast, channels_last, rng_state, set_rng_state
 
 log = logging.getLogger("cvls")
 
@@ -177,7 +177,7 @@ def fit(
         log.info("resuming %s from epoch %d/%d", run_dir.name, start, s.epochs)
         log_history(handle, history)  # a new MLflow run carries the whole curve
     step = int(history[-1].get("step", 0)) if history else 0  # (rows of older runs lack it)
-    channels_last = params.train.channels_last and device.type == "cuda"
+    last = channels_last(device, params.train)
     for epoch in range(start, s.epochs):
         if s.max_steps is not None and step >= s.max_steps:
             break
@@ -189,7 +189,7 @@ def fit(
         steps, clips, t0 = 0, 0, time.perf_counter()
         bar = tqdm(batches, desc=f"{desc} {epoch + 1}/{s.epochs}", unit="batch", disable=not is_main, leave=False)
         for batch in bar:
-            batch = to_device(batch, device, channels_last)
+            batch = to_device(batch, device, last)
             # by the global step number, so a resumed run probes the same steps
             probe = objective.probe_loss if objective.probe_every and step % objective.probe_every == 0 else None
             loss, parts = optimizer_step(probe or objective.loss, opt, batch, params, device, s.grad_clip)

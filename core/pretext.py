@@ -45,7 +45,7 @@ from core.loop import Objective, Schedule, clip_loader, fit
 from core.losses import instance_features, region_weights, segmentation_loss
 from core.model import ProjectionHead, VisualEncoder, build_backbone
 from core.results import data_fingerprint
-from core.runtime import Dist, environment, pick_device, seed_everything
+from core.runtime import Dist, channels_last, environment, pick_device, seed_everything
 
 log = logging.getLogger("cvls")
 
@@ -101,13 +101,15 @@ def pretext_loss(
 
 
 def pretext_hash(params: Params) -> str:
-    """Identity of a pretext run: its section, the data, and the model keys of what it trains."""
+    """Identity of a pretext run: its section, the data, the model keys of what it trains and its
+    CPU precision (train.cpu_bf16 changes its numbers as a run's)."""
     m = params.model
     model = {"backbone": m.backbone, "channels": m.channels, "proj_hidden": m.proj_hidden, "proj_dim": m.proj_dim}
     return tracking.config_hash_of(
         {
             **tracking.identity_sections(params, ("pretrain", "data")),
             "model": model,
+            "cpu_bf16": params.train.cpu_bf16,
             "fingerprint": data_fingerprint(params),
         }
     )
@@ -133,7 +135,7 @@ def pretrain(params: Params) -> dict:
         summary = json.loads(info_path.read_text())
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        env = environment(pick_device(params.train.device))
+        env = environment(pick_device(params.train.device), params.train)
         tags = {"variant": "pretext", "stage": "pretext"} | tracking.env_tags(env)
         with tracking.tracked_run(params, name="pretext", run_hash=f"pretext-{h}", tags=tags) as handle:
             t0 = time.perf_counter()
@@ -162,7 +164,7 @@ def fit_pretext(params: Params, run_dir: Path, handle: tracking.RunHandle) -> li
     visual = VisualEncoder(build_backbone(m.backbone, None), m.channels)
     head = PretextHead(m.channels, m.proj_hidden, m.proj_dim)
     net = nn.ModuleDict({"visual": visual, "head": head}).to(device)
-    if params.train.channels_last and device.type == "cuda":
+    if channels_last(device, params.train):
         net = net.to(memory_format=torch.channels_last)
     # the training loader, with the pretext's batch size and seed
     loader_params = params.replace(**{"train.batch_size": pp.batch_size, "train.seed": pp.seed})

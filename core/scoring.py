@@ -24,7 +24,7 @@ from core.config import Params
 from core.data.dataset import FrameDataset, collate_frames, to_device
 from core.metrics import batch_scores, iou, summarize
 from core.model import CVLS
-from core.runtime import autocast
+from core.runtime import autocast, channels_last
 from core.vos_metrics import batch_boundary_f, summarize_pairs
 
 
@@ -66,7 +66,7 @@ def predict(
     rows: list[dict[str, Any]] = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
         meta, gts = batch.pop("meta"), batch.pop("gt")
-        b = to_device(batch, device)
+        b = to_device(batch, device, channels_last(device, params.train))
         keys = [(folder, ds.pairs[m["pair"]][1]) for m in meta]
         with autocast(device, params.train):
             feat = features(keys, b["frames"][:, 0])

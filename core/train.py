@@ -43,7 +43,7 @@ from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_s
 from core.losses import cvls_loss, cvls_terms
 from core.metrics import summarize
 from core.model import CVLS
-from core.runtime import Dist, autocast, environment, init_distributed, pick_device, seed_everything
+from core.runtime import Dist, autocast, channels_last, environment, init_distributed, pick_device, seed_everything
 from core.scoring import predict
 
 log = logging.getLogger("cvls")
@@ -78,7 +78,7 @@ def validation_loss(model: torch.nn.Module, loader: DataLoader, params: Params, 
     model.eval()
     total, n = torch.zeros((), device=device), 0
     for batch in loader:
-        batch = to_device(batch, device, params.train.channels_last and device.type == "cuda")
+        batch = to_device(batch, device, channels_last(device, params.train))
         with autocast(device, params.train):
             out = model(batch["frames"], batch["tokens"], batch["lengths"])
             loss, _ = cvls_loss(unwrap(model), out, batch, params.loss)
@@ -153,7 +153,7 @@ def fit_cvls(
     seed_everything(tp.seed, tp.deterministic)
     vocab = load_vocab(params)
     model = build_model(params, vocab).to(device)
-    if device.type == "cuda" and tp.channels_last:
+    if channels_last(device, tp):
         model = model.to(memory_format=torch.channels_last)
     net: torch.nn.Module = model
     if dist_.world > 1:
@@ -240,7 +240,7 @@ def train(
             (run_dir / stale).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "params.yaml", yaml.safe_dump(params.to_dict(), sort_keys=False))
-    env = environment(device)
+    env = environment(device, params.train)
     all_tags = (
         {
             "variant": name,

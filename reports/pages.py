@@ -70,12 +70,16 @@ def backbone_init(params: Params) -> str:
     return "random (scratch)"
 
 
-ENV_KEYS = ("torch", "torchvision", "cpu", "gpu")  # an environment, threads apart (core.runtime.environment)
-
-
 def env_label(env: dict[str, str]) -> str:
-    """'torch 2.x, torchvision 0.y, <cpu>[, <gpu>]'."""
-    return ", ".join(env[k] if k in ("cpu", "gpu") else f"{k} {env[k]}" for k in ENV_KEYS if k in env)
+    """'torch 2.x, torchvision 0.y, <cpu> (<isa>)[, <gpu>], <precision>': an environment, threads apart
+    (core.runtime.environment)."""
+    parts = [f"{k} {env[k]}" for k in ("torch", "torchvision") if k in env]
+    parts += [env["cpu"] + (f" ({env['isa']})" if "isa" in env else "")] if "cpu" in env else []
+    return ", ".join(parts + [env[k] for k in ("gpu", "precision") if k in env])
+
+
+def runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
 
 
 def environment_note(envs: Sequence[dict[str, str]], num: Numbers) -> tuple[str, bool]:
@@ -88,17 +92,17 @@ def environment_note(envs: Sequence[dict[str, str]], num: Numbers) -> tuple[str,
     num.put("environments", len(kinds))
     head = "Environment of the runs (their run.json)"
     if not kinds:
-        return f"{head}: not recorded ({unrecorded} runs trained before the suite recorded it).", False
-    parts = [f"{n} runs: {kind}" for kind, n in kinds.most_common()]
+        return f"{head}: not recorded ({runs(unrecorded)} trained before the suite recorded it).", False
+    parts = [f"{runs(n)}: {kind}" for kind, n in kinds.most_common()]
     if unrecorded:
-        parts.append(f"{unrecorded} runs: not recorded")
+        parts.append(f"{runs(unrecorded)}: not recorded")
     spread = "" if not threads else f"; torch threads {threads[0]}" + (f"-{threads[-1]}" if len(threads) > 1 else "")
     text = f"{head}: {'; '.join(parts)}{spread}."
     if len(parts) == 1:
         return text, False
     return (
         f"{text} {len(parts)} different environments: the same config and seed give other numbers under another "
-        "library build, CPU instruction set or thread count, so each row is reproducible only in its own.",
+        "library build, CPU instruction set, precision or thread count, so each row is reproducible only in its own.",
         True,
     )
 

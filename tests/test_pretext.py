@@ -56,6 +56,8 @@ def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
     # an operational key is not part of the identity; a data key is
     assert pretext.pretext_hash(p.replace(**{"data.extract_workers": 0})) == pretext.pretext_hash(p)
     assert pretext.pretext_hash(p.replace(**{"data.clip_frames": 1})) != pretext.pretext_hash(p)
+    assert pretext.pretext_hash(p.replace(**{"train.cpu_bf16": True})) != pretext.pretext_hash(p)  # its numbers
+    assert pretext.pretext_hash(p.replace(**{"train.lr": 0.1})) == pretext.pretext_hash(p)  # not its keys
 
 
 def test_a_killed_pretext_resumes_from_its_checkpoint(tiny_store, tmp_path, monkeypatch):

@@ -606,20 +606,28 @@ def test_environment_note_counts_runs_per_environment_hand_example():
     from reports.pages import environment_note
     from reports.tables import Numbers
 
-    a = {"torch": "2.14.1", "torchvision": "0.29.1", "cpu": "AMD EPYC", "threads": "1"}
+    a = {
+        "torch": "2.14.1",
+        "torchvision": "0.29.1",
+        "cpu": "AMD EPYC",
+        "isa": "AVX512",
+        "threads": "1",
+        "precision": "bf16",
+    }
     num = Numbers()
     assert environment_note([a, a | {"threads": "2"}, a], num) == (
-        "Environment of the runs (their run.json): 3 runs: torch 2.14.1, torchvision 0.29.1, AMD EPYC; "
-        "torch threads 1-2.",
+        "Environment of the runs (their run.json): 3 runs: torch 2.14.1, torchvision 0.29.1, AMD EPYC (AVX512), "
+        "bf16; torch threads 1-2.",
         False,
     )
     assert num.items["environments"]["value"] == 1
-    b = a | {"cpu": "Intel Xeon", "gpu": "NVIDIA H200"}
+    b = a | {"cpu": "Intel Xeon", "isa": "AVX2", "gpu": "NVIDIA H200", "precision": "fp32"}
     text, mixed = environment_note([a, b, {}, b, b], num := Numbers())
     assert mixed and num.items["environments"]["value"] == 2
     assert text.startswith(
-        "Environment of the runs (their run.json): 3 runs: torch 2.14.1, torchvision 0.29.1, Intel Xeon, NVIDIA H200; "
-        "1 runs: torch 2.14.1, torchvision 0.29.1, AMD EPYC; 1 runs: not recorded; torch threads 1. 3 different"
+        "Environment of the runs (their run.json): 3 runs: torch 2.14.1, torchvision 0.29.1, Intel Xeon (AVX2), "
+        "NVIDIA H200, fp32; 1 run: torch 2.14.1, torchvision 0.29.1, AMD EPYC (AVX512), bf16; 1 run: not recorded; "
+        "torch threads 1. 3 different"
     )
     assert environment_note([{}, {}], Numbers())[0].endswith(
         "not recorded (2 runs trained before the suite recorded it)."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -166,6 +167,25 @@ def test_a_config_trained_in_two_processes_gives_the_same_weights_bitwise(tiny_s
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
         assert torch.equal(weights[0][k], weights[1][k]), k
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16")
+def test_cpu_bf16_trains_evaluates_and_is_its_own_config(tiny_store):
+    """train.cpu_bf16: the same loop and evaluation under CPU bf16 autocast and channels_last;
+    it changes the numbers, so it is a different run (config hash), never a reuse of the fp32 one."""
+    p = tiny_store.replace(**{"train.seed": 18, "train.cpu_bf16": False})
+    fp32 = train(p, tracking_enabled=False)
+    bf16 = train(p.replace(**{"train.cpu_bf16": True}), tracking_enabled=False)
+    assert bf16.run_hash != fp32.run_hash and not bf16.reused
+    a, b = _weights(fp32.run_dir), _weights(bf16.run_dir)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the bf16 path ran: other numbers
+    metrics = evaluate_run(p.replace(**{"train.cpu_bf16": True}), bf16.run_dir, None, tracking_enabled=False)
+    rows = read_per_sample(bf16.run_dir / "eval" / "per_sample.csv")
+    test = [r for r in rows if r["split"] == "test"]
+    assert metrics["test"]["mAP"] == pytest.approx(
+        summarize([r["inter"] for r in test], [r["union"] for r in test])["mAP"]
+    )
+    assert all(math.isfinite(h["train_loss"]) for h in bf16.history)
 
 
 def test_missing_store_is_a_one_line_error(tmp_path):
