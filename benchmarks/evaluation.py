@@ -2,15 +2,17 @@
 
 What: the test split and its shuffled-sentence control (what evaluation scores on the frames of
 the test split) of the benchmark store, by
-  (before) evaluation as it was at 9d7e0cc: the whole model forward on every pair, then a Python
-      loop per sample (resize its map to the frame's size, θ·max, count I and U);
+  (before) evaluation as it was at 9d7e0cc: the whole model forward on every pair in fp32 NCHW,
+      then a Python loop per sample (resize its map to the frame's size, θ·max, count I and U);
   (now) `core.scoring.predict`, what evaluation runs: the visual map of each frame computed
       once (`FrameFeatures`, shared by the split and its control), the fusion and decoder per
       pair, and `core.metrics.batch_scores` (the three scoring steps as tensor ops over each
-      group of samples of one original size).
-Also the scoring alone on precomputed maps (loop vs batch_scores). Candidates interleaved. The
-paths give identical integers I and U (checked here on every pair, and by tests/test_scoring.py
-and tests/test_metrics.py). Target: evaluation >= 5x pairs/s.
+      group of samples of one original size), in the default's precision and memory format
+      (train.cpu_bf16: bf16 + channels_last on a CPU with native bf16).
+Also the scoring alone on precomputed maps (loop vs batch_scores). Candidates interleaved. In one
+precision the two paths give identical integers I and U (checked here on every pair, and by
+tests/test_scoring.py and tests/test_metrics.py); across precisions the share of pairs with the
+same I and U and the largest IoU difference are printed. Target: evaluation >= 5x pairs/s.
 
     python benchmarks/evaluation.py          # CPU default profile (~1 min, + ~40 s once to make the data)
 """
@@ -27,10 +29,11 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import cli, fixtures, output, stores, timing  # noqa: E402
 from core.checkpoint import load_vocab  # noqa: E402
+from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import open_split  # noqa: E402
-from core.metrics import batch_scores, binarize, intersection_union, resize_to  # noqa: E402
-from core.runtime import autocast  # noqa: E402
+from core.metrics import batch_scores, binarize, intersection_union, iou, resize_to  # noqa: E402
+from core.runtime import autocast, channels_last, precision  # noqa: E402
 from core.scoring import FrameFeatures, predict  # noqa: E402
 
 TARGET = 5.0
@@ -42,6 +45,12 @@ def per_sample_scores(probs: torch.Tensor, gts: list[torch.Tensor], theta: float
 
 
 SCORERS = {"per-sample loop": per_sample_scores, "batch_scores": batch_scores}
+
+
+def precision_agreement(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> dict[str, float]:
+    """How far two precisions' scores of the same pairs are apart: share of identical (I, U), largest |ΔIoU|."""
+    diffs = [abs(iou(*x) - iou(*y)) for x, y in zip(a, b, strict=True)]
+    return {"same_share": sum(x == y for x, y in zip(a, b)) / len(a), "max_iou_diff": max(diffs, default=0.0)}
 
 
 def main() -> int:
@@ -56,23 +65,33 @@ def main() -> int:
         FrameDataset(store, vocab, params.data, text_from=derangement(len(store.samples), params.train.seed)),
     ]
     loaders = [DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames) for ds in splits]
+    old = params.replace(**{"train.cpu_bf16": False})  # 9d7e0cc: fp32, NCHW on the CPU
     model = fixtures.build_model(params, ctx.device, ctx.channels_last, vocab=vocab).eval()
+    old_model = fixtures.build_model(old, ctx.device, channels_last(ctx.device, old.train), vocab=vocab).eval()
+    old_model.load_state_dict(model.state_dict())
 
-    def forward(batch: dict[str, Any]) -> torch.Tensor:
-        b = to_device({k: v for k, v in batch.items() if k not in ("meta", "gt")}, ctx.device)
-        with torch.no_grad(), autocast(ctx.device, params.train):
-            return torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0].float()).cpu()
+    def forward(net: torch.nn.Module, p: Params, batch: dict[str, Any]) -> torch.Tensor:
+        b = to_device(
+            {k: v for k, v in batch.items() if k not in ("meta", "gt")}, ctx.device, channels_last(ctx.device, p.train)
+        )
+        with torch.no_grad(), autocast(ctx.device, p.train):
+            return torch.sigmoid(net(b["frames"], b["tokens"], b["lengths"]).logits[:, 0].float()).cpu()
+
+    def whole_forward(net: torch.nn.Module, p: Params) -> list[tuple[int, int]]:
+        return [s for loader in loaders for b in loader for s in per_sample_scores(forward(net, p, b), b["gt"], theta)]
 
     def before() -> list[tuple[int, int]]:
-        return [s for loader in loaders for b in loader for s in per_sample_scores(forward(b), b["gt"], theta)]
+        return whole_forward(old_model, old)
 
     def now() -> list[tuple[int, int]]:
         features = FrameFeatures(model)
         rows = [r for ds in splits for r in predict(model, ds, params, ctx.device, "eval", features)]
         return [(r["inter"], r["union"]) for r in rows]
 
-    assert now() == before(), "the two evaluation paths must give identical I and U"
-    batches = [(forward(b), b["gt"]) for b in loaders[0]]  # the maps, for the scoring-alone timing
+    got = now()
+    assert got == whole_forward(model, params), "in one precision the two evaluation paths give identical I and U"
+    agreement = precision_agreement(before(), got)
+    batches = [(forward(model, params, b), b["gt"]) for b in loaders[0]]  # the maps, for the scoring-alone timing
     n = sum(len(ds) for ds in splits)
     n_scoring = sum(len(g) for _, g in batches)
 
@@ -97,9 +116,15 @@ def main() -> int:
         f"eval.batch_size {params.eval.batch_size})",
         ["candidate", "median ms", "pairs/s"],
         rows,
-        {"pairs": n, "times_s": times, "scoring_speedup": score_x},
+        {"pairs": n, "times_s": times, "scoring_speedup": score_x, "precision": precision(ctx.device, params.train)}
+        | agreement,
         [output.headline("evaluation pairs/s: now / before", eval_x, TARGET, at_most=False)],
-        [f"scoring alone: batch_scores {score_x:.2f}x the per-sample loop"],
+        [
+            f"scoring alone: batch_scores {score_x:.2f}x the per-sample loop",
+            f"now in {precision(ctx.device, params.train)} vs before in fp32 (same weights): "
+            f"{agreement['same_share']:.1%} of pairs with identical I and U, largest IoU difference "
+            f"{agreement['max_iou_diff']:.3f}",
+        ],
     )
     return 0
 
