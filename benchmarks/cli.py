@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from core.config import load_params
-from core.runtime import channels_last, cpu_cores, pick_device
+from core.runtime import channels_last, cpu_cores, cpu_model, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES: dict[str, tuple[str, ...]] = {
@@ -124,7 +124,7 @@ class Context:
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "device": str(self.device),
-            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name(),
+            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_model(),
         }
         if self.device.type == "cuda":
             info["cuda"] = torch.version.cuda
@@ -142,14 +142,3 @@ class Context:
             "machine": self.machine(),
             "argv": sys.argv[1:],
         }
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

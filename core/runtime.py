@@ -130,7 +130,7 @@ def cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return platform.processor() or platform.machine()
 
 
 def environment(device: torch.device, tp: TrainParams) -> dict[str, str]:
