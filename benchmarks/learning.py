@@ -38,7 +38,7 @@ from core.data.dataset import FrameDataset, to_device  # noqa: E402
 from core.data.store import open_split  # noqa: E402
 from core.loop import clip_loader, make_optimizer  # noqa: E402
 from core.metrics import summarize  # noqa: E402
-from core.runtime import Dist, channels_last, cpu_cores, seed_everything  # noqa: E402
+from core.runtime import Dist, channels_last, cpu_cores, on_device, seed_everything  # noqa: E402
 from core.scoring import predict  # noqa: E402
 from core.train import train_step  # noqa: E402
 
@@ -56,9 +56,7 @@ def settings(ctx: cli.Context, now: list[str]) -> dict[str, list[str]]:
 
 def prepared(params: Params, device: torch.device) -> tuple[torch.nn.Module, bool]:
     """A fresh model as the trainer prepares it, and whether its batches are channels_last."""
-    model = build_model(params, load_vocab(params))
-    last = channels_last(device, params.train)
-    return (model.to(memory_format=torch.channels_last) if last else model), last
+    return on_device(build_model(params, load_vocab(params)), device, params.train), channels_last(device, params.train)
 
 
 def ensure_pretext(params: Params) -> None:

@@ -18,7 +18,7 @@ from core.data.vocab import Vocab
 from core.errors import UserError
 from core.io import write_bytes
 from core.model import CVLS, note_random_init
-from core.runtime import channels_last
+from core.runtime import on_device
 
 
 def load_vocab(params: Params) -> Vocab:
@@ -73,7 +73,4 @@ def load_model(params: Params, path: Path, device: torch.device) -> CVLS:
     """The trained model saved at `path` (a run's model.pt), in eval mode on `device`."""
     model = build_model(params, load_vocab(params), init=False)  # the checkpoint holds every weight
     model.load_state_dict(load_checkpoint(path)["model"])
-    model = model.to(device)
-    if channels_last(device, params.train):  # as it trained
-        model = model.to(memory_format=torch.channels_last)
-    return model.eval()
+    return on_device(model, device, params.train).eval()  # as it trained

@@ -45,7 +45,7 @@ from core.loop import Objective, Schedule, clip_loader, fit
 from core.losses import instance_features, region_weights, segmentation_loss
 from core.model import ProjectionHead, VisualEncoder, build_backbone
 from core.results import data_fingerprint
-from core.runtime import Dist, channels_last, environment, pick_device, seed_everything
+from core.runtime import Dist, environment, on_device, pick_device, seed_everything
 
 log = logging.getLogger("cvls")
 
@@ -163,9 +163,7 @@ def fit_pretext(params: Params, run_dir: Path, handle: tracking.RunHandle) -> li
     m = params.model
     visual = VisualEncoder(build_backbone(m.backbone, None), m.channels)
     head = PretextHead(m.channels, m.proj_hidden, m.proj_dim)
-    net = nn.ModuleDict({"visual": visual, "head": head}).to(device)
-    if channels_last(device, params.train):
-        net = net.to(memory_format=torch.channels_last)
+    net = on_device(nn.ModuleDict({"visual": visual, "head": head}), device, params.train)
     # the training loader, with the pretext's batch size and seed
     loader_params = params.replace(**{"train.batch_size": pp.batch_size, "train.seed": pp.seed})
     vocab = load_vocab(params)

@@ -11,13 +11,17 @@ import platform
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from core.config import TrainParams
 from core.errors import UserError
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,13 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def on_device(module: M, device: torch.device, tp: TrainParams) -> M:
+    """`module` on `device` in the run's memory format (`channels_last`): one place, because in bf16
+    the weights' format changes the numbers, so training, evaluation and export must agree."""
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if channels_last(device, tp) else module
 
 
 def cpu_model() -> str:

@@ -43,7 +43,16 @@ from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_s
 from core.losses import cvls_loss, cvls_terms
 from core.metrics import summarize
 from core.model import CVLS
-from core.runtime import Dist, autocast, channels_last, environment, init_distributed, pick_device, seed_everything
+from core.runtime import (
+    Dist,
+    autocast,
+    channels_last,
+    environment,
+    init_distributed,
+    on_device,
+    pick_device,
+    seed_everything,
+)
 from core.scoring import predict
 
 log = logging.getLogger("cvls")
@@ -152,9 +161,7 @@ def fit_cvls(
     tp = params.train
     seed_everything(tp.seed, tp.deterministic)
     vocab = load_vocab(params)
-    model = build_model(params, vocab).to(device)
-    if channels_last(device, tp):
-        model = model.to(memory_format=torch.channels_last)
+    model = on_device(build_model(params, vocab), device, tp)
     net: torch.nn.Module = model
     if dist_.world > 1:
         net = DistributedDataParallel(

@@ -31,6 +31,7 @@ from core.data.vocab import Vocab, tokenize
 from core.errors import DataError, UserError
 from core.metrics import predict_mask
 from core.model import CVLS
+from core.runtime import autocast, channels_last, on_device
 
 from .conftest import tiny_params
 
@@ -132,7 +133,7 @@ def _build(tmp: Path, dataset: str) -> Case:
     _jpeg(dataset, root, first, REMOVED[dataset]).unlink()
     vocab = Vocab.build(train, params.data.vocab_size)  # as extraction builds it: the train sentences
     torch.manual_seed(0)
-    model = build_model(params, vocab, init=False).eval()  # untrained; no start weights needed
+    model = on_device(build_model(params, vocab, init=False), CPU, params.train).eval()  # untrained; no start weights
     with torch.no_grad():  # widen its logits (about +-0.03 at init), so its masks are neither empty nor full
         model.decoder.net[-1].weight.mul_(200.0)
         model.decoder.net[-1].bias.fill_(-2.0)
@@ -214,7 +215,8 @@ def test_quirks_are_skipped_and_counted(case: Case) -> None:
 
 def _hand_prediction(c: Case, vid: str, frame: str, text: str) -> np.ndarray:
     """The protocol's mask of one (frame, sentence), by hand: PIL decode, extraction's resize, the
-    dataset's normalisation and tokens, the model's full forward, `predict_mask`."""
+    dataset's normalisation and tokens, the model's full forward in the run's precision and memory
+    format (core.runtime: bf16 + channels_last on a CPU with native bf16 by default), `predict_mask`."""
     from core.data.chunks import resize_frames
 
     with Image.open(c.jpeg(vid, frame)) as img:
@@ -224,7 +226,9 @@ def _hand_prediction(c: Case, vid: str, frame: str, text: str) -> np.ndarray:
     x = (x - torch.tensor(MEAN).view(1, 3, 1, 1) * 255) / (torch.tensor(STD).view(1, 3, 1, 1) * 255)
     ids = c.vocab.encode(tokenize(text), c.params.data.max_tokens)
     tokens = torch.tensor([ids or [0]])  # no words: one <pad>, length 1 (collate_frames' rule)
-    with torch.no_grad():
+    if channels_last(CPU, c.params.train):
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), autocast(CPU, c.params.train):
         logits = c.model(x[None], tokens, torch.tensor([max(len(ids), 1)])).logits[0, 0]
     return predict_mask(torch.sigmoid(logits.float()), (h, w), c.params.eval.threshold).numpy()
 

@@ -444,7 +444,9 @@ def test_fig6_intervals_contain_each_point_over_seeds_and_over_samples(built, tm
                     .mean()
                 )
                 for r in iv.frame.itertuples():
-                    assert r.lo < means.loc[r.point, f"{r.split}/{metric}"] < r.hi, (metric, r)
+                    # a point where every seed scored the same (mAP moves in coarse steps) has lo = hi
+                    assert r.lo <= means.loc[r.point, f"{r.split}/{metric}"] <= r.hi, (metric, r)
+                assert (iv.frame["hi"] > iv.frame["lo"]).mean() > 0.5  # but intervals, not points
 
 
 @pytest.fixture(scope="module")
