@@ -165,7 +165,9 @@ class TrainParams(Section):
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0.0)
     weight_decay: float = Field(ge=0.0)
-    plateau_patience: int = Field(ge=0)
+    lr_schedule: Literal["plateau", "cosine"]
+    warmup_steps: int = Field(ge=0)  # cosine only
+    plateau_patience: int = Field(ge=0)  # plateau only
     plateau_factor: float = Field(gt=0.0, lt=1.0)
     grad_clip: float | None = Field(gt=0.0)
     num_workers: int = Field(ge=0)

@@ -3,8 +3,8 @@
 Both trainings of the suite run here: a CVLS run (`core.train`, Eq. 4) and the language-free
 pretext (`core.pretext`). What differs between them is an `Objective` (what is optimised, its
 loss, what to save at the end, an optional validation loss for the plateau scheduler, optional
-diagnostics) and a `Schedule` (epochs, an optional total step budget, lr). The loop owns
-everything else: seeding order, resume, the NaN check, checkpoints and the per-epoch history.
+diagnostics) and a `Schedule` (epochs, an optional total step budget, the lr and its schedule).
+The loop owns everything else: seeding order, resume, the NaN check, checkpoints and the per-epoch history.
 
 Diagnostics (a step's probe, per-epoch validation metrics) only read the run: the weights a run
 ends with are the same with them on or off (CPU, train.deterministic=true).
@@ -83,6 +83,30 @@ class Schedule:
     steps_per_epoch: int | None = None  # train.max_steps_per_epoch
     plateau_patience: int = 0
     plateau_factor: float = 0.1
+    # plateau: the lr falls by plateau_factor when the validation loss stalls (needs a validation);
+    # cosine: linear warm-up over warmup_steps, then a half cosine to 0 at the last planned step
+    lr_schedule: str = "plateau"
+    warmup_steps: int = 0
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """The lr of optimisation step `step` (0-based) of `total` under linear warm-up + cosine decay.
+
+    A pure function of the step, so a resumed run continues the same curve with no scheduler state.
+    Step 0 runs at peak/warmup (never at 0: that step would be wasted); the step after the warm-up
+    at peak; the last step (total - 1) just above 0.
+    """
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    decay = max(total - warmup, 1)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, decay) / decay))
+
+
+def planned_steps(s: Schedule, batches_per_epoch: int) -> int:
+    """The optimisation steps `fit` will take under `s` with `batches_per_epoch` batches an epoch."""
+    per_epoch = min(batches_per_epoch, s.steps_per_epoch) if s.steps_per_epoch else batches_per_epoch
+    total = s.epochs * per_epoch
+    return min(total, s.max_steps) if s.max_steps is not None else total
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -159,7 +183,7 @@ def fit(
     module = objective.module
     opt = make_optimizer(module, s.lr, s.weight_decay)
     plateau = None
-    if objective.validate is not None:
+    if objective.validate is not None and s.lr_schedule == "plateau":
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=s.plateau_factor, patience=s.plateau_patience
         )
@@ -178,6 +202,7 @@ def fit(
         log_history(handle, history)  # a new MLflow run carries the whole curve
     step = int(history[-1].get("step", 0)) if history else 0  # (rows of older runs lack it)
     last = channels_last(device, params.train)
+    total = planned_steps(s, len(loader(0))) if s.lr_schedule == "cosine" else 0
     for epoch in range(start, s.epochs):
         if s.max_steps is not None and step >= s.max_steps:
             break
@@ -191,6 +216,9 @@ def fit(
         for batch in bar:
             batch = to_device(batch, device, last)
             # by the global step number, so a resumed run probes the same steps
+            if total:
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(step, total, s.lr, s.warmup_steps)
             probe = objective.probe_loss if objective.probe_every and step % objective.probe_every == 0 else None
             loss, parts = optimizer_step(probe or objective.loss, opt, batch, params, device, s.grad_clip)
             bad |= ~torch.isfinite(loss.detach())
@@ -210,10 +238,11 @@ def fit(
         means = (sums / max(steps, 1)).tolist()
         row = {"epoch": epoch + 1, "step": step, "train_loss": means[0]}
         row |= {f"train_{p}": v for p, v in zip(objective.parts, means[1:])}
-        if plateau is not None:  # exactly when the objective has a validation
+        if objective.validate is not None:
             val = objective.validate()
             row["val_loss"] = means[0] if val is None else val
-            plateau.step(row["val_loss"])
+            if plateau is not None:
+                plateau.step(row["val_loss"])
         if objective.probe_loss is not None and objective.probe_every:
             probe_means = (probe_sums / probed).tolist() if probed else [math.nan] * len(objective.probes)
             row |= dict(zip(objective.probes, probe_means))

@@ -150,6 +150,8 @@ def schedule_of(params: Params) -> Schedule:
         steps_per_epoch=tp.max_steps_per_epoch,
         plateau_patience=tp.plateau_patience,
         plateau_factor=tp.plateau_factor,
+        lr_schedule=tp.lr_schedule,
+        warmup_steps=tp.warmup_steps,
     )
 
 

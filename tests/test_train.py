@@ -15,7 +15,7 @@ from core import tracking
 from core import train as train_mod
 from core.checkpoint import load_checkpoint
 from core.evaluate import evaluate_run
-from core.loop import Diverged
+from core.loop import Diverged, cosine_lr
 from core.metrics import summarize
 from core.results import EVAL_FILES, read_per_sample
 from core.strata import strata_metrics
@@ -28,8 +28,17 @@ def _weights(run_dir):
     return load_checkpoint(run_dir / "model.pt")["model"]
 
 
-def test_killed_run_resumes_to_the_same_weights(tiny_store, monkeypatch):
-    p = tiny_store.replace(**{"train.deterministic": True, "train.epochs": 3, "train.seed": 11})
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_killed_run_resumes_to_the_same_weights(tiny_store, monkeypatch, schedule):
+    p = tiny_store.replace(
+        **{
+            "train.deterministic": True,
+            "train.epochs": 3,
+            "train.seed": 11,
+            "train.lr_schedule": schedule,
+            "train.warmup_steps": 3,
+        }
+    )
     reference = train(p, force=True, tracking_enabled=False)
     expected = _weights(reference.run_dir)
 
@@ -53,6 +62,25 @@ def test_killed_run_resumes_to_the_same_weights(tiny_store, monkeypatch):
     assert got.keys() == expected.keys()
     for k in expected:
         assert torch.equal(got[k], expected[k]), k
+
+
+def test_cosine_lr_by_hand():
+    # total 10 steps, 2 of warm-up, peak 1: 1/2, 1, then 0.5 (1 + cos(pi k / 8)) for k = 0..7
+    got = [cosine_lr(i, 10, 1.0, 2) for i in range(10)]
+    want = [0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]
+    assert got == pytest.approx(want)
+    assert got[6] == pytest.approx(0.5) and got[-1] == pytest.approx(0.0380602, abs=1e-6)
+    assert cosine_lr(0, 5, 0.1, 0) == pytest.approx(0.1)  # no warm-up: the first step at the peak
+
+
+def test_a_cosine_run_follows_its_curve_and_ends_near_zero(tiny_store):
+    p = tiny_store.replace(**{"train.seed": 13, "train.lr_schedule": "cosine", "train.warmup_steps": 2})
+    h = train(p, force=True, tracking_enabled=False).history
+    total = int(h[-1]["step"])
+    assert p.train.epochs == len(h) == 2 and total == 2 * int(h[0]["step"])
+    # the history's lr is the one the epoch's last step ran at
+    assert [r["lr"] for r in h] == pytest.approx([cosine_lr(int(r["step"]) - 1, total, p.train.lr, 2) for r in h])
+    assert h[-1]["lr"] < 0.05 * p.train.lr
 
 
 def test_a_config_seen_twice_trains_once(tiny_store, monkeypatch):
