@@ -215,10 +215,10 @@ def fit(
         bar = tqdm(batches, desc=f"{desc} {epoch + 1}/{s.epochs}", unit="batch", disable=not is_main, leave=False)
         for batch in bar:
             batch = to_device(batch, device, last)
-            # by the global step number, so a resumed run probes the same steps
             if total:
                 for group in opt.param_groups:
                     group["lr"] = cosine_lr(step, total, s.lr, s.warmup_steps)
+            # by the global step number, so a resumed run probes the same steps
             probe = objective.probe_loss if objective.probe_every and step % objective.probe_every == 0 else None
             loss, parts = optimizer_step(probe or objective.loss, opt, batch, params, device, s.grad_clip)
             bad |= ~torch.isfinite(loss.detach())
