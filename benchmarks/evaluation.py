@@ -3,12 +3,14 @@
 What: the test split and its shuffled-sentence control (what evaluation scores on the frames of
 the test split) of the benchmark store, by
   (before) evaluation as it was at 9d7e0cc: the whole model forward on every pair in fp32 NCHW,
-      then a Python loop per sample (resize its map to the frame's size, θ·max, count I and U);
+      in batches of 16 pairs (its eval.batch_size), then a Python loop per sample (resize its map
+      to the frame's size, θ·max, count I and U);
   (now) `core.scoring.predict`, what evaluation runs: the visual map of each frame computed
-      once (`FrameFeatures`, shared by the split and its control), the fusion and decoder per
+      once (`Features`, shared by the split and its control), the fusion and decoder per
       pair, and `core.metrics.batch_scores` (the three scoring steps as tensor ops over each
       group of samples of one original size), in the default's precision and memory format
-      (train.cpu_bf16: bf16 + channels_last on a CPU with native bf16).
+      (train.cpu_bf16: bf16 + channels_last on a CPU with native bf16), in batches of
+      eval.batch_size pairs.
 Also the scoring alone on precomputed maps (loop vs batch_scores). Candidates interleaved. In one
 precision the two paths give identical integers I and U (checked here on every pair, and by
 tests/test_scoring.py and tests/test_metrics.py); across precisions the share of pairs with the
@@ -34,9 +36,10 @@ from core.data.dataset import FrameDataset, collate_frames, derangement, to_devi
 from core.data.store import open_split  # noqa: E402
 from core.metrics import batch_scores, binarize, intersection_union, iou, resize_to  # noqa: E402
 from core.runtime import autocast, channels_last, precision  # noqa: E402
-from core.scoring import FrameFeatures, predict  # noqa: E402
+from core.scoring import Features, predict  # noqa: E402
 
 TARGET = 5.0
+BEFORE_BATCH = 16  # eval.batch_size at 9d7e0cc
 
 
 def per_sample_scores(probs: torch.Tensor, gts: list[torch.Tensor], theta: float) -> list[tuple[int, int]]:
@@ -64,7 +67,10 @@ def main() -> int:
         FrameDataset(store, vocab, params.data),
         FrameDataset(store, vocab, params.data, text_from=derangement(len(store.samples), params.train.seed)),
     ]
-    loaders = [DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames) for ds in splits]
+
+    def loaders(batch_size: int) -> list[DataLoader]:
+        return [DataLoader(ds, batch_size=batch_size, collate_fn=collate_frames) for ds in splits]
+
     old = params.replace(**{"train.cpu_bf16": False})  # 9d7e0cc: fp32, NCHW on the CPU
     model = fixtures.build_model(params, ctx.device, ctx.channels_last, vocab=vocab).eval()
     old_model = fixtures.build_model(old, ctx.device, channels_last(ctx.device, old.train), vocab=vocab).eval()
@@ -77,21 +83,30 @@ def main() -> int:
         with torch.no_grad(), autocast(ctx.device, p.train):
             return torch.sigmoid(net(b["frames"], b["tokens"], b["lengths"]).logits[:, 0].float()).cpu()
 
-    def whole_forward(net: torch.nn.Module, p: Params) -> list[tuple[int, int]]:
-        return [s for loader in loaders for b in loader for s in per_sample_scores(forward(net, p, b), b["gt"], theta)]
+    def whole_forward(net: torch.nn.Module, p: Params, batch_size: int) -> list[tuple[int, int]]:
+        return [
+            s
+            for loader in loaders(batch_size)
+            for b in loader
+            for s in per_sample_scores(forward(net, p, b), b["gt"], theta)
+        ]
 
     def before() -> list[tuple[int, int]]:
-        return whole_forward(old_model, old)
+        return whole_forward(old_model, old, BEFORE_BATCH)
 
     def now() -> list[tuple[int, int]]:
-        features = FrameFeatures(model)
+        features = Features(model)
         rows = [r for ds in splits for r in predict(model, ds, params, ctx.device, "eval", features)]
         return [(r["inter"], r["union"]) for r in rows]
 
     got = now()
-    assert got == whole_forward(model, params), "in one precision the two evaluation paths give identical I and U"
+    assert got == whole_forward(model, params, params.eval.batch_size), (
+        "in one precision the two evaluation paths give identical I and U"
+    )
     agreement = precision_agreement(before(), got)
-    batches = [(forward(model, params, b), b["gt"]) for b in loaders[0]]  # the maps, for the scoring-alone timing
+    batches = [
+        (forward(model, params, b), b["gt"]) for b in loaders(params.eval.batch_size)[0]
+    ]  # the maps, for the scoring-alone timing
     n = sum(len(ds) for ds in splits)
     n_scoring = sum(len(g) for _, g in batches)
 
@@ -113,7 +128,7 @@ def main() -> int:
         ctx,
         f"Benchmark 9: evaluation of the test split and its shuffled control ({n} pairs, "
         f"{len({r for _, r in store.eval_pairs()})} frames, "
-        f"eval.batch_size {params.eval.batch_size})",
+        f"eval.batch_size {params.eval.batch_size} now, {BEFORE_BATCH} before)",
         ["candidate", "median ms", "pairs/s"],
         rows,
         {"pairs": n, "times_s": times, "scoring_speedup": score_x, "precision": precision(ctx.device, params.train)}

@@ -44,7 +44,7 @@ from core.metrics import intersection_union, iou, predict_mask  # noqa: E402
 from core.model import CVLS  # noqa: E402
 from core.results import EVAL_FILES, SAMPLE_COLUMNS, flat_bounds, flat_metrics, flat_strata, mlflow_metrics  # noqa: E402
 from core.runtime import autocast, channels_last, pick_device  # noqa: E402
-from core.scoring import FrameFeatures, predict, summarize_rows  # noqa: E402
+from core.scoring import Features, predict, summarize_rows  # noqa: E402
 from core.strata import pair_strata, strata_metrics  # noqa: E402
 from core.train import train  # noqa: E402
 from core.vos_metrics import JF_DATASETS, JF_KEYS  # noqa: E402
@@ -118,7 +118,7 @@ def evaluate_run(
     strata: dict[str, dict[str, dict[str, float]]] = {}
     all_rows: list[dict[str, Any]] = []
     splits = [s for s in ("val", "test", "jhmdb") if (params.processed / s / "index.json").is_file()]
-    features = FrameFeatures(model)  # each frame's visual map once: test_shuffled reuses test's
+    features = Features(model)  # each frame's visual map once: test_shuffled reuses test's
     jf = params.data.dataset in JF_DATASETS
     for split in splits + ["test_shuffled"]:
         store = open_split(params.processed, split.removesuffix("_shuffled"))

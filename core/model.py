@@ -229,10 +229,22 @@ class SEM(nn.Module):
         return self.proj(torch.cat([x, coords.expand(x.shape[0], -1, -1, -1)], dim=1))
 
 
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm run on an NCHW copy of a channels_last input, the result handed back in
+    channels_last. PyTorch's CPU kernel for channels_last bf16 is ~17x slower than for NCHW
+    (4.2 vs 0.24 ms on [128, 32, 12, 12], 1 thread); the two copies cost far less. Same math;
+    in bf16 the two kernels round differently (max |diff| one bf16 ulp of the output)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+
+
 def conv_gn_relu(c_in: int, c_out: int) -> nn.Sequential:
     # GroupNorm, not BatchNorm: clips are few per batch and eval sees one frame at a time
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(math.gcd(8, c_out), c_out), nn.ReLU(inplace=True)
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), GroupNorm(math.gcd(8, c_out), c_out), nn.ReLU(inplace=True)
     )
 
 

@@ -7,12 +7,13 @@ and by the benchmarks: the sigmoid map -> original size -> θ·max rule -> I, U
 
 The visual map F of a frame does not depend on the sentence (Fig. 3: the sentence enters at the
 fusion), and a frame has several sentences (and the shuffled control repeats the test frames),
-so `FrameFeatures` computes F once per stored frame and only the fusion and decoder run per pair.
+so `Features` computes F once per stored frame, and the sentence vector once per distinct
+sentence; only the fusion and decoder run per pair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,23 +29,35 @@ from core.runtime import autocast, channels_last
 from core.vos_metrics import batch_boundary_f, summarize_pairs
 
 
-class FrameFeatures:
-    """The visual map F of each stored frame of one model, computed on first use and kept (one
-    evaluation: a few thousand maps of C x input/4 x input/4, a few MB at the default size)."""
+class Memo:
+    """Rows of `fn`, one per key, computed on first use and kept: `fn` runs only on the inputs'
+    rows whose key is new (each new key once, even if repeated in one call)."""
+
+    def __init__(self, fn: Callable[..., Tensor]):
+        self.fn = fn
+        self.rows: dict[Hashable, Tensor] = {}
+
+    def __call__(self, keys: Sequence[Hashable], *inputs: Tensor) -> Tensor:
+        """fn's rows [N, ...] for N keys; `inputs` are fn's arguments, N rows each."""
+        first: dict[Hashable, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self.rows:
+                first.setdefault(k, i)
+        if first:
+            idx = list(first.values())
+            self.rows.update(zip(first, self.fn(*(x[idx] for x in inputs))))
+        return torch.stack([self.rows[k] for k in keys])
+
+
+class Features:
+    """The two halves of one model's forward that see only one side of a pair, each computed once:
+    the visual map F of each stored frame (C x input/4 x input/4; a few MB per thousand frames at the
+    default size) and the sentence vector s of each distinct sentence (Eq. 8; a sentence is
+    annotated on several frames, and the shuffled control reuses the split's sentences)."""
 
     def __init__(self, model: CVLS):
-        self.model = model
-        self._maps: dict[tuple[str, int], Tensor] = {}
-
-    def __call__(self, keys: list[tuple[str, int]], frames: Tensor) -> Tensor:
-        """F [N, C, h, w] of normalised frames [N, 3, S, S], one (store folder, frame row) key each."""
-        todo = [i for i, k in enumerate(keys) if k not in self._maps]
-        first: dict[tuple[str, int], int] = {}  # each new frame once, even if repeated in this batch
-        for i in todo:
-            first.setdefault(keys[i], i)
-        if first:
-            self._maps.update(zip(first, self.model.visual(frames[list(first.values())])))
-        return torch.stack([self._maps[k] for k in keys])
+        self.frames = Memo(model.visual)  # key: (store folder, frame row)
+        self.sentences = Memo(model.text)  # key: the sentence's token ids
 
 
 @torch.no_grad()
@@ -54,23 +67,25 @@ def predict(
     params: Params,
     device: torch.device,
     desc: str,
-    features: FrameFeatures | None = None,
+    features: Features | None = None,
     boundary: bool = False,
 ) -> list[dict[str, Any]]:
     """Score every (frame, sentence) pair of `ds`: one row per pair with its meta, I, U and IoU,
     and with `boundary` its DAVIS F as 'f' (the J&F protocol; else f is None).
     Pass one `features` to several calls on the same frames (a split and its shuffled control)."""
-    features = features or FrameFeatures(model)
+    features = features or Features(model)
     folder = str(ds.store.folder)
     loader = DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames, num_workers=0)
     rows: list[dict[str, Any]] = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
         meta, gts = batch.pop("meta"), batch.pop("gt")
         b = to_device(batch, device, channels_last(device, params.train))
-        keys = [(folder, ds.pairs[m["pair"]][1]) for m in meta]
+        frames = [(folder, ds.pairs[m["pair"]][1]) for m in meta]
+        sentences = [tuple(t[:n].tolist()) for t, n in zip(batch["tokens"], batch["lengths"])]
         with autocast(device, params.train):
-            feat = features(keys, b["frames"][:, 0])
-            logits = model.segment(feat, model.text(b["tokens"], b["lengths"]), tuple(b["frames"].shape[-2:]))[:, 0]
+            feat = features.frames(frames, b["frames"][:, 0])
+            s = features.sentences(sentences, b["tokens"], b["lengths"])
+            logits = model.segment(feat, s, tuple(b["frames"].shape[-2:]))[:, 0]
         probs = torch.sigmoid(logits.float()).cpu()
         theta = params.eval.threshold
         fs = batch_boundary_f(probs, gts, theta) if boundary else [None] * len(gts)

@@ -11,7 +11,7 @@ import core.model as model_mod
 from core.errors import UserError
 from core.losses import cvls_loss
 from core.metrics import binarize
-from core.model import CVLS, Fusion, TextEncoder, build_backbone, coord_map
+from core.model import CVLS, Fusion, GroupNorm, TextEncoder, build_backbone, coord_map
 
 from .conftest import params_section
 
@@ -330,3 +330,19 @@ def test_default_fusion_is_the_concatenation_as_before():
     feat, s = torch.randn(3, 16, 5, 4), torch.randn(3, 16)
     tiled = s[:, :, None, None].expand(-1, -1, 5, 4)
     assert torch.equal(fusion(feat, s), fusion.conv(torch.cat([feat, tiled], dim=1)))
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_group_norm_matches_torch_and_keeps_the_memory_format(fmt):
+    torch.manual_seed(0)
+    ours, ref = GroupNorm(4, 16), torch.nn.GroupNorm(4, 16)
+    for m in (ours, ref):
+        torch.nn.init.normal_(m.weight, generator=torch.Generator().manual_seed(1))
+        torch.nn.init.normal_(m.bias, generator=torch.Generator().manual_seed(2))
+    x = (3 * torch.randn(5, 16, 6, 7) + 1).contiguous(memory_format=fmt).requires_grad_()
+    y, y_ref = ours(x), ref(x)
+    assert y.is_contiguous(memory_format=fmt)
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    (gx,) = torch.autograd.grad((y * y.detach()).sum(), x)
+    (gx_ref,) = torch.autograd.grad((y_ref * y_ref.detach()).sum(), x)
+    assert torch.allclose(gx, gx_ref, atol=1e-4)
