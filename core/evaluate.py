@@ -118,7 +118,7 @@ def evaluate_run(
     strata: dict[str, dict[str, dict[str, float]]] = {}
     all_rows: list[dict[str, Any]] = []
     splits = [s for s in ("val", "test", "jhmdb") if (params.processed / s / "index.json").is_file()]
-    features = Features(model)  # each frame's visual map once: test_shuffled reuses test's
+    features = Features(model)  # each frame's map and each sentence's vector once: test_shuffled reuses test's
     jf = params.data.dataset in JF_DATASETS
     for split in splits + ["test_shuffled"]:
         store = open_split(params.processed, split.removesuffix("_shuffled"))
