@@ -117,10 +117,12 @@ def evaluate_run(
     metrics: dict[str, dict[str, float]] = {}
     strata: dict[str, dict[str, dict[str, float]]] = {}
     all_rows: list[dict[str, Any]] = []
-    splits = [s for s in ("val", "test", "jhmdb") if (params.processed / s / "index.json").is_file()]
-    features = Features(model)  # each frame's map and each sentence's vector once: test_shuffled reuses test's
+    stored = ("val", "test", "test_shuffled", "jhmdb")  # test_shuffled right after the test split, whose maps it reuses
+    splits = [s for s in stored if (params.processed / s.removesuffix("_shuffled") / "index.json").is_file()]
     jf = params.data.dataset in JF_DATASETS
-    for split in splits + ["test_shuffled"]:
+    for split in splits:
+        if split != "test_shuffled":  # one split's maps at a time: 3.3 MB a frame at the full size
+            features = Features(model)
         store = open_split(params.processed, split.removesuffix("_shuffled"))
         text_from = derangement(len(store.samples), params.train.seed) if split.endswith("_shuffled") else None
         ds = FrameDataset(store, vocab, params.data, text_from=text_from)
