@@ -5,8 +5,9 @@ the test split) of the benchmark store, by
   (before) evaluation as it was at 9d7e0cc: the whole model forward on every pair in fp32 NCHW,
       in batches of 16 pairs (its eval.batch_size), then a Python loop per sample (resize its map
       to the frame's size, θ·max, count I and U);
-  (now) `core.scoring.predict`, what evaluation runs: the visual map of each frame computed
-      once (`Features`, shared by the split and its control), the fusion and decoder per
+  (now) `core.scoring.predict`, what evaluation runs: the visual map of each frame and the
+      vector of each distinct sentence computed once (`Features`, shared by the split and its
+      control), the fusion and decoder per
       pair, and `core.metrics.batch_scores` (the three scoring steps as tensor ops over each
       group of samples of one original size), in the default's precision and memory format
       (train.cpu_bf16: bf16 + channels_last on a CPU with native bf16), in batches of
