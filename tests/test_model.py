@@ -12,6 +12,7 @@ from core.errors import UserError
 from core.losses import cvls_loss
 from core.metrics import binarize
 from core.model import CVLS, Fusion, GroupNorm, TextEncoder, build_backbone, coord_map
+from core.runtime import native_cpu_bf16
 
 from .conftest import params_section
 
@@ -184,19 +185,32 @@ def test_backbone_weights_problems_are_user_errors(tmp_path):
         build_backbone("resnet18", other)
 
 
-def test_channels_last_and_bf16_autocast_match_the_plain_model():
+def channels_last_model_and_frames(model: CVLS, frames: torch.Tensor) -> tuple[CVLS, torch.Tensor]:
+    """The model and a [B, T, 3, H, W] batch of frames in channels_last, as the bf16 path feeds them."""
+    b, t = frames.shape[:2]
+    return model.to(memory_format=torch.channels_last), frames.flatten(0, 1).contiguous(
+        memory_format=torch.channels_last
+    ).unflatten(0, (b, t))
+
+
+def test_channels_last_matches_the_plain_model():
     torch.manual_seed(0)
-    lp = params_section("loss")
-    model = CVLS(TINY, lp, vocab_size=12).eval()
+    model = CVLS(TINY, params_section("loss"), vocab_size=12).eval()
     batch = padded_batch()
     with torch.no_grad():
         ref = model(batch["frames"], batch["tokens"], batch["lengths"])
-        model = model.to(memory_format=torch.channels_last)
-        b, t = batch["frames"].shape[:2]
-        frames_cl = batch["frames"].flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
+        model, frames_cl = channels_last_model_and_frames(model, batch["frames"])
         cl = model(frames_cl, batch["tokens"], batch["lengths"])
     assert torch.allclose(cl.logits, ref.logits, atol=1e-4) and torch.allclose(cl.features, ref.features, atol=1e-4)
-    model.train()
+
+
+# a CPU without native bf16 has no oneDNN bf16 LSTM; the suite never autocasts there (train.cpu_bf16)
+@pytest.mark.skipif(not native_cpu_bf16(), reason="this CPU has no native bf16")
+def test_bf16_autocast_on_the_cpu_keeps_the_models_dtypes_consistent():
+    torch.manual_seed(0)
+    lp = params_section("loss")
+    batch = padded_batch()
+    model, frames_cl = channels_last_model_and_frames(CVLS(TINY, lp, vocab_size=12).train(), batch["frames"])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(frames_cl, batch["tokens"], batch["lengths"])
         total, parts = cvls_loss(model, out, batch, lp)

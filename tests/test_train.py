@@ -18,6 +18,7 @@ from core.evaluate import evaluate_run
 from core.loop import Diverged, cosine_lr
 from core.metrics import summarize
 from core.results import EVAL_FILES, read_per_sample
+from core.runtime import native_cpu_bf16
 from core.strata import strata_metrics
 from core.train import train
 
@@ -197,7 +198,7 @@ def test_a_config_trained_in_two_processes_gives_the_same_weights_bitwise(tiny_s
         assert torch.equal(weights[0][k], weights[1][k]), k
 
 
-@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16")
+@pytest.mark.skipif(not native_cpu_bf16(), reason="this CPU has no native bf16")
 def test_cpu_bf16_trains_evaluates_and_is_its_own_config(tiny_store):
     """train.cpu_bf16: the same loop and evaluation under CPU bf16 autocast and channels_last;
     it changes the numbers, so it is a different run (config hash), never a reuse of the fp32 one."""
