@@ -7,11 +7,10 @@ the test split) of the benchmark store, by
       to the frame's size, θ·max, count I and U);
   (now) `core.scoring.predict`, what evaluation runs: the visual map of each frame and the
       vector of each distinct sentence computed once (`Features`, shared by the split and its
-      control), the fusion and decoder per
-      pair, and `core.metrics.batch_scores` (the three scoring steps as tensor ops over each
-      group of samples of one original size), in the default's precision and memory format
-      (train.cpu_bf16: bf16 + channels_last on a CPU with native bf16), in batches of
-      eval.batch_size pairs.
+      control), the fusion and decoder per pair, and `core.metrics.batch_scores` (the three
+      scoring steps as tensor ops over each group of samples of one original size), in the
+      default's precision and memory format (train.cpu_bf16: bf16 + channels_last on a CPU with
+      native bf16), in batches of eval.batch_size pairs.
 Also the scoring alone on precomputed maps (loop vs batch_scores). Candidates interleaved. In one
 precision the two paths give identical integers I and U (checked here on every pair, and by
 tests/test_scoring.py and tests/test_metrics.py); across precisions the share of pairs with the
