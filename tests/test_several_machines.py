@@ -34,7 +34,7 @@ from .servers import start_postgres, wheel_bin_dir
 QUICK = {"train.epochs": 1, "train.max_steps_per_epoch": 2, "studies.n_jobs": 1, "ablation.n_jobs": 1}
 # long enough (2 epochs of the whole tiny set) that a worker can be caught while its run is RUNNING
 SLOW = {"train.epochs": 2, "train.max_steps_per_epoch": None, "studies.n_jobs": 1, "studies.heartbeat_s": 3}
-DEADLINE_S = 240
+DEADLINE_S = 480  # a hang guard: the suite runs two test files at a time (pytest-xdist), so each may see half the CPU
 
 
 def _machine(tiny_store: Params, folder: Path, experiment: str, **over: object) -> Params:
