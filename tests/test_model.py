@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 import core.model as model_mod
+from core.data.dataset import frames_channels_last
 from core.errors import UserError
 from core.losses import cvls_loss
 from core.metrics import binarize
@@ -187,10 +188,7 @@ def test_backbone_weights_problems_are_user_errors(tmp_path):
 
 def channels_last_model_and_frames(model: CVLS, frames: torch.Tensor) -> tuple[CVLS, torch.Tensor]:
     """The model and a [B, T, 3, H, W] batch of frames in channels_last, as the bf16 path feeds them."""
-    b, t = frames.shape[:2]
-    return model.to(memory_format=torch.channels_last), frames.flatten(0, 1).contiguous(
-        memory_format=torch.channels_last
-    ).unflatten(0, (b, t))
+    return model.to(memory_format=torch.channels_last), frames_channels_last(frames)
 
 
 def test_channels_last_matches_the_plain_model():

@@ -116,16 +116,20 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     }
 
 
+def frames_channels_last(frames: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3, H, W] frames with each frame's [3, H, W] in the channels_last memory format (the
+    model sees them flattened to [B·T, 3, H, W])."""
+    b, t = frames.shape[:2]
+    return frames.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
+
+
 def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
     """Copy a collated batch to `device` and normalise frames there (uint8 -> float)."""
     out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
     mean = torch.tensor(MEAN, device=device).view(1, 1, 3, 1, 1) * 255
     std = torch.tensor(STD, device=device).view(1, 1, 3, 1, 1) * 255
     frames = (out["frames"].float() - mean) / std
-    if channels_last:
-        b, t = frames.shape[:2]
-        frames = frames.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
-    out["frames"] = frames
+    out["frames"] = frames_channels_last(frames) if channels_last else frames
     if "masks" in out:
         out["masks"] = out["masks"].float()
     return out
