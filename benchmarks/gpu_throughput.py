@@ -9,8 +9,10 @@ forward under torch.compile; the loss stays eager). Throughput = clips / median 
 FLOPs per step are counted once by torch.utils.flop_counter.FlopCounterMode on the eager step
 (matmul + convolution, forward + backward); MFU = FLOPs per step / step time / peak, the peak
 being the card's dense bf16 tensor-core rate (--peak-tflops, else a table by device name:
-H100 SXM / H200 989, H100 PCIe 756, A100 312, L40S 362, L4 121 TFLOP/s). A batch that does not
-fit is recorded as OOM and ends the curve.
+H100 SXM / H200 989, H100 PCIe 756, A100 312, L40S 362, L4 121 TFLOP/s). Peak CUDA memory per mode
+and batch: torch.cuda.max_memory_allocated over one step, less what was allocated before that
+mode's model and batch were built (its weights, batch, gradients, Adam state and activations).
+A batch that does not fit is recorded as OOM and ends the curve.
 Target: >= 30% MFU (bf16) at a batch size that fits; the batch/MFU curve is in the JSON.
 
 Runs only on CUDA: without a CUDA device it prints "no CUDA device: skipped" and exits 0
@@ -65,6 +67,21 @@ def modes(params: Params, compile_: bool) -> dict[str, tuple[Params, bool]]:
     return out
 
 
+GIB = 1024**3
+
+
+def own_peak_gib(step: fixtures.TrainStep, device: torch.device, before: int) -> float | None:
+    """Peak CUDA memory of one step above `before` (the bytes allocated before this mode's model and
+    batch existed), so the other modes' resident tensors are not counted. None off CUDA."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / GIB
+
+
 class Steps:
     """`n` training steps per call (fewer timer brackets per step)."""
 
@@ -78,12 +95,14 @@ class Steps:
 
 def measure(ctx: cli.Context, b: int, n_steps: int, compile_: bool, objects: int) -> dict:
     """One batch size: every mode's step time (interleaved) and the step's FLOPs."""
-    cands, eager = {}, None
+    cands, eager, peaks = {}, None, {}
     for name, (mp, comp) in modes(ctx.params, compile_).items():
+        before = torch.cuda.memory_allocated(ctx.device) if ctx.device.type == "cuda" else 0
         cl = ctx.device.type == "cuda" and mp.train.channels_last
         batch = fixtures.synthetic_batch(mp, b, objects, ctx.device, cl)
         model = fixtures.build_model(mp, ctx.device, cl)
         step = fixtures.TrainStep(mp, model, ctx.device, batch, net=torch.compile(model) if comp else None)
+        peaks[name] = own_peak_gib(step, ctx.device, before)  # also the compiled mode's compilation
         eager = eager or step
         cands[name] = Steps(step, n_steps)
     times = timing.interleaved(cands, ctx.args.reps, ctx.args.warmup, ctx.device)
@@ -95,6 +114,7 @@ def measure(ctx: cli.Context, b: int, n_steps: int, compile_: bool, objects: int
             "step_s": per_step,
             "clips_per_s": b / per_step,
             "achieved_tflops": flops / per_step / 1e12,
+            "peak_cuda_gib": peaks[name],
             "times_s": ts,
         }
     return out
@@ -138,7 +158,7 @@ def main() -> int:
             point = measure(ctx, b, args.steps, args.compile, args.objects)
         except torch.cuda.OutOfMemoryError:
             curve.append({"batch_size": b, "oom": True})
-            rows.append([b, "all", "OOM", "", "", ""])
+            rows.append([b, "all", "OOM", "", "", "", ""])
             break
         finally:
             gc.collect()
@@ -146,7 +166,9 @@ def main() -> int:
                 torch.cuda.empty_cache()
         for mode, m in point["modes"].items():
             m["mfu"] = m["achieved_tflops"] / peak if peak else None
-            rows.append([b, mode, 1e3 * m["step_s"], m["clips_per_s"], m["achieved_tflops"], m["mfu"] if peak else "-"])
+            gib = m["peak_cuda_gib"]
+            mfu = m["mfu"] if peak else "-"
+            rows.append([b, mode, 1e3 * m["step_s"], m["clips_per_s"], m["achieved_tflops"], mfu, "-" if gib is None else gib])
         curve.append(point)
     fitted = [c for c in curve if not c.get("oom")]
     best = max((c["modes"]["bf16+cl"].get("mfu") or 0.0 for c in fitted), default=0.0) if peak else None
@@ -160,7 +182,7 @@ def main() -> int:
         "gpu_throughput",
         ctx,
         f"Benchmark 8: full-size training throughput and MFU ({FULL})",
-        ["batch", "mode", "ms/step", "clips/s", "TFLOP/s", "MFU"],
+        ["batch", "mode", "ms/step", "clips/s", "TFLOP/s", "MFU", "peak GiB"],
         rows,
         {
             "peak_tflops": peak,
