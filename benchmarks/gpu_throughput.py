@@ -166,9 +166,9 @@ def main() -> int:
                 torch.cuda.empty_cache()
         for mode, m in point["modes"].items():
             m["mfu"] = m["achieved_tflops"] / peak if peak else None
-            gib = m["peak_cuda_gib"]
+            gib = "-" if m["peak_cuda_gib"] is None else m["peak_cuda_gib"]
             mfu = m["mfu"] if peak else "-"
-            rows.append([b, mode, 1e3 * m["step_s"], m["clips_per_s"], m["achieved_tflops"], mfu, "-" if gib is None else gib])
+            rows.append([b, mode, 1e3 * m["step_s"], m["clips_per_s"], m["achieved_tflops"], mfu, gib])
         curve.append(point)
     fitted = [c for c in curve if not c.get("oom")]
     best = max((c["modes"]["bf16+cl"].get("mfu") or 0.0 for c in fitted), default=0.0) if peak else None
