@@ -14,7 +14,7 @@
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh /tmp/gpu-dry    # the same steps on this CPU, tiny sizes
 #
 # The CUDA image lacks some of the suite's packages (mlflow-skinny, sqlalchemy, alembic, av,
-# pydantic, optuna and their needs); where ./.whl holds their wheels they are installed from it
+# pydantic, optuna, pycocotools and their needs); where ./.whl holds their wheels they are installed from it
 # first (benchmarks/RESULTS.md, benchmark 8, says how that folder is made).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}
@@ -55,7 +55,7 @@ part() {  # part NAME SECONDS CMD...: run CMD under a time limit, log it, report
 : >"$out/summary.txt"
 if [ -d .whl ]; then
     part pip_install 120 "$py" -m pip install --no-index --find-links .whl \
-        mlflow-skinny sqlalchemy alembic av pydantic optuna
+        mlflow-skinny sqlalchemy alembic av pydantic optuna pycocotools
 fi
 part nvidia_smi 30 nvidia-smi
 part versions 60 "$py" -c "import platform, torch, torchvision, av, mlflow, optuna, pydantic, sqlalchemy
@@ -63,17 +63,19 @@ print('python', platform.python_version(), 'torch', torch.__version__, 'torchvis
       'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')
 print('av', av.__version__, 'mlflow', mlflow.__version__, 'optuna', optuna.__version__, 'pydantic', pydantic.__version__)"
 
+parts=${PARTS:-throughput smoke compile}  # a subset reruns only those parts
+has() { [[ " $parts " == *" $1 "* ]]; }
+
 # 1. throughput, MFU and peak memory per mode at three batch sizes
-part throughput "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "${batches[@]}"
-cp outputs/benchmarks/gpu_throughput*.json "$out/throughput.json" 2>/dev/null
+has throughput && part throughput "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "${batches[@]}"
+has throughput && cp outputs/benchmarks/gpu_throughput*.json "$out/throughput.json"
 
 # 2. the real CLIs on a full-size synthetic store
 sets=(--set "paths.outputs=$smoke_root" "${size[@]}" "${model[@]}"
     --set data.synthetic.train_videos=140 --set data.synthetic.test_videos=8 --set data.synthetic.jhmdb_videos=4
     --set pretrain.steps=20 --set pretrain.batch_size=8
     --set train.epochs=2 --set train.max_steps_per_epoch=25 --set train.batch_size=8)
-rm -rf "$smoke_root"
-part smoke_generate "$limit" "$py" -m core.data.synthetic "${sets[@]}" &&
+has smoke && rm -rf "$smoke_root" && part smoke_generate "$limit" "$py" -m core.data.synthetic "${sets[@]}" &&
     part smoke_extract "$limit" "$py" -m core.data.extract "${sets[@]}" &&
     part smoke_pretext "$limit" "$py" -m core.pretext "${sets[@]}" &&
     part smoke_train "$limit" "$py" -m torch.distributed.run --standalone --nproc_per_node=1 \
@@ -91,7 +93,7 @@ cp "$smoke_root"/train/run.json "$out/smoke_run.json" 2>/dev/null
 cp "$smoke_root"/eval/metrics.json "$out/smoke_metrics.json" 2>/dev/null
 
 # 3. torch.compile as a third mode, at one batch size
-part throughput_compile "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "$compile_batch" --compile
-cp outputs/benchmarks/gpu_throughput*.json "$out/throughput_compile.json" 2>/dev/null
+has compile && part throughput_compile "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "$compile_batch" --compile
+has compile && cp outputs/benchmarks/gpu_throughput*.json "$out/throughput_compile.json"
 
 cat "$out/summary.txt"

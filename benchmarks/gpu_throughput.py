@@ -10,8 +10,9 @@ FLOPs per step are counted once by torch.utils.flop_counter.FlopCounterMode on t
 (matmul + convolution, forward + backward); MFU = FLOPs per step / step time / peak, the peak
 being the card's dense bf16 tensor-core rate (--peak-tflops, else a table by device name:
 H100 SXM / H200 989, H100 PCIe 756, A100 312, L40S 362, L4 121 TFLOP/s). Peak CUDA memory per mode
-and batch: torch.cuda.max_memory_allocated over one step, less what was allocated before that
-mode's model and batch were built (its weights, batch, gradients, Adam state and activations).
+and batch: torch.cuda.max_memory_allocated over one step after a first one (cuDNN's autotuning
+and compilation stay out of it), less what was allocated before that mode's model and batch
+were built (its weights, batch, gradients, Adam state and activations).
 A batch that does not fit is recorded as OOM and ends the curve.
 Target: >= 30% MFU (bf16) at a batch size that fits; the batch/MFU curve is in the JSON.
 
@@ -71,10 +72,13 @@ GIB = 1024**3
 
 
 def own_peak_gib(step: fixtures.TrainStep, device: torch.device, before: int) -> float | None:
-    """Peak CUDA memory of one step above `before` (the bytes allocated before this mode's model and
-    batch existed), so the other modes' resident tensors are not counted. None off CUDA."""
+    """Peak CUDA memory of a second step above `before` (the bytes allocated before this mode's model
+    and batch existed), so the other modes' resident tensors are not counted; the first step's
+    cuDNN autotuning (cudnn.benchmark tries algorithms with large workspaces) and compilation
+    are not counted either. None off CUDA."""
     if device.type != "cuda":
         return None
+    step()
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     step()
@@ -102,7 +106,7 @@ def measure(ctx: cli.Context, b: int, n_steps: int, compile_: bool, objects: int
         batch = fixtures.synthetic_batch(mp, b, objects, ctx.device, cl)
         model = fixtures.build_model(mp, ctx.device, cl)
         step = fixtures.TrainStep(mp, model, ctx.device, batch, net=torch.compile(model) if comp else None)
-        peaks[name] = own_peak_gib(step, ctx.device, before)  # also the compiled mode's compilation
+        peaks[name] = own_peak_gib(step, ctx.device, before)
         eager = eager or step
         cands[name] = Steps(step, n_steps)
     times = timing.interleaved(cands, ctx.args.reps, ctx.args.warmup, ctx.device)
