@@ -14,7 +14,10 @@ interleaved repetitions after a warm-up, as median / median; never from a timed 
 | 5 | extraction.py        | extraction-stage frames/s / bare PyAV decode frames/s       | >= 0.8 |
 | 6 | tracking_overhead.py | training run with MLflow / untracked                        | <= 1.02 |
 | 7 | memory.py            | peak RSS of a CPU training run; peak CUDA memory, full size | RSS <= 4 GiB (CPU default) |
-| 8 | gpu_throughput.py    | fp32 vs bf16+channels_last (+compile) clips/s, MFU          | >= 30% MFU (CUDA only) |
+| 8 | gpu_throughput.py    | fp32 vs bf16+channels_last (+compile) clips/s, MFU, peak mem | >= 30% MFU (CUDA only) |
+
+gpu_check.sh is the prepared check for a lent CUDA machine (8 at three batch sizes, a full-size
+smoke of the real CLIs, then 8 with --compile); gpu_wheels.sh fills the ./.whl it installs from.
 
 Target 1 holds for the default and the full profile.
 

@@ -11,11 +11,11 @@
 # Each part has its own time limit and failure does not stop the next; everything goes to OUTDIR.
 #
 #   bash benchmarks/gpu_check.sh OUTDIR
-#   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh /tmp/gpu-dry    # the same steps on this CPU, tiny sizes
+#   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh /tmp/gpu-dry    # the same steps on this CPU at the default sizes
 #
 # The CUDA image lacks some of the suite's packages (mlflow-skinny, sqlalchemy, alembic, av,
-# pydantic, optuna, pycocotools and their needs); where ./.whl holds their wheels they are installed from it
-# first (benchmarks/RESULTS.md, benchmark 8, says how that folder is made).
+# pydantic, optuna, pycocotools and their needs); where ./.whl holds their wheels (benchmarks/gpu_wheels.sh
+# makes it) they are installed from it first.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}
 mkdir -p "$out"
