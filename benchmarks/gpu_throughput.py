@@ -9,11 +9,11 @@ forward under torch.compile; the loss stays eager). Throughput = clips / median 
 FLOPs per step are counted once by torch.utils.flop_counter.FlopCounterMode on the eager step
 (matmul + convolution, forward + backward); MFU = FLOPs per step / step time / peak, the peak
 being the card's dense bf16 tensor-core rate (--peak-tflops, else a table by device name:
-H100 SXM / H200 989, H100 PCIe 756, A100 312, L40S 362, L4 121 TFLOP/s). Peak CUDA memory per mode
-and batch: torch.cuda.max_memory_allocated over one step after a first one (cuDNN's autotuning
-and compilation stay out of it), less what was allocated before that mode's model and batch
-were built (its weights, batch, gradients, Adam state and activations).
-A batch that does not fit is recorded as OOM and ends the curve.
+H100 SXM / H200 989, H100 PCIe 756, A100 312, L40S 362, L4 121 TFLOP/s). Peak CUDA memory
+per mode and batch: torch.cuda.max_memory_allocated over one step after a first one (cuDNN's
+autotuning and compilation stay out of it), less what was allocated before that mode's model
+and batch were built (its weights, batch, gradients, Adam state and activations). A batch that
+does not fit is recorded as OOM and ends the curve.
 Target: >= 30% MFU (bf16) at a batch size that fits; the batch/MFU curve is in the JSON.
 
 Runs only on CUDA: without a CUDA device it prints "no CUDA device: skipped" and exits 0
@@ -39,6 +39,7 @@ from core.io import write_json  # noqa: E402
 TARGET = 0.30
 HEADLINE = "best MFU, bf16 + channels_last, over the batch curve"
 FULL = "CCL+RHIC+LCF"
+GIB = 1024**3
 # dense (no sparsity) bf16 tensor-core peaks, TFLOP/s; first match of the device name wins
 PEAK_TFLOPS = (
     ("H100 PCIe", 756.0),
@@ -66,9 +67,6 @@ def modes(params: Params, compile_: bool) -> dict[str, tuple[Params, bool]]:
     if compile_:
         out["bf16+cl+compile"] = (out["bf16+cl"][0], True)
     return out
-
-
-GIB = 1024**3
 
 
 def own_peak_gib(step: fixtures.TrainStep, device: torch.device, before: int) -> float | None:
