@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue #10, item 5): one call on a lent CUDA machine, about 6 minutes.
+# The prepared GPU check (issue #10, item 5): one call on a lent CUDA machine, ~6.5 minutes on an H200.
 #   1. benchmark 8 at full size (ResNet-50, 320 px, C=256, CCL+RHIC+LCF): clips/s fp32 vs
 #      bf16 + channels_last, MFU against the card's dense bf16 peak and each mode's peak CUDA
 #      memory, at batch 8 / 16 / 32;
@@ -25,6 +25,7 @@ smoke_root=${SMOKE_ROOT:-/tmp/gpu-smoke}
 
 if [ "${GPU_CHECK_DRY:-0}" = 1 ]; then
     bench=(--device cpu --profile default --reps 1 --steps 1)
+    result=outputs/benchmarks/gpu_throughput.json
     batches=(1 2 3)
     compile_batch=1
     size=(--set data.synthetic.height=64 --set data.synthetic.width=80 --set data.input_size=48)
@@ -32,6 +33,7 @@ if [ "${GPU_CHECK_DRY:-0}" = 1 ]; then
     limit=600
 else
     bench=(--reps 5 --steps 3)
+    result=outputs/benchmarks/gpu_throughput-full.json
     batches=(8 16 32)
     compile_batch=16
     size=(--set data.synthetic.height=320 --set data.synthetic.width=400 --set data.input_size=320)
@@ -68,7 +70,7 @@ has() { [[ " $parts " == *" $1 "* ]]; }
 
 # 1. throughput, MFU and peak memory per mode at three batch sizes
 has throughput && part throughput "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "${batches[@]}"
-has throughput && cp outputs/benchmarks/gpu_throughput*.json "$out/throughput.json"
+has throughput && cp "$result" "$out/throughput.json"
 
 # 2. the real CLIs on a full-size synthetic store
 sets=(--set "paths.outputs=$smoke_root" "${size[@]}" "${model[@]}"
@@ -94,6 +96,6 @@ cp "$smoke_root"/eval/metrics.json "$out/smoke_metrics.json" 2>/dev/null
 
 # 3. torch.compile as a third mode, at one batch size
 has compile && part throughput_compile "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "$compile_batch" --compile
-has compile && cp outputs/benchmarks/gpu_throughput*.json "$out/throughput_compile.json"
+has compile && cp "$result" "$out/throughput_compile.json"
 
 cat "$out/summary.txt"
