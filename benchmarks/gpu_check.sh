@@ -42,6 +42,7 @@ else
 fi
 
 logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT  # the logs travel in $out/logs.tgz
 part() {  # part NAME SECONDS CMD...: run CMD under a time limit, log it, report its exit and time
     local name=$1 secs=$2 t0 rc
     shift 2
