@@ -14,8 +14,8 @@
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh /tmp/gpu-dry    # the same steps on this CPU at the default sizes
 #
 # The CUDA image lacks some of the suite's packages (mlflow-skinny, sqlalchemy, alembic, av,
-# pydantic, optuna, pycocotools and their needs); where ./.whl holds their wheels (benchmarks/gpu_wheels.sh
-# makes it) they are installed from it first.
+# pydantic, optuna, pycocotools and their needs); where ./.whl holds their wheels and requirements.txt
+# (benchmarks/gpu_wheels.sh makes both) they are installed from it first.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}
 mkdir -p "$out"
@@ -56,9 +56,8 @@ part() {  # part NAME SECONDS CMD...: run CMD under a time limit, log it, report
 }
 
 : >"$out/summary.txt"
-if [ -d .whl ]; then
-    part pip_install 120 "$py" -m pip install --no-index --find-links .whl \
-        mlflow-skinny sqlalchemy alembic av pydantic optuna pycocotools
+if [ -f .whl/requirements.txt ]; then
+    part pip_install 120 "$py" -m pip install --no-index --find-links .whl -r .whl/requirements.txt
 fi
 part nvidia_smi 30 nvidia-smi
 part versions 60 "$py" -c "import platform, torch, torchvision, av, mlflow, optuna, pydantic, sqlalchemy
@@ -70,21 +69,25 @@ parts=${PARTS:-throughput smoke compile}  # a subset reruns only those parts
 has() { [[ " $parts " == *" $1 "* ]]; }
 
 # 1. throughput, MFU and peak memory per mode at three batch sizes
-has throughput && part throughput "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "${batches[@]}"
-has throughput && cp "$result" "$out/throughput.json"
+if has throughput; then
+    part throughput "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "${batches[@]}"
+    cp "$result" "$out/throughput.json"
+fi
 
 # 2. the real CLIs on a full-size synthetic store
 sets=(--set "paths.outputs=$smoke_root" "${size[@]}" "${model[@]}"
     --set data.synthetic.train_videos=140 --set data.synthetic.test_videos=8 --set data.synthetic.jhmdb_videos=4
     --set pretrain.steps=20 --set pretrain.batch_size=8
     --set train.epochs=2 --set train.max_steps_per_epoch=25 --set train.batch_size=8)
-has smoke && rm -rf "$smoke_root" && part smoke_generate "$limit" "$py" -m core.data.synthetic "${sets[@]}" &&
-    part smoke_extract "$limit" "$py" -m core.data.extract "${sets[@]}" &&
-    part smoke_pretext "$limit" "$py" -m core.pretext "${sets[@]}" &&
-    part smoke_train "$limit" "$py" -m torch.distributed.run --standalone --nproc_per_node=1 \
-        -m core.train --out "$smoke_root/train" "${sets[@]}" &&
-    part smoke_evaluate "$limit" "$py" -m core.evaluate --out "$smoke_root/eval" "${sets[@]}" &&
-    part smoke_no_running 60 "$py" -c "
+if has smoke; then
+    rm -rf "$smoke_root"
+    part smoke_generate "$limit" "$py" -m core.data.synthetic "${sets[@]}" &&
+        part smoke_extract "$limit" "$py" -m core.data.extract "${sets[@]}" &&
+        part smoke_pretext "$limit" "$py" -m core.pretext "${sets[@]}" &&
+        part smoke_train "$limit" "$py" -m torch.distributed.run --standalone --nproc_per_node=1 \
+            -m core.train --out "$smoke_root/train" "${sets[@]}" &&
+        part smoke_evaluate "$limit" "$py" -m core.evaluate --out "$smoke_root/eval" "${sets[@]}" &&
+        part smoke_no_running 60 "$py" -c "
 import sys
 from mlflow import MlflowClient
 c = MlflowClient('sqlite:///$smoke_root/mlflow.db')
@@ -92,11 +95,14 @@ runs = [r for e in c.search_experiments() for r in c.search_runs([e.experiment_i
 running = [r.info.run_name for r in runs if r.info.status == 'RUNNING']
 print(len(runs), 'runs;', 'RUNNING:', running or 'none')
 sys.exit(1 if running else 0)"
-cp "$smoke_root"/train/run.json "$out/smoke_run.json" 2>/dev/null
-cp "$smoke_root"/eval/metrics.json "$out/smoke_metrics.json" 2>/dev/null
+    cp "$smoke_root"/train/run.json "$out/smoke_run.json" 2>/dev/null
+    cp "$smoke_root"/eval/metrics.json "$out/smoke_metrics.json" 2>/dev/null
+fi
 
 # 3. torch.compile as a third mode, at one batch size
-has compile && part throughput_compile "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "$compile_batch" --compile
-has compile && cp "$result" "$out/throughput_compile.json"
+if has compile; then
+    part throughput_compile "$limit" "$py" benchmarks/gpu_throughput.py "${bench[@]}" --batch-sizes "$compile_batch" --compile
+    cp "$result" "$out/throughput_compile.json"
+fi
 
 cat "$out/summary.txt"

@@ -3,7 +3,7 @@
 # image (Python 3.12, its own torch) has no registry and lacks mlflow-skinny, sqlalchemy, alembic,
 # av, pydantic, optuna and pycocotools. The versions are those of this checkout's venv; pip
 # resolves their needs for CPython 3.12 on manylinux x86-64 and downloads each one (numpy is
-# left out: the image has it, and it is the largest). ~57 MB; .whl must be git-ignored
+# left out: the image has it, and it is the largest), and writes the pins to .whl/requirements.txt. ~57 MB; .whl must be git-ignored
 # (`echo /.whl/ >> .git/info/exclude`) and named in the device call's carry.
 #
 #   PY312=/path/to/python3.12 bash benchmarks/gpu_wheels.sh      # run in the repository root
@@ -29,5 +29,6 @@ print('\n'.join(f\"{i['metadata']['name']}=={i['metadata']['version']}\" for i i
                 if i['metadata']['name'].lower() != 'numpy'))" "$work/report.json" >"$work/reqs.txt"
 rm -rf .whl && mkdir .whl
 "$py312" -m pip download -q --no-deps -d .whl "${plat[@]}" -r "$work/reqs.txt"
+printf '%s\n' "${pins[@]}" >.whl/requirements.txt  # what gpu_check.sh installs (their needs resolve from .whl)
 rm -rf "$work"
-echo "$(ls .whl | wc -l) wheels, $(du -sh .whl | cut -f1) in .whl for: ${pins[*]}"
+echo "$(ls .whl/*.whl | wc -l) wheels, $(du -sh .whl | cut -f1) in .whl for: ${pins[*]}"
