@@ -103,6 +103,20 @@ def summarize_expected(candidates: Sequence[Sequence[tuple[int, int]]]) -> dict[
     return out
 
 
+def grounding(ious: Sequence[float], other_ious: Sequence[float | None]) -> dict[str, float]:
+    """`grounding`: % of the pairs whose frame has another actor (other_iou not None) where the
+    prediction overlaps the referent more than any other actor (IoU strictly above its best IoU
+    with another actor; a tie, e.g. a prediction on nothing, is not grounded), and their number
+    `n_grounding`. It separates picking the right actor from drawing its mask well; the shuffled
+    control gives its chance level."""
+    if len(ious) != len(other_ious):
+        raise ValueError(f"{len(ious)} IoUs but {len(other_ious)} other-actor IoUs")
+    pairs = [(a, b) for a, b in zip(ious, other_ious) if b is not None]
+    if not pairs:
+        return {}
+    return {"grounding": _pct(Fraction(sum(a > b for a, b in pairs), len(pairs))), "n_grounding": len(pairs)}
+
+
 def iou(i: int, u: int) -> float:
     """I / U of one sample (both masks empty -> 1)."""
     return float(_iou(i, u))
@@ -115,22 +129,36 @@ def predict_mask(prob: Tensor, size: tuple[int, int], theta: float) -> Tensor:
 
 def batch_scores(probs: Tensor, gts: Sequence[Tensor], theta: float) -> list[tuple[int, int]]:
     """(I, U) of every sample of a batch, as evaluation scores it: sigmoid maps probs [B, h, w]
-    against ground truths of their original sizes, `predict_mask` and the counts done as tensor
-    ops over each group of samples that share an original size (no per-sample Python loop)."""
+    against ground truths of their original sizes (`batch_counts` with one target each)."""
     if len(probs) != len(gts):
         raise ValueError(f"{len(probs)} maps but {len(gts)} ground truths")
-    out: list[tuple[int, int]] = [(0, 0)] * len(gts)
+    return [c[0] for c in batch_counts(probs, [gt[None] for gt in gts], theta)]
+
+
+def batch_counts(probs: Tensor, targets: Sequence[Tensor], theta: float) -> list[list[tuple[int, int]]]:
+    """(I, U) of each sample's prediction against each of its targets [K_i, H_i, W_i] (the
+    referent first, then other actors of the frame: `core.scoring`'s grounding): `predict_mask`
+    once per sample, the counts as tensor ops over each group of samples that share an original
+    size (no per-sample Python loop)."""
+    if len(probs) != len(targets):
+        raise ValueError(f"{len(probs)} maps but {len(targets)} target stacks")
+    out: list[list[tuple[int, int]]] = [[] for _ in targets]
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, gt in enumerate(gts):
-        groups.setdefault(tuple(gt.shape[-2:]), []).append(i)
+    for i, t in enumerate(targets):
+        groups.setdefault(tuple(t.shape[-2:]), []).append(i)
     for size, idx in groups.items():
-        pred = predict_mask(probs[idx], size, theta)
-        gt = torch.stack([gts[i] for i in idx]).bool()
+        ks = [targets[i].shape[0] for i in idx]
+        if not sum(ks):
+            continue
+        pred = predict_mask(probs[idx], size, theta).repeat_interleave(torch.tensor(ks), dim=0)
+        gt = torch.cat([targets[i] for i in idx]).bool()
         # int32 counts: a bool .sum() first copies the masks to int64 (3x slower here); exact below 2^31 pixels
         inter = (pred & gt).sum(dim=(-2, -1), dtype=torch.int32).tolist()
         union = (pred | gt).sum(dim=(-2, -1), dtype=torch.int32).tolist()
-        for i, n_i, n_u in zip(idx, inter, union):
-            out[i] = (int(n_i), int(n_u))
+        start = 0
+        for i, k in zip(idx, ks):
+            out[i] = [(int(n_i), int(n_u)) for n_i, n_u in zip(inter[start : start + k], union[start : start + k])]
+            start += k
     return out
 
 

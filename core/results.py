@@ -33,7 +33,21 @@ STUDY_COLUMNS = ("study", "trial", "point", "x", "seed", *RUN_COLUMNS)  # studie
 STRATA_COLUMNS = ("distractor", "attribute")
 # one scored (frame, sentence) pair of an evaluation: <run>/eval/per_sample.csv
 # (f: the pair's DAVIS boundary F in [0, 1] on ytvos / mevis, empty on A2D; J is the iou column)
-SAMPLE_COLUMNS = ("split", "pair", "sample", "video", "frame", "inter", "union", "iou", "f", *STRATA_COLUMNS, "text")
+# other_iou: the prediction's best IoU with another actor of the frame (grounding; empty: none there)
+SAMPLE_COLUMNS = (
+    "split",
+    "pair",
+    "sample",
+    "video",
+    "frame",
+    "inter",
+    "union",
+    "iou",
+    "f",
+    "other_iou",
+    *STRATA_COLUMNS,
+    "text",
+)
 # the ablation's per-sample table (the splits the report's paired tests use), without the text
 ABLATION_SAMPLE_SPLITS = ("test", "jhmdb", "test_shuffled")
 ABLATION_SAMPLE_COLUMNS = ("variant", "seed", *(c for c in SAMPLE_COLUMNS if c != "text"))
@@ -117,6 +131,7 @@ def read_per_sample(path: Path) -> list[dict[str, Any]]:
                 "union": int(r["union"]),
                 "iou": float(r["iou"]),
                 "f": float(r["f"]) if r.get("f") else None,
+                "other_iou": float(r["other_iou"]) if r.get("other_iou") else None,
                 "distractor": int(r["distractor"]) if r.get("distractor") else None,
                 "attribute": r.get("attribute") or None,
             }

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from core.config import Params
 from core.data.dataset import FrameDataset, collate_frames, to_device
-from core.metrics import batch_scores, iou, summarize
+from core.metrics import batch_counts, grounding, iou, summarize
 from core.model import CVLS
 from core.runtime import autocast, channels_last
 from core.vos_metrics import batch_boundary_f, summarize_pairs
@@ -79,7 +79,7 @@ def predict(
     loader = DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames, num_workers=0)
     rows: list[dict[str, Any]] = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
-        meta, gts = batch.pop("meta"), batch.pop("gt")
+        meta, gts, others = batch.pop("meta"), batch.pop("gt"), batch.pop("others")
         b = to_device(batch, device, channels_last(device, params.train))
         frames = [(folder, ds.pairs[m["pair"]][1]) for m in meta]
         sentences = [tuple(t[:n].tolist()) for t, n in zip(batch["tokens"], batch["lengths"])]
@@ -90,7 +90,8 @@ def predict(
         probs = torch.sigmoid(logits.float()).cpu()
         theta = params.eval.threshold
         fs = batch_boundary_f(probs, gts, theta) if boundary else [None] * len(gts)
-        for (inter, union), f, m in zip(batch_scores(probs, gts, theta), fs, meta):
+        counts = batch_counts(probs, [torch.cat([gt[None], o]) for gt, o in zip(gts, others)], theta)
+        for ((inter, union), *other), f, m in zip(counts, fs, meta):
             rows.append(
                 {
                     **{k: m[k] for k in ("pair", "sample", "video", "frame", "text")},
@@ -98,13 +99,18 @@ def predict(
                     "union": union,
                     "iou": iou(inter, union),
                     "f": f,
+                    # the prediction's best IoU with another actor of the frame (grounding); None: no other
+                    "other_iou": max(iou(i, u) for i, u in other) if other else None,
                 }
             )
     return rows
 
 
 def summarize_rows(rows: Sequence[Mapping[str, Any]], jf: bool) -> dict[str, float]:
-    """The protocol's summary of scored pairs (`core.metrics.summarize` of their I, U), and with
-    `jf` (rows scored with boundary=True) their J, F and J&F (`core.vos_metrics.summarize_pairs`)."""
+    """The protocol's summary of scored pairs (`core.metrics.summarize` of their I, U), their
+    grounding (`core.metrics.grounding`, when the rows carry other_iou), and with `jf` (rows scored
+    with boundary=True) their J, F and J&F (`core.vos_metrics.summarize_pairs`)."""
     out = summarize([r["inter"] for r in rows], [r["union"] for r in rows])
+    if "other_iou" in rows[0]:  # rows scored before grounding existed lack it
+        out |= grounding([iou(r["inter"], r["union"]) for r in rows], [r["other_iou"] for r in rows])
     return {**out, **summarize_pairs(rows)} if jf else out

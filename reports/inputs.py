@@ -42,8 +42,8 @@ STAGES = {
     "studies/lambda_sensitivity.csv": "study_lambda",
 }
 # the columns the report needs (the schemas are core.results'); a metric column of an absent split
-# may be missing and reads as NaN; the strata columns and f (newer than the table) are missing in older ones
-OPTIONAL_COLUMNS = (*METRIC_COLUMNS, *STRATA_COLUMNS, "f")
+# may be missing and reads as NaN; the strata columns, f and other_iou (newer than the table) are missing in older ones
+OPTIONAL_COLUMNS = (*METRIC_COLUMNS, *STRATA_COLUMNS, "f", "other_iou")
 REQUIRED_COLUMNS = {
     rel: tuple(c for c in cols if c not in OPTIONAL_COLUMNS)
     for rel, cols in {

@@ -268,6 +268,14 @@ def strata_unavailable(params: Params, found: strata.StrataScores) -> str:
     )
 
 
+GROUNDING_NOTE = (
+    "Grounding: % of the test pairs whose frame holds another actor where the prediction overlaps the referent "
+    "more than any other actor (IoU with it strictly above the best IoU with another; the rest of the pairs have "
+    "nothing to pick from). It tells picking the right actor apart from drawing its mask well: mAP needs both. "
+    "Its chance level is the shuffled-sentence control's (in each run's eval/metrics.json as test_shuffled)."
+)
+
+
 def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     conf, proto = params.report.confidence, protocol(params)
     page = Page("strata", PAGE_TITLES["strata"])
@@ -292,9 +300,13 @@ def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     if not found.available:
         page.text(strata_unavailable(params, found), weight="bold", box="#eef3fb")
         return page
-    for letter, metric in zip("ab", strata.metrics_shown(proto)):
-        page.text(f"({letter}) {proto.label(metric)} by stratum", weight="bold", size=10)
+    shown = [*strata.metrics_shown(proto), *([strata.GROUNDING] if strata.GROUNDING in found.scores else [])]
+    for letter, metric in zip("abc", shown):
+        label = "Grounding" if metric == strata.GROUNDING else proto.label(metric)
+        page.text(f"({letter}) {label} by stratum", weight="bold", size=10)
         page.table(strata.strata_table(found.scores, metric, conf, num, proto))
+    if strata.GROUNDING in found.scores:
+        page.text(GROUNDING_NOTE, size=SMALL)
     if found.unlabelled:
         page.text(f"Runs left out (no labelled test pair): {', '.join(found.unlabelled)}.", size=SMALL)
     page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")

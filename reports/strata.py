@@ -1,6 +1,6 @@
 """Table 3 by stratum: each variant's secondary and primary metric (A2D: Mean IoU and mAP; the J&F
-datasets: J and J&F, reports.protocol) on the test pairs with and without a same-class
-distractor, and per disambiguating attribute type.
+datasets: J and J&F, reports.protocol) and its grounding (core.metrics.grounding) on the test pairs
+with and without a same-class distractor, and per disambiguating attribute type.
 
 The strata of a pair are the per-sample table's `distractor` and `attribute` columns
 (core.results.STRATA_COLUMNS; None = unknown), and each run's scores on them are
@@ -37,10 +37,19 @@ class StrataScores:
         return not self.scores.empty
 
 
+GROUNDING = "grounding"  # core.metrics.grounding: the prediction picks the referent over the frame's other actors
+
+
+def has_grounding(per_sample: pd.DataFrame) -> bool:
+    """The per-sample table carries other_iou for some pair (tables of older evaluations do not)."""
+    return "other_iou" in per_sample.columns and bool(per_sample["other_iou"].notna().any())
+
+
 def records(samples: pd.DataFrame, jf: bool = False) -> list[dict]:
     """Per-sample rows as core.strata reads them: inter, union and the strata, unknown (an empty
-    cell, NaN in pandas) as None; with `jf` also sample, iou and f."""
-    cols = ["inter", "union", *STRATA_COLUMNS, *(("sample", "iou", "f") if jf else ())]
+    cell, NaN in pandas) as None; other_iou when the table has it; with `jf` also sample, iou and f."""
+    extra = ("other_iou",) if "other_iou" in samples.columns else ()
+    cols = ["inter", "union", *STRATA_COLUMNS, *extra, *(("sample", "iou", "f") if jf else ())]
     return [{c: None if pd.isna(x) else x for c, x in zip(cols, r)} for r in samples[cols].itertuples(index=False)]
 
 
@@ -49,7 +58,8 @@ def strata_scores(
 ) -> StrataScores:
     """core.strata.strata_metrics of every Table-3 run's `split` pairs (with J, F, J&F on the J&F
     datasets), in result-table order."""
-    keep = (*metrics_shown(proto), "n", *(("n_expressions",) if proto.jf else ()))
+    grounded = (GROUNDING,) if has_grounding(per_sample) else ()
+    keep = (*metrics_shown(proto), *grounded, "n", *(("n_expressions",) if proto.jf else ()))
     empty = pd.DataFrame(columns=["variant", "seed", "stratum", *keep])
     if any(c not in per_sample.columns for c in STRATA_COLUMNS):
         return StrataScores(empty, columns=False)
@@ -61,7 +71,10 @@ def strata_scores(
         found = {} if g is None else strata_metrics(records(g, proto.jf), proto.jf)
         if not found:
             out.unlabelled.append(f"{v} seed {seed}")
-        rows += [{"variant": v, "seed": seed, "stratum": k, **{m: s[m] for m in keep}} for k, s in found.items()]
+        rows += [
+            {"variant": v, "seed": seed, "stratum": k, **{m: s.get(m, float("nan")) for m in keep}}
+            for k, s in found.items()
+        ]
     if rows:
         out.scores = pd.DataFrame(rows)
     return out
@@ -74,11 +87,12 @@ def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numb
     strata = list(dict.fromkeys(scores["stratum"]))
     t = Table(["Variant", "seeds", *(s.replace("=", "=\n") for s in strata)])
     for v, g in scores.groupby("variant", sort=False):
-        values = g.groupby("stratum")[metric].apply(list)
+        values = g.groupby("stratum")[metric].apply(lambda x: list(x.dropna()))  # NaN: not defined there
         row = [v, num.put(f"strata/{v}/n_seeds", g["seed"].nunique())]
         for s in strata:
             key = f"strata/{v}/{s}/{metric}"
-            row.append(num.pm(key, mean_ci(values[s], confidence)) if s in values else num.put(key + "/mean", None))
+            found = s in values and len(values[s]) > 0
+            row.append(num.pm(key, mean_ci(values[s], confidence)) if found else num.put(key + "/mean", None))
         t.rows.append(row)
     n = scores.groupby("stratum")["n_expressions" if proto.jf else "n"].max()
     t.rows.append([f"test {proto.units(2)} (n)", "", *(num.put(f"strata/n/{s}", int(n[s])) for s in strata)])

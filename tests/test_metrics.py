@@ -6,8 +6,10 @@ import torch
 from core.metrics import (
     THRESHOLDS_MAP,
     THRESHOLDS_P,
+    batch_counts,
     batch_scores,
     binarize,
+    grounding,
     intersection_union,
     resize_to,
     sample_scores,
@@ -150,3 +152,25 @@ def test_sample_map_counts_thresholds_exactly_and_averages_to_map():
     inters, unions = [1, 7, 0, 0, 9], [2, 10, 5, 0, 10]
     assert [sample_map(i, u) for i, u in zip(inters, unions)] == [0.1, 0.5, 0.0, 1.0, 0.9]
     assert 100 * sum(sample_map(i, u) for i, u in zip(inters, unions)) / 5 == summarize(inters, unions)["mAP"]
+
+
+def test_batch_counts_score_each_target_of_a_sample_on_hand_masks():
+    """One prediction against the referent and the frame's other actors: the I, U of each, by hand."""
+    prob = torch.tensor([[0.9, 0.9, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1]])  # top-left 2x2
+    referent = mask(["##..", "#...", "...."])  # 3 px inside the prediction
+    other = mask([".##.", ".##.", "...."])  # overlaps 2 of its 4 px
+    far = mask(["....", "....", "####"])  # disjoint
+    counts = batch_counts(torch.stack([prob, prob]), [torch.stack([referent, other, far]), referent[None]], 0.5)
+    assert counts == [[(3, 4), (2, 6), (0, 8)], [(3, 4)]]
+    assert batch_scores(torch.stack([prob, prob]), [referent, other], 0.5) == [(3, 4), (2, 6)]
+    with pytest.raises(ValueError, match="2 maps but 1 target stacks"):
+        batch_counts(torch.stack([prob, prob]), [referent[None]], 0.5)
+
+
+def test_grounding_counts_strict_wins_over_the_pairs_with_another_actor():
+    # wins: 0.5 > 0.3 yes; 0.2 > 0.4 no; a tie at 0 (a prediction on nothing) no; no other actor: left out
+    assert grounding([0.5, 0.2, 0.0, 0.7], [0.3, 0.4, 0.0, None]) == {"grounding": 33.3, "n_grounding": 3}
+    assert grounding([0.9, 0.1], [0.2, 0.05]) == {"grounding": 100.0, "n_grounding": 2}
+    assert grounding([0.4], [None]) == {}  # no pair has anything to pick from
+    with pytest.raises(ValueError, match="2 IoUs but 1 other-actor IoUs"):
+        grounding([0.1, 0.2], [0.3])

@@ -24,6 +24,7 @@ from core.config import Params, load_params
 from core.errors import UserError
 from core.metrics import summarize
 from core.results import METRIC_KEYS, SPLITS
+from core.scoring import summarize_rows
 from reports import paper
 from reports.stats import detectable_difference, mean_ci, paired_bootstrap, paired_t
 
@@ -89,7 +90,7 @@ def _run(rng, bases, effect, shuffled_effect=-0.35, labels=True):
                     "inter": i,
                     "union": u,
                     "iou": 1.0 if u == 0 else i / u,
-                    **(_labels(pair) if labels else {}),
+                    **(_labels(pair) | {"other_iou": _other_iou(pair)} if labels else {}),
                 }
             )
     return rows, metrics
@@ -133,6 +134,11 @@ def _labels(pair: int) -> dict:
     return {"distractor": "0" if pair % 5 == 0 else "1", "attribute": ATTRIBUTES[pair % 4]}
 
 
+def _other_iou(pair: int) -> float | None:
+    """A pair's best IoU with another actor (grounding): none in every third pair's frame."""
+    return None if pair % 3 == 0 else (pair * 37 % 100) / 100
+
+
 def _write_run_eval(folder: Path, rows: list[dict], blind: bool = True) -> None:
     """<run>/eval/per_sample.csv (with the text), bounds.json and strata.json, as evaluation writes them."""
     _write_csv(folder / "per_sample.csv", [{**r, "text": "the red dog on the left"} for r in rows])
@@ -141,7 +147,7 @@ def _write_run_eval(folder: Path, rows: list[dict], blind: bool = True) -> None:
     test = [r for r in rows if r["split"] == "test"]
     strata = {"distractor": [r for r in test if r["distractor"] == "1"]}
     strata |= {f"attribute={a}": [r for r in test if r["attribute"] == a] for a in ATTRIBUTES}
-    summaries = {k: summarize([r["inter"] for r in v], [r["union"] for r in v]) for k, v in strata.items()}
+    summaries = {k: summarize_rows(v, jf=False) for k, v in strata.items()}
     (folder / "strata.json").write_text(json.dumps({"test": summaries}))
 
 
@@ -416,7 +422,7 @@ def test_strata_page_matches_each_runs_strata_json(built):
             for h in g["run_hash"]
         ]
         for stratum in ("distractor", "attribute=colour", "attribute=motion"):
-            for m in ("mean_iou", "mAP"):
+            for m in ("mean_iou", "mAP", "grounding"):
                 mean = np.mean([s[stratum][m] for s in strata])
                 assert numbers[f"strata/{v}/{stratum}/{m}/mean"]["text"] == f"{mean:.1f}", (v, stratum, m)
     test_pairs = range(N_PAIRS["test"])

@@ -7,19 +7,21 @@ import torch
 from core.checkpoint import build_model, load_vocab
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device
 from core.data.store import open_split
-from core.metrics import batch_scores
+from core.metrics import batch_scores, iou
 from core.scoring import Features, Memo, predict
 
 
 def _forward_rows(model, ds, theta):
-    """The plain path: the whole model forward on each pair alone."""
+    """The plain path: the whole model forward on each pair alone; (I, U) and the best IoU with
+    another actor of the frame, each mask scored on its own."""
     out = []
     for i in range(len(ds)):
         item = ds[i]
         b = to_device(collate_frames([item]), torch.device("cpu"))
         with torch.no_grad():
             prob = torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0].float())
-        out.append(batch_scores(prob, [item["gt"]], theta)[0])
+        others = [iou(*batch_scores(prob, [o], theta)[0]) for o in item["others"]]
+        out.append((*batch_scores(prob, [item["gt"]], theta)[0], max(others) if others else None))
     return out
 
 
@@ -41,7 +43,8 @@ def test_cached_frame_and_sentence_features_score_like_the_full_forward(tiny_sto
     assert len(features.frames.rows) == maps  # the shuffled control reuses every map
     assert len(features.sentences.rows) == sentences  # and every sentence: a derangement of the same texts
     for ds, got in ((plain, rows), (shuffled, rows_shuffled)):
-        assert [(r["inter"], r["union"]) for r in got] == _forward_rows(model, ds, params.eval.threshold)
+        scored = [(r["inter"], r["union"], r["other_iou"]) for r in got]
+        assert scored == _forward_rows(model, ds, params.eval.threshold)
 
 
 def test_memo_runs_its_function_once_per_new_key():

@@ -16,7 +16,7 @@ from core import train as train_mod
 from core.checkpoint import load_checkpoint
 from core.evaluate import evaluate_run
 from core.loop import Diverged, cosine_lr
-from core.metrics import summarize
+from core.metrics import grounding, summarize
 from core.results import EVAL_FILES, read_per_sample
 from core.runtime import native_cpu_bf16
 from core.strata import strata_metrics
@@ -142,7 +142,10 @@ def test_per_sample_ious_reproduce_the_metrics(tiny_store):
     rows = read_per_sample(result.run_dir / "eval" / "per_sample.csv")
     for split in ("test", "jhmdb", "test_shuffled"):
         mine = [r for r in rows if r["split"] == split]
-        assert summarize([r["inter"] for r in mine], [r["union"] for r in mine]) == metrics[split]
+        expected = summarize([r["inter"] for r in mine], [r["union"] for r in mine])
+        expected |= grounding([r["iou"] for r in mine], [r["other_iou"] for r in mine])
+        assert expected == metrics[split]
+    assert "grounding" in metrics["test"] and "grounding" not in metrics["jhmdb"]  # J-HMDB: one actor a frame
     assert {"val", "test", "jhmdb", "test_shuffled"} <= set(metrics)
     # the strata columns arrive typed, and strata.json summarises exactly those rows
     strata = json.loads((result.run_dir / "eval" / "strata.json").read_text())

@@ -25,7 +25,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from core.config import DataParams
-from core.data.store import SplitStore
+from core.data.store import SampleRef, SplitStore
 from core.data.vocab import Vocab, flip_words, tokenize
 
 MEAN = (0.485, 0.456, 0.406)
@@ -152,10 +152,12 @@ class FrameDataset(Dataset):
         sample = self.store.samples[sample_idx]
         text = self.store.samples[self.text_from[sample_idx]].text if self.text_from else sample.text
         frame = self.store.frames[row]
+        gt = self.store.orig_mask(row, sample.referent)
         return {
             "frames": torch.from_numpy(np.array(self.store.frame_array[row])).permute(2, 0, 1)[None],  # [1,3,S,S]
             "tokens": self.vocab.encode(tokenize(text), self.data.max_tokens),
-            "gt": torch.from_numpy(self.store.orig_mask(row, sample.referent)),
+            "gt": torch.from_numpy(gt),
+            "others": torch.from_numpy(self.other_masks(row, sample, gt)),
             "meta": {
                 "pair": i,
                 "sample": sample_idx,
@@ -164,6 +166,21 @@ class FrameDataset(Dataset):
                 "text": text,
             },
         }
+
+    def other_masks(self, row: int, sample: SampleRef, gt: np.ndarray) -> np.ndarray:
+        """bool [K, H, W]: the frame's other actors at its original size (grounding), without those
+        that share an object with the referent (a MeViS union and its own members); none when the
+        referent (its mask `gt`) is not in the frame (an absent pair of the J&F datasets has nothing to pick)."""
+        if not gt.any():
+            return np.zeros((0, *gt.shape), bool)
+        video = self.store.frames[row]["video"]
+        target = self.store.objects_of(video, sample.referent)
+        ids = sorted(
+            x
+            for x in self.store.instance_rows(row)
+            if x != sample.referent and target.isdisjoint(self.store.objects_of(video, x))
+        )
+        return np.stack([self.store.orig_mask(row, x) for x in ids]) if ids else np.zeros((0, *gt.shape), bool)
 
 
 def pad_tokens(encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,6 +199,7 @@ def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens": tokens,
         "lengths": lengths,
         "gt": [x["gt"] for x in items],
+        "others": [x["others"] for x in items],
         "meta": [x["meta"] for x in items],
     }
 
