@@ -127,6 +127,26 @@ def predict_mask(prob: Tensor, size: tuple[int, int], theta: float) -> Tensor:
     return binarize(resize_to(prob, tuple(size)), theta)
 
 
+def count_true(masks: Tensor) -> Tensor:
+    """The number of True pixels of each bool mask [N, ...] (int64 [N]), exactly, without a bool
+    reduction (torch sums bools one by one, ~30x slower on a CPU): the masks are read 8 pixels at a
+    time as int64 words, and each byte lane of a sum of at most 255 words holds its own count
+    (<= 255, no carry into the next lane), so words are summed in blocks of 255 and the lanes after."""
+    n = masks.shape[0]
+    if masks.numel() == 0:
+        return torch.zeros(n, dtype=torch.int64)
+    flat = masks.reshape(n, -1)
+    if flat.shape[1] % 8:
+        flat = torch.cat([flat, flat.new_zeros(n, 8 - flat.shape[1] % 8)], dim=1)
+    words = flat.contiguous().view(torch.int64)
+    full = words.shape[1] // 255 * 255
+    blocks = [words[:, :full].reshape(n, -1, 255).sum(-1)] if full else []
+    if full < words.shape[1]:
+        blocks.append(words[:, full:].sum(-1, keepdim=True))
+    lanes = torch.cat(blocks, dim=1)
+    return lanes.contiguous().view(torch.uint8).reshape(n, -1).sum(-1)
+
+
 def batch_scores(probs: Tensor, gts: Sequence[Tensor], theta: float) -> list[tuple[int, int]]:
     """(I, U) of every sample of a batch, as evaluation scores it: sigmoid maps probs [B, h, w]
     against ground truths of their original sizes (`batch_counts` with one target each)."""
@@ -152,9 +172,7 @@ def batch_counts(probs: Tensor, targets: Sequence[Tensor], theta: float) -> list
             continue
         pred = predict_mask(probs[idx], size, theta).repeat_interleave(torch.tensor(ks), dim=0)
         gt = torch.cat([targets[i] for i in idx]).bool()
-        # int32 counts: a bool .sum() first copies the masks to int64 (3x slower here); exact below 2^31 pixels
-        inter = (pred & gt).sum(dim=(-2, -1), dtype=torch.int32).tolist()
-        union = (pred | gt).sum(dim=(-2, -1), dtype=torch.int32).tolist()
+        inter, union = count_true(pred & gt).tolist(), count_true(pred | gt).tolist()
         start = 0
         for i, k in zip(idx, ks):
             out[i] = [(int(n_i), int(n_u)) for n_i, n_u in zip(inter[start : start + k], union[start : start + k])]

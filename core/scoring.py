@@ -79,18 +79,27 @@ def predict(
     loader = DataLoader(ds, batch_size=params.eval.batch_size, collate_fn=collate_frames, num_workers=0)
     rows: list[dict[str, Any]] = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
-        meta, gts, others = batch.pop("meta"), batch.pop("gt"), batch.pop("others")
-        b = to_device(batch, device, channels_last(device, params.train))
+        meta, gts, targets = batch.pop("meta"), batch.pop("gt"), batch.pop("targets")
         frames = [(folder, ds.pairs[m["pair"]][1]) for m in meta]
+        # only the frames new to the memo are copied, normalised and encoded (the rest are read from it)
+        first: dict[tuple[str, int], int] = {}
+        for i, k in enumerate(frames):
+            if k not in features.frames.rows:
+                first.setdefault(k, i)
+        new = list(first.values())
+        size = tuple(batch["frames"].shape[-2:])
+        b = to_device({**batch, "frames": batch["frames"][new]}, device, channels_last(device, params.train))
         sentences = [tuple(t[:n].tolist()) for t, n in zip(batch["tokens"], batch["lengths"])]
         with autocast(device, params.train):
-            feat = features.frames(frames, b["frames"][:, 0])
+            if new:
+                features.frames([frames[i] for i in new], b["frames"][:, 0])
+            feat = features.frames(frames)
             s = features.sentences(sentences, b["tokens"], b["lengths"])
-            logits = model.segment(feat, s, tuple(b["frames"].shape[-2:]))[:, 0]
+            logits = model.segment(feat, s, size)[:, 0]
         probs = torch.sigmoid(logits.float()).cpu()
         theta = params.eval.threshold
         fs = batch_boundary_f(probs, gts, theta) if boundary else [None] * len(gts)
-        counts = batch_counts(probs, [torch.cat([gt[None], o]) for gt, o in zip(gts, others)], theta)
+        counts = batch_counts(probs, targets, theta)  # per pair: the referent, then the frame's other actors
         for ((inter, union), *other), f, m in zip(counts, fs, meta):
             rows.append(
                 {

@@ -75,7 +75,7 @@ def test_frame_dataset_scores_at_original_size(tiny_store):
 
 
 def test_frame_dataset_holds_the_frames_other_actors_for_grounding(tiny_store):
-    """Each pair's `others` are exactly the frame's other instances at the original size."""
+    """Each pair's targets are its referent's mask, then exactly the frame's other instances, at the original size."""
     p = tiny_store
     st = open_split(p.processed, "test")
     ds = FrameDataset(st, _vocab(p), p.data)
@@ -83,13 +83,16 @@ def test_frame_dataset_holds_the_frames_other_actors_for_grounding(tiny_store):
     for i, (sample_idx, row) in enumerate(ds.pairs):
         sample = st.samples[sample_idx]
         expected = sorted(x for x in st.instance_rows(row) if x != sample.referent)
-        others = ds[i]["others"]
+        item = ds[i]
+        assert torch.equal(item["targets"][0], item["gt"])
+        assert torch.equal(item["gt"], torch.from_numpy(st.orig_mask(row, sample.referent)))
+        others = item["targets"][1:]
         assert others.dtype == torch.bool and others.shape[0] == len(expected)
         for k, x in enumerate(expected):
             assert torch.equal(others[k], torch.from_numpy(st.orig_mask(row, x)))
         seen_other |= len(expected) > 0
     assert seen_other  # the fixture's frames do hold several actors
-    assert collate_frames([ds[0], ds[1]])["others"][1].shape[1:] == ds[1]["gt"].shape
+    assert collate_frames([ds[0], ds[1]])["targets"][1].shape[1:] == ds[1]["gt"].shape
 
 
 def test_shuffled_control_pairs_each_sample_with_another_sentence(tiny_store):

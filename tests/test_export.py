@@ -260,7 +260,7 @@ def test_frames_and_tokens_are_prepared_like_the_store_and_the_dataset(case: Cas
     tokens, lengths = export.encode_texts(texts, case.vocab, case.params.data.max_tokens)
     items = [
         {"frames": torch.zeros(1), "tokens": case.vocab.encode(tokenize(t), case.params.data.max_tokens)}
-        | {"gt": None, "others": None}
+        | {"gt": None, "targets": None}
         for t in texts
     ]
     batch = collate_frames([{**x, "meta": None} for x in items])

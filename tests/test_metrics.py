@@ -9,6 +9,7 @@ from core.metrics import (
     batch_counts,
     batch_scores,
     binarize,
+    count_true,
     grounding,
     intersection_union,
     resize_to,
@@ -174,3 +175,14 @@ def test_grounding_counts_strict_wins_over_the_pairs_with_another_actor():
     assert grounding([0.4], [None]) == {}  # no pair has anything to pick from
     with pytest.raises(ValueError, match="2 IoUs but 1 other-actor IoUs"):
         grounding([0.1, 0.2], [0.3])
+
+
+def test_count_true_equals_the_plain_sum_on_every_shape():
+    """Byte lanes never carry: odd sizes (padding), over 255 words a mask (blocks), all-True masks."""
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((5, 3, 7), (4, 64, 80), (2, 255 * 8 + 3), (3, 400, 400), (1, 1), (6, 0)):
+        x = torch.rand(*shape, generator=gen) > 0.4
+        assert torch.equal(count_true(x), x.reshape(shape[0], -1).sum(-1)), shape
+    full = torch.ones(2, 333, 517, dtype=torch.bool)
+    assert count_true(full).tolist() == [333 * 517] * 2
+    assert count_true(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0,)

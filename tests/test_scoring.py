@@ -20,7 +20,7 @@ def _forward_rows(model, ds, theta):
         b = to_device(collate_frames([item]), torch.device("cpu"))
         with torch.no_grad():
             prob = torch.sigmoid(model(b["frames"], b["tokens"], b["lengths"]).logits[:, 0].float())
-        others = [iou(*batch_scores(prob, [o], theta)[0]) for o in item["others"]]
+        others = [iou(*batch_scores(prob, [o], theta)[0]) for o in item["targets"][1:]]
         out.append((*batch_scores(prob, [item["gt"]], theta)[0], max(others) if others else None))
     return out
 

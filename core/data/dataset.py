@@ -16,6 +16,7 @@ Batch contract after `to_device` (see core/model.py, core/losses.py):
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -139,10 +140,13 @@ class FrameDataset(Dataset):
     """(annotated frame, sentence) pairs of the classic protocol; `text_from` pairs each sample
     with another sample's sentence (the shuffled-sentence control)."""
 
+    FRAME_CACHE = 32  # frames whose masks are kept: the pairs on one frame (one per sentence) come close together
+
     def __init__(self, store: SplitStore, vocab: Vocab, data: DataParams, text_from: list[int] | None = None):
         self.store, self.vocab, self.data = store, vocab, data
         self.pairs = store.eval_pairs()
         self.text_from = text_from
+        self._masks: OrderedDict[int, dict[int, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -152,12 +156,12 @@ class FrameDataset(Dataset):
         sample = self.store.samples[sample_idx]
         text = self.store.samples[self.text_from[sample_idx]].text if self.text_from else sample.text
         frame = self.store.frames[row]
-        gt = self.store.orig_mask(row, sample.referent)
+        targets = torch.from_numpy(self.targets(row, sample))
         return {
             "frames": torch.from_numpy(np.array(self.store.frame_array[row])).permute(2, 0, 1)[None],  # [1,3,S,S]
             "tokens": self.vocab.encode(tokenize(text), self.data.max_tokens),
-            "gt": torch.from_numpy(gt),
-            "others": torch.from_numpy(self.other_masks(row, sample, gt)),
+            "gt": targets[0],
+            "targets": targets,  # the referent, then the frame's other actors (grounding)
             "meta": {
                 "pair": i,
                 "sample": sample_idx,
@@ -167,20 +171,31 @@ class FrameDataset(Dataset):
             },
         }
 
-    def other_masks(self, row: int, sample: SampleRef, gt: np.ndarray) -> np.ndarray:
-        """bool [K, H, W]: the frame's other actors at its original size (grounding), without those
-        that share an object with the referent (a MeViS union and its own members); none when the
-        referent (its mask `gt`) is not in the frame (an absent pair of the J&F datasets has nothing to pick)."""
-        if not gt.any():
-            return np.zeros((0, *gt.shape), bool)
+    def frame_masks(self, row: int) -> dict[int, np.ndarray]:
+        """`SplitStore.frame_masks` of a frame, kept for the last FRAME_CACHE frames; callers do not
+        write to them."""
+        if row in self._masks:
+            self._masks.move_to_end(row)
+            return self._masks[row]
+        masks = self.store.frame_masks(row)
+        self._masks[row] = masks
+        if len(self._masks) > self.FRAME_CACHE:
+            self._masks.popitem(last=False)
+        return masks
+
+    def targets(self, row: int, sample: SampleRef) -> np.ndarray:
+        """bool [1 + K, H, W] at the frame's original size: the referent's mask (empty where it is not
+        in view), then the frame's K other actors (grounding), without those that share an object
+        with the referent (a MeViS union and its own members); none when the referent is not in
+        the frame (an absent pair of the J&F datasets has nothing to pick)."""
+        masks = self.frame_masks(row)
+        if sample.referent not in masks:
+            return self.store.orig_mask(row, sample.referent)[None]
         video = self.store.frames[row]["video"]
         target = self.store.objects_of(video, sample.referent)
-        ids = sorted(
-            x
-            for x in self.store.instance_rows(row)
-            if x != sample.referent and target.isdisjoint(self.store.objects_of(video, x))
-        )
-        return np.stack([self.store.orig_mask(row, x) for x in ids]) if ids else np.zeros((0, *gt.shape), bool)
+        ids = [x for x in masks if x != sample.referent and target.isdisjoint(self.store.objects_of(video, x))]
+        gt = masks[sample.referent]
+        return np.stack([gt, *(masks[x] for x in sorted(ids))]) if gt.any() else gt[None].copy()
 
 
 def pad_tokens(encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +214,7 @@ def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens": tokens,
         "lengths": lengths,
         "gt": [x["gt"] for x in items],
-        "others": [x["others"] for x in items],
+        "targets": [x["targets"] for x in items],
         "meta": [x["meta"] for x in items],
     }
 

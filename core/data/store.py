@@ -99,6 +99,21 @@ class SplitStore:
         packed = self.orig_array[self._orig_offsets[row] : self._orig_offsets[row + 1]]
         return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
 
+    def frame_masks(self, frame_row: int) -> dict[int, np.ndarray]:
+        """instance id -> bool [H, W] mask at the original size, of every instance in one frame:
+        `orig_mask` of each, from one read of the frame's packed bits."""
+        f = self.frames[frame_row]
+        video = self.videos[f["video"]]
+        h, w = video["height"], video["width"]
+        offsets = self._orig_offsets[f["masks"][0] : f["masks"][1] + 1].tolist()
+        if len(offsets) < 2:
+            return {}
+        packed = np.asarray(self.orig_array[offsets[0] : offsets[-1]])
+        return {
+            x: np.unpackbits(packed[a - offsets[0] : b - offsets[0]], count=h * w).reshape(h, w).view(bool)
+            for x, a, b in zip(f["ids"], offsets[:-1], offsets[1:])
+        }
+
     @cached_property
     def video_classes(self) -> list[dict[int, str] | None]:
         """Per video row: instance id -> class; None where the source does not say (real data)."""
