@@ -1,0 +1,71 @@
+"""core.probe: the ridge R² on known relations, the per-actor targets by hand, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import build_model, load_vocab
+from core.config import merge_profile
+from core.data.dataset import ClipDataset
+from core.data.store import open_split
+from core.probe import LEVELS, MIN_PIXELS, TARGETS, actor_features, ridge_r2
+from tests.conftest import ROOT, TINY
+
+
+def test_ridge_r2_is_one_for_a_linear_target_and_near_zero_for_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = np.c_[2 * x[:, 0] + 1, x[:, 1] - x[:, 2], rng.normal(size=400)]
+    r2 = ridge_r2(x, y)
+    assert r2[0] > 0.999 and r2[1] > 0.999  # linear in x: explained (alpha 1 on 200 rows shrinks by ~0.5%)
+    assert abs(r2[2]) < 0.05  # independent noise: no better than the held-out mean
+    # a constant target is predicted exactly by the intercept, and its held-out variance is 0: R² 1
+    assert ridge_r2(x, np.ones((400, 1)))[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="ridge_r2 needs >= 4 paired rows"):
+        ridge_r2(x[:3], y[:3])
+
+
+def test_actor_features_targets_are_each_actors_mean_colour_and_centroid(tiny_store):
+    p = tiny_store
+    torch.manual_seed(0)
+    model = build_model(p, load_vocab(p)).eval()
+    feats, targets = actor_features(model, p, "val", torch.device("cpu"))
+    assert set(feats) == set(LEVELS) and targets.shape[1] == len(TARGETS)
+    assert all(len(v) == len(targets) for v in feats.values())
+    assert feats["F"].shape[1] == p.model.channels
+    # by hand, from the dataset's clips in order: every actor of every frame with >= MIN_PIXELS pixels
+    ds = ClipDataset(open_split(p.processed, "val"), load_vocab(p), p.data, train=False)
+    expected = []
+    grid = np.linspace(-1, 1, p.data.input_size)
+    for i in range(len(ds)):
+        item = ds[i]
+        frames, masks = item["frames"].numpy().astype(float) / 255, item["masks"].numpy().astype(bool)
+        for t in range(masks.shape[0]):
+            for k in range(masks.shape[1]):
+                m = masks[t, k]
+                if m.sum() >= MIN_PIXELS:
+                    ys, xs = np.nonzero(m)
+                    expected.append([*frames[t][:, m].mean(1), grid[xs].mean(), grid[ys].mean()])
+    assert np.allclose(targets, np.array(expected), atol=1e-5)
+
+
+def test_probe_cli_writes_the_r2_of_every_level(tiny_store, tmp_path):
+    params_file = tmp_path / "params.yaml"
+    merge_profile(ROOT / "params.yaml", TINY, params_file)
+    args = ["--params", str(params_file), "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=21"]
+    args += ["--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
+    r = subprocess.run([sys.executable, "-m", "core.probe", *args], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = next(d for d in (tiny_store.outputs / "runs").iterdir() if (d / "probe.json").is_file())
+    out = json.loads((run_dir / "probe.json").read_text())
+    assert out["split"] == "val" and out["targets"] == list(TARGETS) and out["actors"] >= 4
+    assert set(out["levels"]) == set(LEVELS) and all(len(v) == len(TARGETS) for v in out["levels"].values())
+    assert "linear probe, val split" in r.stdout
+    bad = subprocess.run([sys.executable, "-m", "core.probe", *args, "--split", "nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "invalid choice: 'nope'" in bad.stderr
