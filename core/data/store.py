@@ -96,8 +96,7 @@ class SplitStore:
         if instance_id not in rows:
             return np.zeros((h, w), bool)
         row = rows[instance_id]
-        packed = self.orig_array[self._orig_offsets[row] : self._orig_offsets[row + 1]]
-        return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
+        return _unpack(self.orig_array[self._orig_offsets[row] : self._orig_offsets[row + 1]], h, w)
 
     def frame_masks(self, frame_row: int) -> dict[int, np.ndarray]:
         """instance id -> bool [H, W] mask at the original size, of every instance in one frame:
@@ -109,10 +108,8 @@ class SplitStore:
         if len(offsets) < 2:
             return {}
         packed = np.asarray(self.orig_array[offsets[0] : offsets[-1]])
-        return {
-            x: np.unpackbits(packed[a - offsets[0] : b - offsets[0]], count=h * w).reshape(h, w).view(bool)
-            for x, a, b in zip(f["ids"], offsets[:-1], offsets[1:])
-        }
+        spans = zip(f["ids"], offsets[:-1], offsets[1:])
+        return {x: _unpack(packed[a - offsets[0] : b - offsets[0]], h, w) for x, a, b in spans}
 
     @cached_property
     def video_classes(self) -> list[dict[int, str] | None]:
@@ -160,6 +157,11 @@ class SplitStore:
         """(sample, frame_row) for every (annotated frame, sentence) pair scored by the protocol:
         the frames where the referent is visible, then its absent ones (J&F datasets only)."""
         return [(i, fr) for i, s in enumerate(self.samples) for fr in (*s.frames, *s.absent)]
+
+
+def _unpack(packed: np.ndarray, h: int, w: int) -> np.ndarray:
+    """One mask of masks_orig.npy: its packed bits -> bool [H, W] (a new array)."""
+    return np.unpackbits(packed, count=h * w).reshape(h, w).view(bool)
 
 
 def open_split(processed: Path, split: str) -> SplitStore:
