@@ -271,8 +271,9 @@ def strata_unavailable(params: Params, found: strata.StrataScores) -> str:
 GROUNDING_NOTE = (
     "Grounding: % of the test pairs whose frame holds another actor where the prediction overlaps the referent "
     "more than any other actor (IoU with it strictly above the best IoU with another; the rest of the pairs have "
-    "nothing to pick from). It tells picking the right actor apart from drawing its mask well: mAP needs both. "
-    "Its chance level is the shuffled-sentence control's (in each run's eval/metrics.json as test_shuffled)."
+    "nothing to pick from; table (c)'s last row counts the pairs it is over). It tells picking the right actor "
+    "apart from drawing its mask well: mAP needs both. Its chance level is the shuffled-sentence control's (in "
+    "each run's eval/metrics.json as test_shuffled)."
 )
 
 

@@ -58,7 +58,7 @@ def strata_scores(
 ) -> StrataScores:
     """core.strata.strata_metrics of every Table-3 run's `split` pairs (with J, F, J&F on the J&F
     datasets), in result-table order."""
-    grounded = (GROUNDING,) if has_grounding(per_sample) else ()
+    grounded = (GROUNDING, "n_grounding") if has_grounding(per_sample) else ()
     keep = (*metrics_shown(proto), *grounded, "n", *(("n_expressions",) if proto.jf else ()))
     empty = pd.DataFrame(columns=["variant", "seed", "stratum", *keep])
     if any(c not in per_sample.columns for c in STRATA_COLUMNS):
@@ -82,8 +82,8 @@ def strata_scores(
 
 def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numbers, proto: Protocol = A2D) -> Table:
     """Rows: variants; columns: strata; cells: mean ± t-interval over seeds of `metric`; last row:
-    the units in each stratum (A2D: pairs; J&F datasets: expressions; the most any run has: the
-    runs share the test split)."""
+    the units in each stratum (A2D: pairs; J&F datasets: expressions; for grounding the pairs with
+    another actor in the frame; the most any run has: the runs share the test split)."""
     strata = list(dict.fromkeys(scores["stratum"]))
     t = Table(["Variant", "seeds", *(s.replace("=", "=\n") for s in strata)])
     for v, g in scores.groupby("variant", sort=False):
@@ -94,6 +94,12 @@ def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numb
             found = s in values and len(values[s]) > 0
             row.append(num.pm(key, mean_ci(values[s], confidence)) if found else num.put(key + "/mean", None))
         t.rows.append(row)
-    n = scores.groupby("stratum")["n_expressions" if proto.jf else "n"].max()
-    t.rows.append([f"test {proto.units(2)} (n)", "", *(num.put(f"strata/n/{s}", int(n[s])) for s in strata)])
+    if metric == GROUNDING:  # over the pairs whose frame holds another actor
+        n = scores.groupby("stratum")["n_grounding"].max()
+        key = "strata/n_grounding"
+    else:
+        n = scores.groupby("stratum")["n_expressions" if proto.jf else "n"].max()
+        key = "strata/n"
+    counts = (num.put(f"{key}/{s}", None if pd.isna(n[s]) else int(n[s])) for s in strata)
+    t.rows.append([f"test {proto.units(2)} (n)", "", *counts])
     return t

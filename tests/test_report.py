@@ -428,6 +428,9 @@ def test_strata_page_matches_each_runs_strata_json(built):
     test_pairs = range(N_PAIRS["test"])
     assert numbers["strata/n/distractor"]["value"] == sum(_labels(p)["distractor"] == "1" for p in test_pairs)
     assert numbers["strata/n/no_distractor"]["value"] == sum(_labels(p)["distractor"] == "0" for p in test_pairs)
+    # the grounding table counts the pairs whose frame holds another actor
+    with_other = [p for p in test_pairs if _other_iou(p) is not None]
+    assert numbers["strata/n_grounding/distractor"]["value"] == sum(_labels(p)["distractor"] == "1" for p in with_other)
 
 
 def test_fig6_intervals_contain_each_point_over_seeds_and_over_samples(built, tmp_path):
