@@ -171,9 +171,13 @@ def batch_counts(probs: Tensor, targets: Sequence[Tensor], theta: float) -> list
         ks = [targets[i].shape[0] for i in idx]
         if not sum(ks):
             continue
-        pred = predict_mask(probs[idx], size, theta).repeat_interleave(torch.tensor(ks), dim=0)
+        pred = predict_mask(probs[idx], size, theta)
         gt = torch.cat([targets[i] for i in idx]).bool()
-        inter, union = count_true(pred & gt).tolist(), count_true(pred | gt).tolist()
+        per_target = torch.tensor(ks)
+        inter = count_true(pred.repeat_interleave(per_target, dim=0) & gt)
+        # |P ∪ G| = |P| + |G| − |P ∩ G|: one more pass over the masks saved
+        union = (count_true(pred).repeat_interleave(per_target) + count_true(gt) - inter).tolist()
+        inter = inter.tolist()
         start = 0
         for i, k in zip(idx, ks):
             out[i] = [(int(n_i), int(n_u)) for n_i, n_u in zip(inter[start : start + k], union[start : start + k])]

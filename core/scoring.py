@@ -37,12 +37,18 @@ class Memo:
         self.fn = fn
         self.rows: dict[Hashable, Tensor] = {}
 
-    def __call__(self, keys: Sequence[Hashable], *inputs: Tensor) -> Tensor:
-        """fn's rows [N, ...] for N keys; `inputs` are fn's arguments, N rows each."""
+    def missing(self, keys: Sequence[Hashable]) -> dict[Hashable, int]:
+        """Each key not yet computed -> the position of its first occurrence in `keys`."""
         first: dict[Hashable, int] = {}
         for i, k in enumerate(keys):
             if k not in self.rows:
                 first.setdefault(k, i)
+        return first
+
+    def __call__(self, keys: Sequence[Hashable], *inputs: Tensor) -> Tensor:
+        """fn's rows [N, ...] for N keys; `inputs` are fn's arguments, N rows each (none needed
+        when every key is already computed)."""
+        first = self.missing(keys)
         if first:
             idx = list(first.values())
             self.rows.update(zip(first, self.fn(*(x[idx] for x in inputs))))
@@ -82,11 +88,7 @@ def predict(
         meta, gts, targets = batch.pop("meta"), batch.pop("gt"), batch.pop("targets")
         frames = [(folder, ds.pairs[m["pair"]][1]) for m in meta]
         # only the frames new to the memo are copied, normalised and encoded (the rest are read from it)
-        first: dict[tuple[str, int], int] = {}
-        for i, k in enumerate(frames):
-            if k not in features.frames.rows:
-                first.setdefault(k, i)
-        new = list(first.values())
+        new = list(features.frames.missing(frames).values())
         size = tuple(batch["frames"].shape[-2:])
         b = to_device({**batch, "frames": batch["frames"][new]}, device, channels_last(device, params.train))
         sentences = [tuple(t[:n].tolist()) for t, n in zip(batch["tokens"], batch["lengths"])]

@@ -14,6 +14,7 @@ of 8 x 8 (so the resize back to the original size is the identity). The decoder'
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,8 @@ def make_store(tmp_path: Path, videos: list[Video], keep_absent: bool = False) -
     entries = []
     for v in videos:
         indices = [f.index for f in v.frames]
-        chunk = build_chunk(v, np.zeros((len(indices), S, S, 3), np.uint8), indices, set(indices), S, ledger)
+        decoded = np.zeros((len(indices), v.height, v.width, 3), np.uint8)
+        chunk = build_chunk(v, decoded, indices, set(indices), S, ledger)
         assert chunk is not None
         path = tmp_path / "chunks" / f"{v.video_id}.npz"
         chunk.save(path)
@@ -275,3 +277,24 @@ def test_an_absent_referent_is_a_jf_pair_with_an_empty_target(tmp_path):
         jf=True,
     )["language_blind"]["F"]
     assert blind["F"] == pytest.approx((f0 + 0.0) / 2)  # frame 1: a ball predicted, none in the target
+
+
+@pytest.mark.parametrize("hw", [(S, S), (5, 7)])  # 64 bits a mask (one unpack per frame) and 35 (padded bytes)
+def test_frame_masks_are_each_instances_orig_mask(tmp_path, hw):
+    rng = np.random.default_rng(0)
+    h, w = hw
+    frames = [{k: rng.random((h, w)) > 0.5 for k in ids} for ids in ((1, 2, 3), (2,), (1, 3))]
+    v = video("v1", [{1: R, 2: D, 3: B}, {2: D}, {1: R, 3: B}], [("the ball", 1, None)], None)
+    v = replace(
+        v,
+        height=h,
+        width=w,
+        frames=tuple(replace(f, masks=np.stack(list(m.values()))) for f, m in zip(v.frames, frames)),
+    )
+    st = make_store(tmp_path, [v])
+    for row in range(len(st.frames)):
+        ids, masks = st.frame_masks(row)
+        assert ids == list(st.instance_rows(row)) and masks.shape == (len(ids), h, w) and masks.dtype == bool
+        for k, x in enumerate(ids):
+            assert np.array_equal(masks[k], st.orig_mask(row, x))
+            assert np.array_equal(masks[k], frames[row][x])  # exactly what extraction was given

@@ -58,3 +58,5 @@ def test_memo_runs_its_function_once_per_new_key():
     assert memo(["a", "b", "a"], torch.tensor([1.0, 2.0, 1.0])).tolist() == [2.0, 4.0, 2.0]
     assert memo(["b", "c"], torch.tensor([9.0, 3.0])).tolist() == [4.0, 6.0]  # "b" kept, its new input unused
     assert calls == [[1.0, 2.0], [3.0]]
+    assert memo.missing(["c", "d", "a", "d", "e"]) == {"d": 1, "e": 4}  # first position of each new key
+    assert memo(["a", "c"]).tolist() == [2.0, 6.0]  # every key known: no inputs needed

@@ -16,7 +16,6 @@ Batch contract after `to_device` (see core/model.py, core/losses.py):
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -140,13 +139,10 @@ class FrameDataset(Dataset):
     """(annotated frame, sentence) pairs of the classic protocol; `text_from` pairs each sample
     with another sample's sentence (the shuffled-sentence control)."""
 
-    FRAME_CACHE = 32  # frames whose masks are kept: the pairs on one frame (one per sentence) come close together
-
     def __init__(self, store: SplitStore, vocab: Vocab, data: DataParams, text_from: list[int] | None = None):
         self.store, self.vocab, self.data = store, vocab, data
         self.pairs = store.eval_pairs()
         self.text_from = text_from
-        self._masks: OrderedDict[int, dict[int, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -171,31 +167,21 @@ class FrameDataset(Dataset):
             },
         }
 
-    def frame_masks(self, row: int) -> dict[int, np.ndarray]:
-        """`SplitStore.frame_masks` of a frame, kept for the last FRAME_CACHE frames; callers do not
-        write to them."""
-        if row in self._masks:
-            self._masks.move_to_end(row)
-            return self._masks[row]
-        masks = self.store.frame_masks(row)
-        self._masks[row] = masks
-        if len(self._masks) > self.FRAME_CACHE:
-            self._masks.popitem(last=False)
-        return masks
-
     def targets(self, row: int, sample: SampleRef) -> np.ndarray:
         """bool [1 + K, H, W] at the frame's original size: the referent's mask (empty where it is not
         in view), then the frame's K other actors (grounding), without those that share an object
         with the referent (a MeViS union and its own members); none when the referent is not in
         the frame (an absent pair of the J&F datasets has nothing to pick)."""
-        masks = self.frame_masks(row)
-        if sample.referent not in masks:
+        ids, masks = self.store.frame_masks(row)
+        if sample.referent not in ids:
             return self.store.orig_mask(row, sample.referent)[None]
+        ref = ids.index(sample.referent)
+        if not masks[ref].any():
+            return masks[ref : ref + 1].copy()
         video = self.store.frames[row]["video"]
         target = self.store.objects_of(video, sample.referent)
-        ids = [x for x in masks if x != sample.referent and target.isdisjoint(self.store.objects_of(video, x))]
-        gt = masks[sample.referent]
-        return np.stack([gt, *(masks[x] for x in sorted(ids))]) if gt.any() else gt[None].copy()
+        keep = [(x, k) for k, x in enumerate(ids) if k != ref and target.isdisjoint(self.store.objects_of(video, x))]
+        return masks[[ref, *(k for _, k in sorted(keep))]]
 
 
 def pad_tokens(encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -98,18 +98,21 @@ class SplitStore:
         row = rows[instance_id]
         return _unpack(self.orig_array[self._orig_offsets[row] : self._orig_offsets[row + 1]], h, w)
 
-    def frame_masks(self, frame_row: int) -> dict[int, np.ndarray]:
-        """instance id -> bool [H, W] mask at the original size, of every instance in one frame:
-        `orig_mask` of each, from one read of the frame's packed bits."""
+    def frame_masks(self, frame_row: int) -> tuple[list[int], np.ndarray]:
+        """The instance ids of one frame and their masks at the original size, bool [K, H, W]
+        (`orig_mask` of each), from one read of the frame's packed bits."""
         f = self.frames[frame_row]
         video = self.videos[f["video"]]
         h, w = video["height"], video["width"]
+        ids = list(f["ids"])
         offsets = self._orig_offsets[f["masks"][0] : f["masks"][1] + 1].tolist()
-        if len(offsets) < 2:
-            return {}
+        if not ids:
+            return ids, np.zeros((0, h, w), bool)
         packed = np.asarray(self.orig_array[offsets[0] : offsets[-1]])
-        spans = zip(f["ids"], offsets[:-1], offsets[1:])
-        return {x: _unpack(packed[a - offsets[0] : b - offsets[0]], h, w) for x, a, b in spans}
+        if (h * w) % 8 == 0:  # no padding bits between masks: one unpack for the whole frame
+            return ids, np.unpackbits(packed).reshape(len(ids), h, w).view(bool)
+        spans = zip(offsets[:-1], offsets[1:])
+        return ids, np.stack([_unpack(packed[a - offsets[0] : b - offsets[0]], h, w) for a, b in spans])
 
     @cached_property
     def video_classes(self) -> list[dict[int, str] | None]:
