@@ -118,8 +118,10 @@ def grounding(ious: Sequence[float], other_ious: Sequence[float | None]) -> dict
 
 
 def iou(i: int, u: int) -> float:
-    """I / U of one sample (both masks empty -> 1)."""
-    return float(_iou(i, u))
+    """I / U of one sample (both masks empty -> 1). Python's int / int is correctly rounded, so this
+    is float(_iou(i, u)) exactly, without building a Fraction (evaluation calls it for every actor
+    of every scored frame)."""
+    return 1.0 if u == 0 else i / u
 
 
 def predict_mask(prob: Tensor, size: tuple[int, int], theta: float) -> Tensor:

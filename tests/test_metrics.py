@@ -1,5 +1,8 @@
 """The classic A2D protocol (core/metrics.py) against hand-computed masks and scores."""
 
+import random
+from fractions import Fraction
+
 import pytest
 import torch
 
@@ -12,6 +15,7 @@ from core.metrics import (
     count_true,
     grounding,
     intersection_union,
+    iou,
     resize_to,
     sample_scores,
     summarize,
@@ -186,3 +190,14 @@ def test_count_true_equals_the_plain_sum_on_every_shape():
     full = torch.ones(2, 333, 517, dtype=torch.bool)
     assert count_true(full).tolist() == [333 * 517] * 2
     assert count_true(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0,)
+
+
+def test_iou_is_the_exact_fraction_rounded_once():
+    """iou(i, u) is float(Fraction(i, u)) to the last bit (the value every metric's Fraction path
+    starts from), on hand values, near-ties and large pixel counts; both masks empty -> 1."""
+    assert iou(0, 0) == 1.0 and iou(0, 5) == 0.0 and iou(1, 3) == 1 / 3 and iou(7, 7) == 1.0
+    rng = random.Random(0)
+    for _ in range(20000):
+        u = rng.choice([rng.randint(1, 50), rng.randint(1, 10**7), rng.randint(2**40, 2**52)])
+        i = rng.randint(0, u)
+        assert iou(i, u) == float(Fraction(i, u)), (i, u)
