@@ -6,7 +6,7 @@ defaults for slow settings (the full profile on CPU) are decided in one place an
 output.
 
 Profiles: `default` = params.yaml as is; `full` = the paper's size (ResNet-50, 320x320, C=256)
-via `--set model.backbone=resnet50 data.input_size=320 model.channels=256`.
+via `--set model.backbone=resnet50 model.backbone_widths=null data.input_size=320 model.channels=256`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from core.runtime import channels_last, cpu_cores, cpu_model, pick_device
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES: dict[str, tuple[str, ...]] = {
     "default": (),
-    "full": ("model.backbone=resnet50", "data.input_size=320", "model.channels=256"),
+    "full": ("model.backbone=resnet50", "model.backbone_widths=null", "data.input_size=320", "model.channels=256"),
 }
 CPU_FULL_BATCH = 1  # ResNet-50 at 320 px on a few CPU cores: one clip per step keeps runs short
 DEFAULT_OBJECTS = 4  # instances per synthetic clip = data.synthetic.actors_max

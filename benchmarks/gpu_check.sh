@@ -37,7 +37,7 @@ else
     batches=(8 16 32)
     compile_batch=16
     size=(--set data.synthetic.height=320 --set data.synthetic.width=400 --set data.input_size=320)
-    model=(--set model.backbone=resnet50 --set model.channels=256)
+    model=(--set model.backbone=resnet50 --set model.backbone_widths=null --set model.channels=256)
     limit=150
 fi
 

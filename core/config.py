@@ -119,6 +119,8 @@ class DataParams(Section):
 
 class ModelParams(Section):
     backbone: Literal["resnet10", "resnet18", "resnet34", "resnet50"]
+    # Res2..Res5 output channels of a BasicBlock ResNet (resnet10/18/34); None = torchvision's 64 128 256 512
+    backbone_widths: tuple[int, int, int, int] | None
     # backbone initialisation: random, the language-free pretext stage (core/pretext.py), or a
     # local ImageNet state_dict file (pretrained_weights)
     init: Literal["scratch", "pretext", "imagenet"]
@@ -139,6 +141,15 @@ class ModelParams(Section):
             raise ValueError("init is 'imagenet' but pretrained_weights (a local state_dict file) is not set")
         if self.init != "imagenet" and self.pretrained_weights is not None:
             raise ValueError(f"pretrained_weights is set but init is {self.init!r}; set init: imagenet to use the file")
+        if self.backbone_widths is not None:
+            if self.backbone == "resnet50":
+                raise ValueError("backbone_widths applies to resnet10/18/34 (BasicBlock); set it to null for resnet50")
+            if self.init == "imagenet":
+                raise ValueError(
+                    "backbone_widths must be null with init: imagenet (the weights have torchvision's widths)"
+                )
+            if min(self.backbone_widths) < 8:
+                raise ValueError(f"backbone_widths must each be >= 8, got {list(self.backbone_widths)}")
         return self
 
 

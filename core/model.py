@@ -91,11 +91,12 @@ def _stage(child: str) -> int:
     return int(child.removeprefix("layer")) + 1 if child.startswith("layer") else 1
 
 
-def build_backbone(name: str, weights_path: Path | None) -> Backbone:
+def build_backbone(name: str, weights_path: Path | None, widths: tuple[int, ...] | None = None) -> Backbone:
     """ResNet Res2..Res5; ImageNet weights from a LOCAL state_dict file when given.
 
     Nothing is downloaded: with `weights_path=None` the network starts from random init.
-    A missing, unreadable or mismatching file is a `UserError` naming the file.
+    A missing, unreadable or mismatching file is a `UserError` naming the file. `widths`
+    (model.backbone_widths): Res2..Res5's channels of a BasicBlock ResNet; None = torchvision's.
     """
     if name not in RESNET_CHANNELS:
         raise UserError(f"model.backbone: unknown backbone {name!r} (one of {', '.join(RESNET_CHANNELS)})")
@@ -103,9 +104,28 @@ def build_backbone(name: str, weights_path: Path | None) -> Backbone:
         net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
     else:
         net = getattr(torchvision.models, name)(weights=None)
+    widths = tuple(widths or RESNET_CHANNELS[name])
+    if widths != RESNET_CHANNELS[name]:
+        _set_widths(net, widths)
     if weights_path is not None:
         _load_imagenet(net, name, Path(weights_path))
-    return Backbone(net, RESNET_CHANNELS[name], pretrained=weights_path is not None)
+    return Backbone(net, widths, pretrained=weights_path is not None)
+
+
+def _set_widths(net: torchvision.models.ResNet, widths: tuple[int, ...]) -> None:
+    """Rebuild a BasicBlock ResNet's four stages with `widths` output channels (the same blocks per
+    stage and strides), initialised as torchvision initialises a ResNet."""
+    block = torchvision.models.resnet.BasicBlock
+    blocks = [len(getattr(net, f"layer{i}")) for i in range(1, 5)]
+    net.inplanes = net.conv1.out_channels  # what torchvision's _make_layer chains from
+    for i, (width, n) in enumerate(zip(widths, blocks)):
+        setattr(net, f"layer{i + 1}", net._make_layer(block, width, n, stride=1 if i == 0 else 2))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def note_random_init(name: str) -> None:
@@ -351,7 +371,7 @@ class CVLS(nn.Module):
         super().__init__()
         c = mp.channels
         self.text = TextEncoder(vocab_size + 1, mp.lstm_hidden, c)
-        self.visual = VisualEncoder(build_backbone(mp.backbone, weights), c)
+        self.visual = VisualEncoder(build_backbone(mp.backbone, weights, mp.backbone_widths), c)
         if mp.freeze_at:
             self.visual.backbone.freeze(mp.freeze_at)
         self.fusion = Fusion(c, mp.fusion)

@@ -36,6 +36,8 @@ def test_params_yaml_states_every_key():
         ("model.init=imagenet", "model: init is 'imagenet' but pretrained_weights"),
         ("model.pretrained_weights=r50.pth", "model: pretrained_weights is set but init is 'pretext'"),
         ("model.init=coco", "model.init"),
+        ("model.backbone_widths=[32, 64, 128]", "model.backbone_widths"),
+        ("model.backbone_widths=[4, 64, 128, 256]", "model: backbone_widths must each be >= 8"),
         ("pretrain.steps=0", "pretrain.steps"),
         ("data.dataset=coco", "data.dataset: Input should be 'a2d', 'ytvos' or 'mevis'"),
         ("data.offline_test_fraction=1", "data.offline_test_fraction: Input should be less than 1"),
@@ -47,6 +49,16 @@ def test_bad_values_name_the_key(override, needle):
         load_params(ROOT / "params.yaml", [override])
     msg = str(err.value)
     assert needle in msg and "\n" not in msg
+
+
+def test_backbone_widths_only_for_basicblock_resnets_without_imagenet_weights():
+    widths = "model.backbone_widths=[32, 64, 128, 256]"
+    with pytest.raises(ParamsError, match=r"model: backbone_widths applies to resnet10/18/34"):
+        load_params(ROOT / "params.yaml", [widths, "model.backbone=resnet50"])
+    imagenet = ["model.init=imagenet", "model.pretrained_weights=r18.pth", "model.backbone=resnet18"]
+    with pytest.raises(ParamsError, match=r"model: backbone_widths must be null with init: imagenet"):
+        load_params(ROOT / "params.yaml", [widths, *imagenet])
+    assert load_params(ROOT / "params.yaml", [widths]).model.backbone_widths == (32, 64, 128, 256)
 
 
 @pytest.mark.parametrize("dataset", ["ytvos", "mevis"])
@@ -75,7 +87,9 @@ def test_backbone_weights_follow_model_init(tmp_path):
     p = load_params(ROOT / "params.yaml", ["paths.outputs=out"])
     assert p.model.init == "pretext" and p.backbone_weights == ROOT / "out" / "pretrain" / "backbone.pt"
     assert p.replace(**{"model.init": "scratch"}).backbone_weights is None
-    imagenet = p.replace(**{"model.init": "imagenet", "model.pretrained_weights": "w/r10.pth"})
+    imagenet = p.replace(
+        **{"model.init": "imagenet", "model.pretrained_weights": "w/r10.pth", "model.backbone_widths": None}
+    )
     assert imagenet.backbone_weights == ROOT / "w" / "r10.pth"  # relative to params.yaml's folder
 
 

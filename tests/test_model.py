@@ -19,9 +19,18 @@ from .conftest import params_section
 
 torch.set_num_threads(1)
 
-# params.yaml's model section, shrunk; resnet18 from random init (the weights tests save resnet18 files)
+# params.yaml's model section, shrunk; resnet18 from random init, torchvision's widths (the weights tests
+# save torchvision resnet18 files)
 TINY = params_section(
-    "model", backbone="resnet18", init="scratch", freeze_at=0, channels=16, lstm_hidden=16, proj_hidden=32, proj_dim=8
+    "model",
+    backbone="resnet18",
+    backbone_widths=None,
+    init="scratch",
+    freeze_at=0,
+    channels=16,
+    lstm_hidden=16,
+    proj_hidden=32,
+    proj_dim=8,
 )
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -153,6 +162,29 @@ def test_backbone_levels_and_scratch_warning_once(monkeypatch, caplog):
     assert net.pretrained is False
     levels = net(torch.randn(1, 3, 64, 64))
     assert [tuple(x.shape[1:]) for x in levels] == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
+
+
+def test_backbone_widths_rebuild_the_stages_and_their_weights_round_trip(tmp_path):
+    widths = (16, 24, 32, 40)
+    net = build_backbone("resnet18", None, widths)
+    levels = net(torch.randn(1, 3, 64, 64))
+    assert [tuple(x.shape[1:]) for x in levels] == [(16, 16, 16), (24, 8, 8), (32, 4, 4), (40, 2, 2)]
+    assert net.channels == widths and [len(net.body[f"layer{i}"]) for i in range(1, 5)] == [2, 2, 2, 2]
+    # the pretext stage's file (VisualEncoder.resnet_state_dict) loads back at the same widths, and only there
+    path = tmp_path / "narrow.pth"
+    torch.save(net.body.state_dict(), path)
+    back = build_backbone("resnet18", path, widths)
+    assert all(torch.equal(a, b) for a, b in zip(net.body.state_dict().values(), back.body.state_dict().values()))
+    with pytest.raises(UserError, match="does not fit resnet18"):
+        build_backbone("resnet18", path)
+    # torchvision's widths spelled out are the default network, draw for draw
+    torch.manual_seed(1)
+    default = build_backbone("resnet10", None).body.state_dict()
+    torch.manual_seed(1)
+    spelled = build_backbone("resnet10", None, (64, 128, 256, 512)).body.state_dict()
+    assert all(torch.equal(default[k], spelled[k]) for k in default)
+    model = CVLS(TINY.model_copy(update={"backbone_widths": widths}), params_section("loss"), vocab_size=12)
+    assert model.visual.sem[3].proj.in_channels == 40 + 8  # SEM reads each level's width (+ 8 coordinates)
 
 
 def test_backbone_loads_a_local_imagenet_state_dict(tmp_path):

@@ -48,7 +48,7 @@ def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
     # the suite's one loop: a history row (and a checkpoint) per epoch, the last one cut at pretrain.steps
     assert [h["step"] for h in summary["history"]] == [min(k * n, steps) for k in range(1, math.ceil(steps / n) + 1)]
     assert all(math.isfinite(h["train_objectness"]) and math.isfinite(h["train_identity"]) for h in summary["history"])
-    net = build_backbone(p.model.backbone, p.pretext_weights)  # the ImageNet loading path
+    net = build_backbone(p.model.backbone, p.pretext_weights, p.model.backbone_widths)  # the ImageNet loading path
     state = torch.load(p.pretext_weights, weights_only=True)
     assert net.pretrained and torch.equal(net.body.conv1.weight, state["conv1.weight"])
     again = pretext.pretrain(p)  # same config and data: reused, nothing trained
@@ -58,6 +58,8 @@ def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
     assert pretext.pretext_hash(p.replace(**{"data.clip_frames": 1})) != pretext.pretext_hash(p)
     assert pretext.pretext_hash(p.replace(**{"train.cpu_bf16": True})) != pretext.pretext_hash(p)  # its numbers
     assert pretext.pretext_hash(p.replace(**{"train.lr": 0.1})) == pretext.pretext_hash(p)  # not its keys
+    for widths in ([16, 32, 64, 128], None):  # what it trains
+        assert pretext.pretext_hash(p.replace(**{"model.backbone_widths": widths})) != pretext.pretext_hash(p)
 
 
 def test_a_killed_pretext_resumes_from_its_checkpoint(tiny_store, tmp_path, monkeypatch):
