@@ -2,9 +2,11 @@
 
 What: the test split and its shuffled-sentence control (what evaluation scores on the frames of
 the test split) of the benchmark store, by
-  (before) evaluation as it was at 9d7e0cc: the whole model forward on every pair in fp32 NCHW,
-      in batches of 16 pairs (its eval.batch_size), then a Python loop per sample (resize its map
-      to the frame's size, θ·max, count I and U);
+  (before) evaluation as it was at 9d7e0cc: its model (torchvision's ResNet-10 widths; today's
+      default is half as wide, model.backbone_widths), the whole forward on every pair in fp32
+      NCHW, in batches of 16 pairs (its eval.batch_size), then a Python loop per sample (resize its
+      map to the frame's size, θ·max, count I and U);
+  (before's path) the same on today's model in fp32: what the path alone gained;
   (now) `core.scoring.predict`, what evaluation runs: the visual map of each frame and the
       vector of each distinct sentence computed once (`Features`, shared by the split and its
       control), the fusion and decoder per pair, and `core.metrics.batch_scores` (the three
@@ -71,10 +73,13 @@ def main() -> int:
     def loaders(batch_size: int) -> list[DataLoader]:
         return [DataLoader(ds, batch_size=batch_size, collate_fn=collate_frames) for ds in splits]
 
-    old = params.replace(**{"train.cpu_bf16": False})  # 9d7e0cc: fp32, NCHW on the CPU
+    # 9d7e0cc: fp32, NCHW on the CPU, torchvision's ResNet-10 widths (its own random weights: timed only)
+    old = params.replace(**{"train.cpu_bf16": False, "model.backbone_widths": None})
+    fp32 = params.replace(**{"train.cpu_bf16": False})  # today's model in fp32: the precisions' agreement
     model = fixtures.build_model(params, ctx.device, ctx.channels_last, vocab=vocab).eval()
     old_model = fixtures.build_model(old, ctx.device, channels_last(ctx.device, old.train), vocab=vocab).eval()
-    old_model.load_state_dict(model.state_dict())
+    fp32_model = fixtures.build_model(fp32, ctx.device, channels_last(ctx.device, fp32.train), vocab=vocab).eval()
+    fp32_model.load_state_dict(model.state_dict())
 
     def forward(net: torch.nn.Module, p: Params, batch: dict[str, Any]) -> torch.Tensor:
         b = to_device(
@@ -103,7 +108,7 @@ def main() -> int:
     assert got == whole_forward(model, params, params.eval.batch_size), (
         "in one precision the two evaluation paths give identical I and U"
     )
-    agreement = precision_agreement(before(), got)
+    agreement = precision_agreement(whole_forward(fp32_model, fp32, BEFORE_BATCH), got)
     batches = [
         (forward(model, params, b), b["gt"]) for b in loaders(params.eval.batch_size)[0]
     ]  # the maps, for the scoring-alone timing
@@ -113,7 +118,11 @@ def main() -> int:
     def scoring(fn: Any) -> Any:
         return lambda: [fn(p, g, theta) for p, g in batches]
 
-    cands = {"evaluation: before": before, "evaluation: now": now}
+    cands = {
+        "evaluation: before": before,
+        "evaluation: before's path, today's model": lambda: whole_forward(fp32_model, fp32, BEFORE_BATCH),
+        "evaluation: now": now,
+    }
     cands |= {f"scoring alone: {k}": scoring(f) for k, f in SCORERS.items()}
     times = timing.interleaved(cands, args.reps, args.warmup, ctx.device)
     rows = []
@@ -122,6 +131,7 @@ def main() -> int:
         pairs = n if name.startswith("evaluation") else n_scoring
         rows.append([name, 1e3 * s["median_s"], pairs / s["median_s"]])
     eval_x = timing.ratio(times, "evaluation: before", "evaluation: now")
+    path_x = timing.ratio(times, "evaluation: before's path, today's model", "evaluation: now")
     score_x = timing.ratio(times, "scoring alone: per-sample loop", "scoring alone: batch_scores")
     output.finish(
         "evaluation",
@@ -131,12 +141,19 @@ def main() -> int:
         f"eval.batch_size {params.eval.batch_size} now, {BEFORE_BATCH} before)",
         ["candidate", "median ms", "pairs/s"],
         rows,
-        {"pairs": n, "times_s": times, "scoring_speedup": score_x, "precision": precision(ctx.device, params.train)}
+        {
+            "pairs": n,
+            "times_s": times,
+            "scoring_speedup": score_x,
+            "path_speedup": path_x,
+            "precision": precision(ctx.device, params.train),
+        }
         | agreement,
         [output.headline("evaluation pairs/s: now / before", eval_x, TARGET, at_most=False)],
         [
             f"scoring alone: batch_scores {score_x:.2f}x the per-sample loop",
-            f"now in {precision(ctx.device, params.train)} vs before in fp32 (same weights): "
+            f"the path alone (today's model, before's path in fp32 -> now): {path_x:.2f}x",
+            f"now in {precision(ctx.device, params.train)} vs before's path in fp32 (same weights): "
             f"{agreement['same_share']:.1%} of pairs with identical I and U, largest IoU difference "
             f"{agreement['max_iou_diff']:.3f}",
         ],
