@@ -61,6 +61,20 @@ def data_notice(params: Params) -> str:
     return "Data: the real A2D Sentences / J-HMDB Sentences benchmarks. " + paper.SOURCE_NOTE
 
 
+def backbone_name(params: Params) -> str:
+    """The ResNet and, where model.backbone_widths narrows it, its Res2..Res5 widths."""
+    widths = params.model.backbone_widths
+    return params.model.backbone + (f" ({'/'.join(map(str, widths))} ch)" if widths else "")
+
+
+def lr_schedule_name(params: Params) -> str:
+    """train.lr_schedule as run: cosine with its warm-up, or the plateau with its patience and factor."""
+    t = params.train
+    if t.lr_schedule == "cosine":
+        return f"cosine, {t.warmup_steps} warm-up steps"
+    return f"plateau (patience {t.plateau_patience}, x{t.plateau_factor:g})"
+
+
 def backbone_init(params: Params) -> str:
     """How the backbone started, as the title page states it."""
     if params.model.init == "pretext":
@@ -135,7 +149,7 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     kv = [
         ("data source", f"{p.data.source} ({'generated' if synthetic else 'real'})"),
         ("fingerprint", inp.fingerprint),
-        ("backbone", p.model.backbone),
+        ("backbone", backbone_name(p)),
         ("backbone init", backbone_init(params)),
         ("git commit", git_commit(params.root)[:12]),
         ("date", dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
@@ -143,6 +157,7 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         ("epochs (main run)", str(p.train.epochs)),
         ("batch (clips)", str(p.train.batch_size)),
         ("lr (Adam)", f"{p.train.lr:g}"),
+        ("lr schedule", lr_schedule_name(p)),
         ("λ (lambda_seg)", f"{p.loss.lambda_seg:g}"),
         ("τ (tau)", f"{p.loss.tau:g}"),
         ("RHIC ratio", p.loss.rhic_ratio),

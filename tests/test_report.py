@@ -847,3 +847,16 @@ def test_the_sensitivity_page_appears_once_the_readings_ran(tmp_path):
     assert numbers["sensitivity/loss.seg_reduction=sum/CCL/mAP/mean"]["value"] == 18.0  # 17, 18, 19
     assert numbers["sensitivity/loss.seg_reduction=sum/CCL/delta_mAP/mean"]["value"] == 2.0
     assert numbers["sensitivity/as params/Baseline/n_seeds"]["value"] == 3
+
+
+def test_title_page_names_the_backbone_widths_and_the_lr_schedule():
+    from reports.pages import backbone_name, lr_schedule_name
+
+    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    narrow = p.replace(**{"model.backbone_widths": [32, 64, 128, 256]})
+    assert backbone_name(narrow) == "resnet10 (32/64/128/256 ch)"
+    assert backbone_name(p.replace(**{"model.backbone_widths": None})) == "resnet10"
+    cosine = p.replace(**{"train.lr_schedule": "cosine", "train.warmup_steps": 50})
+    assert lr_schedule_name(cosine) == "cosine, 50 warm-up steps"
+    plateau = p.replace(**{"train.lr_schedule": "plateau", "train.plateau_patience": 2, "train.plateau_factor": 0.1})
+    assert lr_schedule_name(plateau) == "plateau (patience 2, x0.1)"
