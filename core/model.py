@@ -116,6 +116,8 @@ def _set_widths(net: torchvision.models.ResNet, widths: tuple[int, ...]) -> None
     """Rebuild a BasicBlock ResNet's four stages with `widths` output channels (the same blocks per
     stage and strides), initialised as torchvision initialises a ResNet."""
     block = torchvision.models.resnet.BasicBlock
+    if not isinstance(net.layer1[0], block):  # a Bottleneck's width is not its output's (x4)
+        raise UserError("model.backbone_widths applies to resnet10/18/34 (BasicBlock); set it to null")
     blocks = [len(getattr(net, f"layer{i}")) for i in range(1, 5)]
     net.inplanes = net.conv1.out_channels  # what torchvision's _make_layer chains from
     for i, (width, n) in enumerate(zip(widths, blocks)):

@@ -183,6 +183,8 @@ def test_backbone_widths_rebuild_the_stages_and_their_weights_round_trip(tmp_pat
     torch.manual_seed(1)
     spelled = build_backbone("resnet10", None, (64, 128, 256, 512)).body.state_dict()
     assert all(torch.equal(default[k], spelled[k]) for k in default)
+    with pytest.raises(UserError, match="backbone_widths applies to resnet10/18/34"):
+        build_backbone("resnet50", None, widths)
     model = CVLS(TINY.model_copy(update={"backbone_widths": widths}), params_section("loss"), vocab_size=12)
     assert model.visual.sem[3].proj.in_channels == 40 + 8  # SEM reads each level's width (+ 8 coordinates)
 
