@@ -104,17 +104,25 @@ def summarize_expected(candidates: Sequence[Sequence[tuple[int, int]]]) -> dict[
 
 
 def grounding(ious: Sequence[float], other_ious: Sequence[float | None]) -> dict[str, float]:
-    """`grounding`: % of the pairs whose frame has another actor (other_iou not None) where the
-    prediction overlaps the referent more than any other actor (IoU strictly above its best IoU
-    with another actor; a tie, e.g. a prediction on nothing, is not grounded), and their number
-    `n_grounding`. It separates picking the right actor from drawing its mask well; the shuffled
-    control gives its chance level."""
+    """Over the pairs whose frame has another actor (other_iou not None), their number `n_grounding` and:
+
+    `grounding`  % where the prediction overlaps the referent more than any other actor (IoU strictly
+                 above its best IoU with another actor; a tie, e.g. a prediction on nothing, is not
+                 grounded). It separates picking the right actor from drawing its mask well; the
+                 shuffled control gives its chance level.
+    `committed`  % where the prediction overlaps the referent and no other actor at all (other_iou 0):
+                 grounded without hedging. A hedged prediction also covers a second actor, because a
+                 distractor's probability passed θ × the referent's, and loses IoU for it.
+    """
     if len(ious) != len(other_ious):
         raise ValueError(f"{len(ious)} IoUs but {len(other_ious)} other-actor IoUs")
     pairs = [(a, b) for a, b in zip(ious, other_ious) if b is not None]
     if not pairs:
         return {}
-    return {"grounding": _pct(Fraction(sum(a > b for a, b in pairs), len(pairs))), "n_grounding": len(pairs)}
+    n = len(pairs)
+    grounded = sum(a > b for a, b in pairs)
+    committed = sum(a > 0 and b == 0 for a, b in pairs)
+    return {"grounding": _pct(Fraction(grounded, n)), "committed": _pct(Fraction(committed, n)), "n_grounding": n}
 
 
 def iou(i: int, u: int) -> float:

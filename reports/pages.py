@@ -284,12 +284,16 @@ def strata_unavailable(params: Params, found: strata.StrataScores) -> str:
 
 
 GROUNDING_NOTE = (
-    "Grounding: % of the test pairs whose frame holds another actor where the prediction overlaps the referent "
-    "more than any other actor (IoU with it strictly above the best IoU with another; the rest of the pairs have "
-    "nothing to pick from; table (c)'s last row counts the pairs it is over). It tells picking the right actor "
-    "apart from drawing its mask well: mAP needs both. Its chance level is the shuffled-sentence control's (in "
-    "each run's eval/metrics.json as test_shuffled)."
+    "Grounding: % of the pairs whose frame holds another actor (the last rows of (c) and (d) count them) where "
+    "the prediction overlaps the referent more than any other actor: picking the right actor, apart from "
+    "drawing its mask; mAP needs both. Committed: % of them where it overlaps the referent and no other actor; "
+    "the other grounded pairs hedge (a second actor's probability passed theta x the referent's, so the mask "
+    "covers both) and lose IoU for it. Chance levels: the shuffled-sentence control (test_shuffled in each "
+    "run's eval/metrics.json)."
 )
+
+
+STRATA_SIZE = SMALL - 1  # four tables of seven rows share the page
 
 
 def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
@@ -302,12 +306,11 @@ def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         else " J and J&F of a stratum: over its expressions (an expression and all its frames share its labels)."
     )
     page.text(
-        f"{split}, in %, per Table-3 variant: the protocol's scores on the test pairs of each stratum, mean ± CI "
-        f"(the half-width of the {conf:.0%} Student-t interval over seeds of each run's score on the stratum, as "
-        "evaluation writes it to <run>/eval/strata.json; a single seed: the value alone), from the per-sample "
-        "table. distractor: another instance of the referent's class is in an annotated frame of its video, so "
-        "only the sentence tells them apart; no_distractor: none is; attribute=a: the attribute type the sentence "
-        "uses to single the referent out. The synthetic benchmark records both labels. "
+        f"{split}, in %, per Table-3 variant and stratum: mean ± CI (the half-width of the {conf:.0%} Student-t "
+        "interval over seeds of each run's score on the stratum, from <run>/eval/strata.json; one seed: the value "
+        "alone). distractor: another actor of the referent's class is in an annotated frame of its video, so only "
+        "the sentence tells them apart; no_distractor: none is; attribute=a: the attribute type the sentence "
+        "singles the referent out by. The synthetic benchmark records both labels. "
         + proto.real_strata_note
         + units,
         size=SMALL,
@@ -316,11 +319,13 @@ def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
     if not found.available:
         page.text(strata_unavailable(params, found), weight="bold", box="#eef3fb")
         return page
-    shown = [*strata.metrics_shown(proto), *([strata.GROUNDING] if strata.GROUNDING in found.scores else [])]
-    for letter, metric in zip("abc", shown):
-        label = "Grounding" if metric == strata.GROUNDING else proto.label(metric)
-        page.text(f"({letter}) {label} by stratum", weight="bold", size=10)
-        page.table(strata.strata_table(found.scores, metric, conf, num, proto))
+    grounded = [strata.GROUNDING, strata.COMMITTED] if strata.GROUNDING in found.scores else []
+    shown = [*strata.metrics_shown(proto), *grounded]
+    labels = {strata.GROUNDING: "Grounding", strata.COMMITTED: "Committed (grounded, no other actor touched)"}
+    for letter, metric in zip("abcd", shown):
+        label = labels.get(metric) or proto.label(metric)
+        page.text(f"({letter}) {label} by stratum", weight="bold", size=9.5)
+        page.table(strata.strata_table(found.scores, metric, conf, num, proto), size=STRATA_SIZE, gap=0.1)
     if strata.GROUNDING in found.scores:
         page.text(GROUNDING_NOTE, size=SMALL)
     if found.unlabelled:

@@ -1,5 +1,5 @@
 """Table 3 by stratum: each variant's secondary and primary metric (A2D: Mean IoU and mAP; the J&F
-datasets: J and J&F, reports.protocol) and its grounding (core.metrics.grounding) on the test pairs
+datasets: J and J&F, reports.protocol), its grounding and committed share (core.metrics.grounding) on the test pairs
 with and without a same-class distractor, and per disambiguating attribute type.
 
 The strata of a pair are the per-sample table's `distractor` and `attribute` columns
@@ -38,6 +38,7 @@ class StrataScores:
 
 
 GROUNDING = "grounding"  # core.metrics.grounding: the prediction picks the referent over the frame's other actors
+COMMITTED = "committed"  # core.metrics.grounding: ... and touches no other actor (grounded without hedging)
 
 
 def has_grounding(per_sample: pd.DataFrame) -> bool:
@@ -58,7 +59,7 @@ def strata_scores(
 ) -> StrataScores:
     """core.strata.strata_metrics of every Table-3 run's `split` pairs (with J, F, J&F on the J&F
     datasets), in result-table order."""
-    grounded = (GROUNDING, "n_grounding") if has_grounding(per_sample) else ()
+    grounded = (GROUNDING, COMMITTED, "n_grounding") if has_grounding(per_sample) else ()
     keep = (*metrics_shown(proto), *grounded, "n", *(("n_expressions",) if proto.jf else ()))
     empty = pd.DataFrame(columns=["variant", "seed", "stratum", *keep])
     if any(c not in per_sample.columns for c in STRATA_COLUMNS):
@@ -94,7 +95,7 @@ def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numb
             found = s in values and len(values[s]) > 0
             row.append(num.pm(key, mean_ci(values[s], confidence)) if found else num.put(key + "/mean", None))
         t.rows.append(row)
-    if metric == GROUNDING:  # over the pairs whose frame holds another actor
+    if metric in (GROUNDING, COMMITTED):  # over the pairs whose frame holds another actor
         n = scores.groupby("stratum")["n_grounding"].max()
         key = "strata/n_grounding"
     else:

@@ -174,8 +174,21 @@ def test_batch_counts_score_each_target_of_a_sample_on_hand_masks():
 
 def test_grounding_counts_strict_wins_over_the_pairs_with_another_actor():
     # wins: 0.5 > 0.3 yes; 0.2 > 0.4 no; a tie at 0 (a prediction on nothing) no; no other actor: left out
-    assert grounding([0.5, 0.2, 0.0, 0.7], [0.3, 0.4, 0.0, None]) == {"grounding": 33.3, "n_grounding": 3}
-    assert grounding([0.9, 0.1], [0.2, 0.05]) == {"grounding": 100.0, "n_grounding": 2}
+    # committed: none of the three touches the referent alone (0.5 also covers another actor)
+    assert grounding([0.5, 0.2, 0.0, 0.7], [0.3, 0.4, 0.0, None]) == {
+        "grounding": 33.3,
+        "committed": 0.0,
+        "n_grounding": 3,
+    }
+    assert grounding([0.9, 0.1], [0.2, 0.05]) == {"grounding": 100.0, "committed": 0.0, "n_grounding": 2}
+
+
+def test_committed_counts_the_grounded_pairs_that_touch_no_other_actor():
+    # 0.6 alone: committed; 0.6 with 0.1 elsewhere: grounded, hedged; 0.0 / 0.0: on nothing, neither;
+    # 0.3 alone: committed however poor the mask; no other actor: left out
+    out = grounding([0.6, 0.6, 0.0, 0.3, 0.8], [0.0, 0.1, 0.0, 0.0, None])
+    assert out == {"grounding": 75.0, "committed": 50.0, "n_grounding": 4}
+    assert out["committed"] <= out["grounding"]  # committed pairs are grounded: IoU > 0 = other_iou
     assert grounding([0.4], [None]) == {}  # no pair has anything to pick from
     with pytest.raises(ValueError, match="2 IoUs but 1 other-actor IoUs"):
         grounding([0.1, 0.2], [0.3])

@@ -422,7 +422,7 @@ def test_strata_page_matches_each_runs_strata_json(built):
             for h in g["run_hash"]
         ]
         for stratum in ("distractor", "attribute=colour", "attribute=motion"):
-            for m in ("mean_iou", "mAP", "grounding"):
+            for m in ("mean_iou", "mAP", "grounding", "committed"):
                 mean = np.mean([s[stratum][m] for s in strata])
                 assert numbers[f"strata/{v}/{stratum}/{m}/mean"]["text"] == f"{mean:.1f}", (v, stratum, m)
     test_pairs = range(N_PAIRS["test"])
