@@ -310,9 +310,7 @@ def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         "interval over seeds of each run's score on the stratum, from <run>/eval/strata.json; one seed: the value "
         "alone). distractor: another actor of the referent's class is in an annotated frame of its video, so only "
         "the sentence tells them apart; no_distractor: none is; attribute=a: the attribute type the sentence "
-        "singles the referent out by. The synthetic benchmark records both labels. "
-        + proto.real_strata_note
-        + units,
+        "singles the referent out by. The synthetic benchmark records both labels. " + proto.real_strata_note + units,
         size=SMALL,
     )
     found = strata.strata_scores(inp.results, inp.per_sample, proto=proto)
