@@ -1,4 +1,5 @@
-"""What a trained run's visual features keep: a linear probe of each actor's colour and place.
+"""What a trained run's features keep: a linear probe of each actor's colour and place, and of the
+attributes each sentence names.
 
     python -m core.probe [--params params.yaml] [--set key=value ...] [--split val]
 
@@ -11,8 +12,15 @@ attribute linearly; near 0: they do not. The sentences talk about colour and pos
 what the fusion and the contrastive loss read, so a colour R² near 0 in F means no sentence can
 pick an actor by its colour (the grounding by attribute in eval/strata.json says whether it does).
 
+The sentence side gets the same test: the sentence vector s (Eq. 8) of each distinct sentence of
+the split, probed for each attribute the sentence names (the synthetic grammar's reading of its
+words, `parse_sentence`: class, colour, size, motion, horizontal and vertical position), the
+target being the one-hot of the named value. R² near 0 for colour means s does not tell "the red
+ball" from "the blue ball", whatever F holds.
+
 Reads the run of the params (trained and reused by config hash, like `core.evaluate`) and writes
-<run>/probe.json: {split, actors, targets, levels: {level: [R² per target]}}.
+<run>/probe.json: {split, actors, targets, levels: {level: [R² per target]}, sentences,
+sentence_fields: {field: R² (mean over the values' one-hot columns)}}.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ import torch
 from core.checkpoint import load_model, load_vocab
 from core.cli import params_from, parser, run_main
 from core.config import Params
-from core.data.dataset import ClipDataset, collate_clips, to_device
+from core.data.dataset import ClipDataset, collate_clips, pad_tokens, to_device
 from core.data.store import open_split
+from core.data.synthetic.grammar import parse_sentence
+from core.data.vocab import tokenize
 from core.io import write_json
 from core.losses import instance_features, region_weights
 from core.model import CVLS
@@ -38,6 +48,8 @@ TARGETS = ("R", "G", "B", "x", "y")
 LEVELS = ("F", "res2", "res3", "res4", "res5")
 MIN_PIXELS = 4  # smaller actors pool over a cell or less of Res5
 SPLITS = ("train", "val", "test", "jhmdb")
+FIELDS = ("class", "colour", "size", "motion", "hpos", "vpos")  # what a synthetic sentence can name
+MIN_SENTENCES = 8  # a field named by fewer distinct sentences is left out
 
 
 def ridge_r2(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -91,17 +103,62 @@ def actor_features(
     return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(targets)
 
 
+@torch.no_grad()
+def sentence_vectors(
+    model: CVLS, params: Params, split: str, device: torch.device
+) -> tuple[np.ndarray, list[dict[str, str]]]:
+    """The sentence vector s [N, C] of each distinct sentence of the split (in order of first
+    appearance) and the attributes each names (`parse_sentence`)."""
+    texts = list(dict.fromkeys(sample.text for sample in open_split(params.processed, split).samples))
+    vocab = load_vocab(params)
+    vectors = []
+    for start in range(0, len(texts), 256):
+        tokens, lengths = pad_tokens(
+            [vocab.encode(tokenize(t), params.data.max_tokens) for t in texts[start : start + 256]]
+        )
+        vectors.append(model.text(tokens.to(device), lengths).float().cpu().numpy())  # fp32: the LSTM is cheap
+    return np.concatenate(vectors), [parse_sentence(t) for t in texts]
+
+
+def field_r2(vectors: np.ndarray, named: Sequence[dict[str, str]]) -> dict[str, float]:
+    """field -> ridge_r2 of the vectors of the sentences naming it to the one-hot of the value they
+    name, averaged over the values; fields named by fewer than MIN_SENTENCES sentences or with one
+    value are left out."""
+    out = {}
+    for field in FIELDS:
+        rows = [i for i, n in enumerate(named) if field in n]
+        values = sorted({named[i][field] for i in rows})
+        if len(rows) < MIN_SENTENCES or len(values) < 2:
+            continue
+        onehot = np.array([[named[i][field] == v for v in values] for i in rows], dtype=np.float64)
+        out[field] = round(float(ridge_r2(vectors[rows], onehot).mean()), 3)
+    return out
+
+
 def probe(model: CVLS, params: Params, split: str, device: torch.device) -> dict:
-    """ridge_r2 of each level's pooled features to the TARGETS, over the split's actors."""
+    """ridge_r2 of each level's pooled features to the TARGETS, over the split's actors, and of the
+    sentence vectors to the attributes their sentences name (`field_r2`)."""
     feats, targets = actor_features(model, params, split, device)
     levels = {k: [round(float(r), 3) for r in ridge_r2(v, targets)] for k, v in feats.items()}
-    return {"split": split, "actors": int(len(targets)), "targets": list(TARGETS), "levels": levels}
+    vectors, named = sentence_vectors(model, params, split, device)
+    return {
+        "split": split,
+        "actors": int(len(targets)),
+        "targets": list(TARGETS),
+        "levels": levels,
+        "sentences": len(named),
+        "sentence_fields": field_r2(vectors, named),
+    }
 
 
 def format_probe(result: dict) -> str:
     lines = [f"linear probe, {result['split']} split, {result['actors']} actors: R² of"]
     lines.append("level  " + " ".join(f"{t:>6s}" for t in result["targets"]))
     lines += [f"{k:6s} " + " ".join(f"{r:6.3f}" for r in v) for k, v in result["levels"].items()]
+    fields = result["sentence_fields"]
+    lines.append(f"sentence vector s, {result['sentences']} sentences: R² of the named value (one-hot)")
+    lines.append(" ".join(f"{k:>6s}" for k in fields))
+    lines.append(" ".join(f"{r:6.3f}" for r in fields.values()))
     return "\n".join(lines)
 
 

@@ -12,9 +12,20 @@ import torch
 
 from core.checkpoint import build_model, load_vocab
 from core.config import merge_profile
-from core.data.dataset import ClipDataset
+from core.data.dataset import ClipDataset, collate_clips
 from core.data.store import open_split
-from core.probe import LEVELS, MIN_PIXELS, TARGETS, actor_features, ridge_r2
+from core.data.synthetic.grammar import parse_sentence
+from core.probe import (
+    FIELDS,
+    LEVELS,
+    MIN_PIXELS,
+    MIN_SENTENCES,
+    TARGETS,
+    actor_features,
+    field_r2,
+    ridge_r2,
+    sentence_vectors,
+)
 from tests.conftest import ROOT, TINY
 
 
@@ -55,6 +66,39 @@ def test_actor_features_targets_are_each_actors_mean_colour_and_centroid(tiny_st
     assert np.allclose(targets, np.array(expected), atol=1e-5)
 
 
+def test_field_r2_reads_the_value_a_sentence_names_where_the_vectors_hold_it():
+    rng = np.random.default_rng(0)
+    colours, sizes = ["red", "blue", "green"], ["small", "large"]
+    named = [{"class": "ball", "colour": colours[i % 3]} for i in range(300)]
+    named += [{"class": "box", "size": sizes[i % 2]} for i in range(300)]
+    named += [{"class": "bar", "motion": "left"} for _ in range(20)]  # one value: nothing to tell apart
+    named += [{"class": "bar", "hpos": "left"}, {"class": "bar", "hpos": "right"}]  # < MIN_SENTENCES
+    # dimension 0..2: the colour's one-hot; the rest noise. Size is in no dimension.
+    vectors = rng.normal(size=(len(named), 8))
+    for i, n in enumerate(named):
+        if "colour" in n:
+            vectors[i, :3] = 5 * np.eye(3)[colours.index(n["colour"])]
+    r2 = field_r2(vectors, named)
+    assert set(r2) == {"class", "colour", "size"}  # motion: one value; hpos: 2 sentences < MIN_SENTENCES
+    assert 2 < MIN_SENTENCES and r2["colour"] > 0.99  # a linear function of the vectors
+    assert r2["size"] < 0.1  # independent of them: no better than the held-out mean
+    assert set(r2) <= set(FIELDS)
+
+
+def test_sentence_vectors_are_the_text_encoders_on_each_distinct_sentence(tiny_store):
+    p = tiny_store
+    torch.manual_seed(0)
+    model = build_model(p, load_vocab(p)).eval()
+    vectors, named = sentence_vectors(model, p, "val", torch.device("cpu"))
+    texts = list(dict.fromkeys(s.text for s in open_split(p.processed, "val").samples))
+    assert vectors.shape == (len(texts), p.model.channels) and named == [parse_sentence(t) for t in texts]
+    # the first distinct sentence is sample 0's: the training loader's batch of it gives the same s
+    batch = collate_clips([ClipDataset(open_split(p.processed, "val"), load_vocab(p), p.data, train=False)[0]])
+    with torch.no_grad():
+        alone = model.text(batch["tokens"], batch["lengths"])[0].numpy()
+    assert np.allclose(vectors[0], alone, atol=1e-5)
+
+
 def test_probe_cli_writes_the_r2_of_every_level(tiny_store, tmp_path):
     params_file = tmp_path / "params.yaml"
     merge_profile(ROOT / "params.yaml", TINY, params_file)
@@ -66,6 +110,7 @@ def test_probe_cli_writes_the_r2_of_every_level(tiny_store, tmp_path):
     out = json.loads((run_dir / "probe.json").read_text())
     assert out["split"] == "val" and out["targets"] == list(TARGETS) and out["actors"] >= 4
     assert set(out["levels"]) == set(LEVELS) and all(len(v) == len(TARGETS) for v in out["levels"].values())
-    assert "linear probe, val split" in r.stdout
+    assert out["sentences"] >= 1 and set(out["sentence_fields"]) <= set(FIELDS)
+    assert "linear probe, val split" in r.stdout and "sentence vector s" in r.stdout
     bad = subprocess.run([sys.executable, "-m", "core.probe", *args, "--split", "nope"], capture_output=True, text=True)
     assert bad.returncode != 0 and "invalid choice: 'nope'" in bad.stderr
