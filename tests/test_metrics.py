@@ -181,6 +181,9 @@ def test_grounding_counts_strict_wins_over_the_pairs_with_another_actor():
         "n_grounding": 3,
     }
     assert grounding([0.9, 0.1], [0.2, 0.05]) == {"grounding": 100.0, "committed": 0.0, "n_grounding": 2}
+    assert grounding([0.4], [None]) == {}  # no pair has anything to pick from
+    with pytest.raises(ValueError, match="2 IoUs but 1 other-actor IoUs"):
+        grounding([0.1, 0.2], [0.3])
 
 
 def test_committed_counts_the_grounded_pairs_that_touch_no_other_actor():
@@ -189,9 +192,6 @@ def test_committed_counts_the_grounded_pairs_that_touch_no_other_actor():
     out = grounding([0.6, 0.6, 0.0, 0.3, 0.8], [0.0, 0.1, 0.0, 0.0, None])
     assert out == {"grounding": 75.0, "committed": 50.0, "n_grounding": 4}
     assert out["committed"] <= out["grounding"]  # committed pairs are grounded: IoU > 0 = other_iou
-    assert grounding([0.4], [None]) == {}  # no pair has anything to pick from
-    with pytest.raises(ValueError, match="2 IoUs but 1 other-actor IoUs"):
-        grounding([0.1, 0.2], [0.3])
 
 
 def test_count_true_equals_the_plain_sum_on_every_shape():
