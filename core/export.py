@@ -64,10 +64,10 @@ from core.checkpoint import load_model, load_vocab
 from core.config import DATASET_NAMES, DATASET_ROOTS, Params
 from core.data import mevis, ytvos
 from core.data.chunks import resize_frames
-from core.data.dataset import pad_tokens, to_device
+from core.data.dataset import encode_texts, to_device
 from core.data.images import read_image_frames
 from core.data.types import SkipLedger
-from core.data.vocab import Vocab, tokenize
+from core.data.vocab import Vocab
 from core.errors import DataError, UserError
 from core.io import atomic_path
 from core.metrics import predict_mask
@@ -175,12 +175,6 @@ def store_frames(folder: Path, indices: Sequence[int], size: int) -> tuple[np.nd
     holds them (extraction's decoder, then its `resize_frames`), and their original size."""
     raw = read_image_frames(folder, indices)
     return resize_frames(raw, size), (int(raw.shape[1]), int(raw.shape[2]))
-
-
-def encode_texts(texts: Sequence[str], vocab: Vocab, max_tokens: int) -> tuple[Tensor, Tensor]:
-    """(tokens long [E, L], lengths long [E]) as `FrameDataset` + `collate_frames` make them:
-    `vocab.encode(tokenize(text), max_tokens)`, then `pad_tokens`."""
-    return pad_tokens([vocab.encode(tokenize(t), max_tokens) for t in texts])
 
 
 def png_bytes(mask: Tensor | np.ndarray) -> bytes:

@@ -34,10 +34,9 @@ import torch
 from core.checkpoint import load_model, load_vocab
 from core.cli import params_from, parser, run_main
 from core.config import Params
-from core.data.dataset import ClipDataset, collate_clips, pad_tokens, to_device
+from core.data.dataset import ClipDataset, collate_clips, encode_texts, to_device
 from core.data.store import open_split
 from core.data.synthetic.grammar import parse_sentence
-from core.data.vocab import tokenize
 from core.io import write_json
 from core.losses import instance_features, region_weights
 from core.model import CVLS
@@ -113,9 +112,7 @@ def sentence_vectors(
     vocab = load_vocab(params)
     vectors = []
     for start in range(0, len(texts), 256):
-        tokens, lengths = pad_tokens(
-            [vocab.encode(tokenize(t), params.data.max_tokens) for t in texts[start : start + 256]]
-        )
+        tokens, lengths = encode_texts(texts[start : start + 256], vocab, params.data.max_tokens)
         vectors.append(model.text(tokens.to(device), lengths).float().cpu().numpy())  # fp32: the LSTM is cheap
     return np.concatenate(vectors), [parse_sentence(t) for t in texts]
 

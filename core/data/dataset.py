@@ -16,6 +16,7 @@ Batch contract after `to_device` (see core/model.py, core/losses.py):
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -191,6 +192,12 @@ def pad_tokens(encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     for i, ids in enumerate(encoded):
         tokens[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
     return tokens, torch.tensor([max(len(ids), 1) for ids in encoded], dtype=torch.long)
+
+
+def encode_texts(texts: Sequence[str], vocab: Vocab, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens long [E, L], lengths long [E]) as `FrameDataset` + `collate_frames` make them:
+    `vocab.encode(tokenize(text), max_tokens)`, then `pad_tokens`."""
+    return pad_tokens([vocab.encode(tokenize(t), max_tokens) for t in texts])
 
 
 def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
