@@ -195,6 +195,12 @@ class TextEncoder(nn.Module):
         self.out = nn.Linear(2 * hidden, out_dim)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        h, a = self.attend(tokens, lengths)
+        return self.out((a[..., None].to(h.dtype) * h).sum(dim=1))
+
+    def attend(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The word states h [B, L, 2H] and their attention weights a [B, L] (Eq. 8; 0 on padding,
+        each row sums to 1): s = out(Σ_t a_t h_t). `core.probe` reads a."""
         n = tokens.shape[1]
         t = torch.arange(n, device=tokens.device)
         lengths = lengths.to(tokens.device).clamp(1, n)[:, None]
@@ -207,8 +213,7 @@ class TextEncoder(nn.Module):
         h = torch.cat([h_f, h_b], dim=-1)  # [B, L, 2H]
         score = self.att_score(torch.tanh(self.att_hidden(h))).squeeze(-1)  # Eq. 8
         a = score.float().masked_fill(~real, float("-inf")).softmax(dim=1)  # lengths >= 1: no all -inf row
-        s = (a[..., None].to(h.dtype) * h).sum(dim=1)
-        return self.out(s)
+        return h, a
 
 
 # ----------------------------------------------------------------------------- visual encoder

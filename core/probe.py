@@ -16,11 +16,14 @@ The sentence side gets the same test: the sentence vector s (Eq. 8) of each dist
 the split, probed for each attribute the sentence names (the synthetic grammar's reading of its
 words, `parse_sentence`: class, colour, size, motion, horizontal and vertical position), the
 target being the one-hot of the named value. R² near 0 for colour means s does not tell "the red
-ball" from "the blue ball", whatever F holds.
+ball" from "the blue ball", whatever F holds. And where Eq. 8's attention puts its weight: the
+mean largest word weight of a sentence, and for each field the weight on the words that name it
+(`word_fields`) next to their share of the words (what equal weights would give).
 
 Reads the run of the params (trained and reused by config hash, like `core.evaluate`) and writes
 <run>/probe.json: {split, actors, targets, levels: {level: [R² per target]}, sentences,
-sentence_fields: {field: R² (mean over the values' one-hot columns)}}.
+sentence_fields: {field: R² (mean over the values' one-hot columns)}, sentence_attention: {peak,
+fields: {field: {attention, uniform}}}}.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from core.cli import params_from, parser, run_main
 from core.config import Params
 from core.data.dataset import ClipDataset, collate_clips, encode_texts, to_device
 from core.data.store import open_split
-from core.data.synthetic.grammar import parse_sentence
+from core.data.synthetic.grammar import parse_sentence, word_fields
+from core.data.vocab import tokenize
 from core.io import write_json
 from core.losses import instance_features, region_weights
 from core.model import CVLS
@@ -102,19 +106,59 @@ def actor_features(
     return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(targets)
 
 
+def split_texts(params: Params, split: str) -> list[str]:
+    """The split's distinct sentences, in order of first appearance."""
+    return list(dict.fromkeys(sample.text for sample in open_split(params.processed, split).samples))
+
+
 @torch.no_grad()
 def sentence_vectors(
     model: CVLS, params: Params, split: str, device: torch.device
 ) -> tuple[np.ndarray, list[dict[str, str]]]:
     """The sentence vector s [N, C] of each distinct sentence of the split (in order of first
     appearance) and the attributes each names (`parse_sentence`)."""
-    texts = list(dict.fromkeys(sample.text for sample in open_split(params.processed, split).samples))
+    texts = split_texts(params, split)
     vocab = load_vocab(params)
     vectors = []
     for start in range(0, len(texts), 256):
         tokens, lengths = encode_texts(texts[start : start + 256], vocab, params.data.max_tokens)
         vectors.append(model.text(tokens.to(device), lengths).float().cpu().numpy())  # fp32: the LSTM is cheap
     return np.concatenate(vectors), [parse_sentence(t) for t in texts]
+
+
+@torch.no_grad()
+def sentence_attention(
+    model: CVLS, params: Params, split: str, device: torch.device
+) -> tuple[list[np.ndarray], list[list[str | None]]]:
+    """Eq. 8's attention weights over the words of each distinct sentence of the split (one array a
+    sentence, its length) and the field each of those words names (`word_fields`; None: no field)."""
+    texts = split_texts(params, split)
+    vocab = load_vocab(params)
+    weights: list[np.ndarray] = []
+    for start in range(0, len(texts), 256):
+        tokens, lengths = encode_texts(texts[start : start + 256], vocab, params.data.max_tokens)
+        a = model.text.attend(tokens.to(device), lengths)[1].float().cpu().numpy()
+        weights += [row[:n] for row, n in zip(a, lengths.tolist())]
+    fields = [[t and t[0] for t in word_fields(tokenize(text))] for text in texts]
+    return weights, [f[: len(w)] for f, w in zip(fields, weights)]  # vocab.encode keeps max_tokens words
+
+
+def attention_shares(weights: Sequence[np.ndarray], fields: Sequence[Sequence[str | None]]) -> dict:
+    """What the attention of Eq. 8 reads. peak: the mean over sentences of the largest word weight
+    (1: every sentence is one word to s). fields: field -> {attention: the mean, over the
+    sentences naming the field, of the weight on the words that name it; uniform: the same under
+    equal weights (its share of the words)}, for the fields of >= MIN_SENTENCES sentences."""
+    shares: dict[str, list[tuple[float, float]]] = {}
+    for a, f in zip(weights, fields):
+        for field in set(f) - {None}:
+            on = np.array([x == field for x in f])
+            shares.setdefault(field, []).append((float(a[on].sum()), float(on.mean())))
+    out: dict[str, dict[str, float]] = {}
+    for field in FIELDS:
+        if len(shares.get(field, [])) >= MIN_SENTENCES:
+            attention, uniform = np.mean(shares[field], axis=0)
+            out[field] = {"attention": round(float(attention), 3), "uniform": round(float(uniform), 3)}
+    return {"peak": round(float(np.mean([a.max() for a in weights])), 3), "fields": out}
 
 
 def field_r2(vectors: np.ndarray, named: Sequence[dict[str, str]]) -> dict[str, float]:
@@ -145,6 +189,7 @@ def probe(model: CVLS, params: Params, split: str, device: torch.device) -> dict
         "levels": levels,
         "sentences": len(named),
         "sentence_fields": field_r2(vectors, named),
+        "sentence_attention": attention_shares(*sentence_attention(model, params, split, device)),
     }
 
 
@@ -156,6 +201,10 @@ def format_probe(result: dict) -> str:
     lines.append(f"sentence vector s, {result['sentences']} sentences: R² of the named value (one-hot)")
     lines.append(" ".join(f"{k:>6s}" for k in fields))
     lines.append(" ".join(f"{r:6.3f}" for r in fields.values()))
+    att = result["sentence_attention"]
+    lines.append(f"attention (Eq. 8) on the words naming each field (equal weights), mean peak {att['peak']:.3f}")
+    lines.append(" ".join(f"{k:>12s}" for k in att["fields"]))
+    lines.append(" ".join(f"{v['attention']:5.3f} ({v['uniform']:.3f})" for v in att["fields"].values()))
     return "\n".join(lines)
 
 

@@ -110,6 +110,21 @@ def test_text_encoder_never_sees_padding():
     assert not torch.allclose(short, enc(torch.tensor([[2, 7, 4]]), torch.tensor([3])), atol=1e-4)
 
 
+def test_attention_weights_are_eq8s_softmax_over_the_words_and_give_s():
+    torch.manual_seed(0)
+    enc = TextEncoder(num_ids=10, hidden=8, out_dim=6)
+    tokens, lengths = torch.tensor([[4, 7, 2, 0], [5, 3, 0, 0]]), torch.tensor([3, 2])
+    h, a = enc.attend(tokens, lengths)
+    assert h.shape == (2, 4, 16) and a.shape == (2, 4)
+    assert torch.allclose(a.sum(1), torch.ones(2)) and (a[0, 3:] == 0).all() and (a[1, 2:] == 0).all()
+    score = enc.att_score(torch.tanh(enc.att_hidden(h[0, :3]))).squeeze(-1)  # Eq. 8, by hand
+    assert torch.allclose(a[0, :3], score.softmax(0), atol=1e-6)
+    assert torch.allclose(enc(tokens, lengths), enc.out((a[..., None] * h).sum(1)), atol=1e-6)
+    with torch.no_grad():  # a zero scoring vector: equal weights over each sentence's own words
+        enc.att_score.weight.zero_()
+    assert torch.allclose(enc.attend(tokens, lengths)[1], torch.tensor([[1 / 3] * 3 + [0], [0.5, 0.5, 0, 0]]))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_words_are_told_apart_at_init(seed):
     """Sentences must differ at init by more than the output layer's bias; with PyTorch's LSTM

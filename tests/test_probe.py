@@ -22,8 +22,10 @@ from core.probe import (
     MIN_SENTENCES,
     TARGETS,
     actor_features,
+    attention_shares,
     field_r2,
     ridge_r2,
+    sentence_attention,
     sentence_vectors,
 )
 from tests.conftest import ROOT, TINY
@@ -100,6 +102,39 @@ def test_sentence_vectors_are_the_text_encoders_on_each_distinct_sentence(tiny_s
     assert np.allclose(vectors[0], alone, atol=1e-5)
 
 
+def test_attention_shares_by_hand():
+    # ten "small ball" sentences with 0.9 of the weight on the size word; ten "ball on the left" with
+    # equal weights (the position word: a quarter); two colour sentences (< MIN_SENTENCES)
+    weights = [np.array([0.9, 0.1])] * 10 + [np.full(4, 0.25)] * 10 + [np.array([0.5, 0.5])] * 2
+    fields = [["size", "class"]] * 10 + [["class", None, None, "hpos"]] * 10 + [["colour", "class"]] * 2
+    out = attention_shares(weights, fields)
+    assert out["peak"] == pytest.approx((10 * 0.9 + 10 * 0.25 + 2 * 0.5) / 22, abs=1e-3)
+    assert out["fields"]["size"] == {"attention": 0.9, "uniform": 0.5}
+    assert out["fields"]["hpos"] == {"attention": 0.25, "uniform": 0.25}
+    # class: 0.1 in ten sentences, 0.25 in ten, 0.5 in two; its share of the words 1/2, 1/4, 1/2
+    assert out["fields"]["class"] == pytest.approx(
+        {"attention": round((1 + 2.5 + 1) / 22, 3), "uniform": round((5 + 2.5 + 1) / 22, 3)}
+    )
+    assert "colour" not in out["fields"] and MIN_SENTENCES > 2
+
+
+def test_sentence_attention_is_the_text_encoders_on_each_sentences_words(tiny_store):
+    p = tiny_store
+    torch.manual_seed(0)
+    model = build_model(p, load_vocab(p)).eval()
+    weights, fields = sentence_attention(model, p, "val", torch.device("cpu"))
+    texts = list(dict.fromkeys(s.text for s in open_split(p.processed, "val").samples))
+    assert len(weights) == len(fields) == len(texts)
+    assert all(
+        len(w) == len(f) == len(t.split()) and abs(w.sum() - 1) < 1e-5 for w, f, t in zip(weights, fields, texts)
+    )
+    assert [f for f in fields[0] if f] == list(parse_sentence(texts[0]))  # the fields it names, in word order
+    batch = collate_clips([ClipDataset(open_split(p.processed, "val"), load_vocab(p), p.data, train=False)[0]])
+    with torch.no_grad():
+        alone = model.text.attend(batch["tokens"], batch["lengths"])[1][0].numpy()
+    assert np.allclose(weights[0], alone, atol=1e-6)
+
+
 def test_probe_cli_writes_the_r2_of_every_level(tiny_store, tmp_path):
     params_file = tmp_path / "params.yaml"
     merge_profile(ROOT / "params.yaml", TINY, params_file)
@@ -112,6 +147,8 @@ def test_probe_cli_writes_the_r2_of_every_level(tiny_store, tmp_path):
     assert out["split"] == "val" and out["targets"] == list(TARGETS) and out["actors"] >= 4
     assert set(out["levels"]) == set(LEVELS) and all(len(v) == len(TARGETS) for v in out["levels"].values())
     assert out["sentences"] >= 1 and set(out["sentence_fields"]) <= set(FIELDS)
-    assert "linear probe, val split" in r.stdout and "sentence vector s" in r.stdout
+    attention = out["sentence_attention"]
+    assert 0 < attention["peak"] <= 1 and set(attention["fields"]) <= set(FIELDS)
+    assert "linear probe, val split" in r.stdout and "sentence vector s" in r.stdout and "attention (Eq. 8)" in r.stdout
     bad = subprocess.run([sys.executable, "-m", "core.probe", *args, "--split", "nope"], capture_output=True, text=True)
     assert bad.returncode != 0 and "invalid choice: 'nope'" in bad.stderr

@@ -17,6 +17,7 @@ from core.data import synthetic
 from core.data.a2d import ANNOTATIONS, INSTANCES, MISSED, VIDEOSET, h5_path, video_path
 from core.data.synthetic import render, write
 from core.data.synthetic.__main__ import main
+from core.data.synthetic.grammar import word_fields
 from core.data.video import count_frames, read_frames
 
 PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -207,6 +208,32 @@ def test_parse_sentence_examples() -> None:
         "vpos": "bottom",
         "hpos": "left",
     }
+
+
+def test_word_fields_tag_the_words_that_carry_each_value() -> None:
+    words = "the small red disc that is not moving at the top".split()
+    assert word_fields(words) == [
+        None,
+        ("size", "small"),
+        ("colour", "red"),
+        ("class", "ball"),
+        None,
+        None,
+        None,
+        ("motion", "still"),
+        None,
+        None,
+        ("vpos", "top"),
+    ]
+    # 'left' after a motion verb is a motion, elsewhere a position
+    assert word_fields(["box", "heading", "left", "on", "the", "right"]) == [
+        ("class", "box"),
+        None,
+        ("motion", "left"),
+        None,
+        None,
+        ("hpos", "right"),
+    ]
 
 
 # ---------------------------------------------------------------------------------------

@@ -68,30 +68,36 @@ def matching_actors(actors: Sequence[Actor], named: dict[str, str]) -> list[int]
 
 
 def parse_sentence(text: str) -> dict[str, str]:
-    """The attributes a sentence names, read back from its words (the inverse of wording).
+    """The attributes a sentence names, read back from its words (the inverse of wording)."""
+    return dict(tag for tag in word_fields(text.lower().split()) if tag is not None)
+
+
+def word_fields(words: Sequence[str]) -> list[tuple[str, str] | None]:
+    """Each lower-case word's (field, value) when the word names an attribute, else None.
 
     Direction words after a motion verb are motions; other left/right/top/bottom are
-    positions; 'still' or 'not moving' is the still motion.
+    positions; 'still' or the 'moving' of 'not moving' is the still motion. Only the word that
+    carries the value is tagged (the 'red' of 'red ball', the 'left' of 'moving left').
     """
-    words = text.lower().split()
     lookup = {w: ("class", c) for c, ws in CLASS_WORDS.items() for w in ws}
     lookup.update({c: ("colour", c) for c in COLOURS})
     lookup.update({w: ("size", s) for s, ws in SIZE_WORDS.items() for w in ws})
-    named: dict[str, str] = {}
+    tags: list[tuple[str, str] | None] = []
     for i, w in enumerate(words):
         prev = words[i - 1] if i else ""
         if w in lookup:
-            key, value = lookup[w]
-            named[key] = value
+            tags.append(lookup[w])
         elif w in ("left", "right", "up", "down") and prev in MOTION_VERBS:
-            named["motion"] = w
+            tags.append(("motion", w))
         elif w in HPOS:
-            named["hpos"] = w
+            tags.append(("hpos", w))
         elif w in VPOS:
-            named["vpos"] = w
+            tags.append(("vpos", w))
         elif w == "still" or (w == "moving" and prev == "not"):
-            named["motion"] = "still"
-    return named
+            tags.append(("motion", "still"))
+        else:
+            tags.append(None)
+    return tags
 
 
 def _position_phrase(named: dict[str, str], rng: np.random.Generator) -> str:
