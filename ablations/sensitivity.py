@@ -5,11 +5,13 @@
 The spec (../shared/spec/cvls-method.md) leaves two readings of Eq. 3 open: the BCE's reduction
 over a frame's pixels (`loss.seg_reduction`: mean | sum; the sum makes L_seg, not L_ccl, dominate
 Eq. 4 at lambda = 0.8) and the multi-modal tensor the decoder reads (`model.fusion`: concat |
-product). This trains the whole ablation (every variant x seed, at the main run's budget, through
-the ablation's queue: `ablations/components.py`) once per reading: the params' own values, then
-each alternative alone. Writes <outputs>/sensitivity/results.csv (one row per reading, variant
-and seed) and table.csv (per reading and variant: the mean over seeds with its t-interval, and
-the difference from the same reading's Baseline, paired over seeds, with its t-interval).
+product); and one of the visual map F (`model.merge`: concat, the levels concatenated as the text
+writes it | conv, reduced to C by a 3x3 conv, the first reconstruction). This trains the whole
+ablation (every variant x seed, at the main run's budget, through the ablation's queue:
+`ablations/components.py`) once per reading: the params' own values, then each alternative alone.
+Writes <outputs>/sensitivity/results.csv (one row per reading, variant and seed) and table.csv
+(per reading and variant: the mean over seeds with its t-interval, and the difference from the
+same reading's Baseline, paired over seeds, with its t-interval).
 
 Not a DVC stage: each alternative reading costs one more full ablation (about 25 min on the
 2-core default); the params' own reading reuses the `ablate` stage's runs.
@@ -32,8 +34,12 @@ from reports.stats import mean_ci
 
 log = logging.getLogger("cvls")
 
-# the [open] readings around Eq. 3, each params key with its values
-READINGS = {"loss.seg_reduction": ("mean", "sum"), "model.fusion": ("concat", "product")}
+# the [open] readings (around Eq. 3, and F's), each params key with its values
+READINGS = {
+    "loss.seg_reduction": ("mean", "sum"),
+    "model.fusion": ("concat", "product"),
+    "model.merge": ("concat", "conv"),
+}
 METRICS = ("test/mAP", "test/mean_iou")
 BASELINE = "Baseline"
 
@@ -85,7 +91,7 @@ def format_table(table: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     params, storage, n_jobs = queue_cli(
-        "Table 3 under each reading of Eq. 3's open choices (loss.seg_reduction, model.fusion)", "ablation.n_jobs", argv
+        "Table 3 under each [open] reading (loss.seg_reduction, model.fusion, model.merge)", "ablation.n_jobs", argv
     )
     rows: list[dict[str, Any]] = []
     folder = params.outputs / "sensitivity"

@@ -131,6 +131,9 @@ class ModelParams(Section):
     channels: int = Field(ge=8)
     # the multi-modal tensor the decoder reads ([open] around Eq. 3): conv([F ; tile(s)]) or conv(F ⊙ tile(s))
     fusion: Literal["concat", "product"]
+    # F from the four levels ([open]): a 3x3 conv + GN + ReLU from their concatenation to C, or the
+    # concatenation itself (len(levels) * C channels; s, LCF and g(.) then have that width)
+    merge: Literal["conv", "concat"]
     lstm_hidden: int = Field(ge=8)
     proj_hidden: int = Field(ge=8)
     proj_dim: int = Field(ge=8)

@@ -1,12 +1,13 @@
 """The CVLS network (paper Fig. 3), readable top to bottom.
 
-    tokens ──one-hot──► bi-LSTM ──self-guided attention (Eq. 8)──► Linear ──► s   [B, C]
-    frames ──ResNet──► Res2..Res5 ──SEM (Eq. 9)──► top-down merge ──► concat ──► F  [B, T, C, h, w]
-    [F ; tile(s)] or F ⊙ tile(s) ──conv (fusion)──► mask decoder ──► logits (upsampled to the input size)
+    tokens ──one-hot──► bi-LSTM ──self-guided attention (Eq. 8)──► Linear ──► s   [B, W]
+    frames ──ResNet──► Res2..Res5 ──SEM (Eq. 9)──► top-down ──► concat (──► conv) ──► F  [B, T, W, h, w]
+    [F ; tile(s)] or F ⊙ tile(s) ──conv to C (fusion)──► mask decoder ──► logits (upsampled to the input size)
     s ──LCF (Eq. 5)──► gate c   (the losses use F' = c ⊙ F for instance features)
     g(·): projection head shared by sentence and instance features (contrastive loss only)
 
-Equation numbers refer to ../shared/spec/cvls-method.md. `h, w` = Res2 resolution = input / 4.
+Equation numbers refer to ../shared/spec/cvls-method.md. `h, w` = Res2 resolution = input / 4. W, the
+width of F, s, the LCF gate and g(·)'s input, is C (model.merge: conv) or 4C (model.merge: concat).
 The forward pass is free of host-device syncs (no `.item()`, no CPU copies of device tensors),
 works with channels_last inputs/weights and under bf16 autocast.
 """
@@ -43,9 +44,9 @@ _warned_scratch = False  # the "training from scratch" warning is logged once pe
 @dataclass
 class Output:
     logits: Tensor  # [B, T, S, S] decoder logit, upsampled to the input size
-    features: Tensor  # [B, T, C, h, w] visual map F (Res2 resolution), before LCF
-    sentence: Tensor  # [B, C] sentence feature s
-    gate: Tensor | None  # [B, C] LCF gate c (Eq. 5); None when the model has no LCF
+    features: Tensor  # [B, T, W, h, w] visual map F (Res2 resolution), before LCF
+    sentence: Tensor  # [B, W] sentence feature s
+    gate: Tensor | None  # [B, W] LCF gate c (Eq. 5); None when the model has no LCF
 
     def filtered_features(self) -> Tensor:
         """F' = c ⊙ F (Eq. 5), the map the contrastive loss pools; F itself without LCF."""
@@ -275,15 +276,26 @@ def conv_gn_relu(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+def feature_width(channels: int, merge: str) -> int:
+    """F's channels: C after the merge conv, or the four levels' C each (Res2..Res5), concatenated."""
+    return channels if merge == "conv" else 4 * channels
+
+
 class VisualEncoder(nn.Module):
     """ResNet -> SEM per level -> top-down (upsample + add, panoptic FPN) -> all levels at Res2,
-    concatenated -> conv to C = the visual map F."""
+    concatenated = the visual map F, with `merge` 'conv' then a 3×3 conv (+GN, ReLU) to C.
 
-    def __init__(self, backbone: Backbone, channels: int):
+    `merge` (model.merge) is [open]: the spec's F is the concatenation (4C channels), but s, Eq. 1's
+    v and g(·) live at "the visual channel width C". `width` is F's channels either way."""
+
+    def __init__(self, backbone: Backbone, channels: int, merge: str = "conv"):
         super().__init__()
+        if merge not in ("conv", "concat"):
+            raise ValueError(f"model.merge: unknown merge {merge!r} (conv | concat)")
         self.backbone = backbone
         self.sem = nn.ModuleList(SEM(c, channels) for c in backbone.channels)
-        self.merge = conv_gn_relu(len(backbone.channels) * channels, channels)
+        self.width = feature_width(channels, merge)
+        self.merge = conv_gn_relu(len(backbone.channels) * channels, channels) if merge == "conv" else None
 
     def resnet_state_dict(self) -> dict[str, Tensor]:
         """The ResNet's weights as a torchvision state_dict: the file `model.init` loads."""
@@ -295,28 +307,30 @@ class VisualEncoder(nn.Module):
             v[i] = v[i] + F.interpolate(v[i + 1], size=v[i].shape[-2:], mode="nearest")
         size = v[0].shape[-2:]
         up = [v[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in v[1:]]
-        return self.merge(torch.cat(up, dim=1))
+        stacked = torch.cat(up, dim=1)
+        return stacked if self.merge is None else self.merge(stacked)
 
 
 # ----------------------------------------------------------------------------- heads
 
 
 class Fusion(nn.Module):
-    """The multi-modal tensor the decoder reads: F and the tiled sentence s, then one conv to C.
+    """The multi-modal tensor the decoder reads: F and the tiled sentence s (W channels each), then
+    one conv to C.
 
     `mode` (model.fusion) is the [open] reading of the prose around Eq. 3:
-      concat:  conv([F ; tile(s)])   2C -> C, Table 3's "implicit concatenation-convolution";
-      product: conv(F ⊙ tile(s))     C -> C, the "element-wise multiplication" of Eq. 3's text.
+      concat:  conv([F ; tile(s)])   2W -> C, Table 3's "implicit concatenation-convolution";
+      product: conv(F ⊙ tile(s))     W -> C, the "element-wise multiplication" of Eq. 3's text.
     Both give C channels, so the decoder is the same. The coordinate map is not added here in
     either reading: SEM (Eq. 9) already put it into F, so the readings differ in the operator only.
     """
 
-    def __init__(self, channels: int, mode: str):
+    def __init__(self, width: int, channels: int, mode: str):
         super().__init__()
         if mode not in ("concat", "product"):
             raise ValueError(f"model.fusion: unknown fusion {mode!r} (concat | product)")
         self.mode = mode
-        self.conv = conv_gn_relu((2 if mode == "concat" else 1) * channels, channels)
+        self.conv = conv_gn_relu((2 if mode == "concat" else 1) * width, channels)
 
     def forward(self, feat: Tensor, s: Tensor) -> Tensor:
         if self.mode == "product":
@@ -376,15 +390,15 @@ class CVLS(nn.Module):
 
     def __init__(self, mp: ModelParams, lp: LossParams, vocab_size: int, *, weights: Path | None = None):
         super().__init__()
-        c = mp.channels
-        self.text = TextEncoder(vocab_size + 1, mp.lstm_hidden, c)
-        self.visual = VisualEncoder(build_backbone(mp.backbone, weights, mp.backbone_widths), c)
+        c, w = mp.channels, feature_width(mp.channels, mp.merge)  # w: F's channels, and s's, c's, g(·)'s input
+        self.text = TextEncoder(vocab_size + 1, mp.lstm_hidden, w)
+        self.visual = VisualEncoder(build_backbone(mp.backbone, weights, mp.backbone_widths), c, mp.merge)
         if mp.freeze_at:
             self.visual.backbone.freeze(mp.freeze_at)
-        self.fusion = Fusion(c, mp.fusion)
+        self.fusion = Fusion(w, c, mp.fusion)
         self.decoder = MaskDecoder(c)
-        self.lcf = ChannelFilter(c) if lp.lcf else None
-        self.head = ProjectionHead(c, mp.proj_hidden, mp.proj_dim)
+        self.lcf = ChannelFilter(w) if lp.lcf else None
+        self.head = ProjectionHead(w, mp.proj_hidden, mp.proj_dim)
 
     @property
     def pretrained(self) -> bool:
@@ -393,8 +407,8 @@ class CVLS(nn.Module):
 
     def forward(self, frames: Tensor, tokens: Tensor, lengths: Tensor) -> Output:
         b, t, _, height, width = frames.shape
-        s = self.text(tokens, lengths)  # [B, C]                      (Eq. 8)
-        feat = self.visual(frames.flatten(0, 1))  # [B·T, C, h, w]    (Eq. 9 + top-down)
+        s = self.text(tokens, lengths)  # [B, W]                      (Eq. 8)
+        feat = self.visual(frames.flatten(0, 1))  # [B·T, W, h, w]    (Eq. 9 + top-down)
         logits = self.segment(feat, s.repeat_interleave(t, dim=0), (height, width))
         gate = self.lcf(s) if self.lcf is not None else None  # (Eq. 5)
         return Output(
@@ -402,12 +416,12 @@ class CVLS(nn.Module):
         )
 
     def segment(self, feat: Tensor, s: Tensor, size: tuple[int, int]) -> Tensor:
-        """Mask logits [N, 1, H, W] of visual maps F [N, C, h, w] for sentences s [N, C]. The
+        """Mask logits [N, 1, H, W] of visual maps F [N, W, h, w] for sentences s [N, W]. The
         visual map does not depend on the sentence, so evaluation computes it once per frame
         (`core.scoring`) and calls this for each sentence of the frame."""
         logit = self.decoder(self.fusion(feat, s))  # [N, 1, h, w]
         return F.interpolate(logit, size=size, mode="bilinear", align_corners=False)
 
     def project(self, x: Tensor) -> Tensor:
-        """g(·) on the last dim: [..., C] -> [..., proj_dim], L2-normalised, float32."""
+        """g(·) on the last dim: [..., W] -> [..., proj_dim], L2-normalised, float32."""
         return self.head(x)

@@ -107,6 +107,8 @@ def pretext_hash(params: Params) -> str:
     model = {"backbone": m.backbone, "channels": m.channels, "proj_hidden": m.proj_hidden, "proj_dim": m.proj_dim}
     if m.backbone_widths is not None:  # (absent when null: the hashes of pretext runs from before the key hold)
         model["backbone_widths"] = list(m.backbone_widths)
+    if m.merge != "conv":  # (the same: the hashes of pretext runs from before model.merge hold)
+        model["merge"] = m.merge
     return tracking.config_hash_of(
         {
             **tracking.identity_sections(params, ("pretrain", "data")),
@@ -163,8 +165,8 @@ def fit_pretext(params: Params, run_dir: Path, handle: tracking.RunHandle) -> li
     seed_everything(pp.seed, params.train.deterministic)
     device = pick_device(params.train.device)
     m = params.model
-    visual = VisualEncoder(build_backbone(m.backbone, None, m.backbone_widths), m.channels)
-    head = PretextHead(m.channels, m.proj_hidden, m.proj_dim)
+    visual = VisualEncoder(build_backbone(m.backbone, None, m.backbone_widths), m.channels, m.merge)
+    head = PretextHead(visual.width, m.proj_hidden, m.proj_dim)
     net = on_device(nn.ModuleDict({"visual": visual, "head": head}), device, params.train)
     # the training loader, with the pretext's batch size and seed
     loader_params = params.replace(**{"train.batch_size": pp.batch_size, "train.seed": pp.seed})

@@ -57,8 +57,9 @@ class Memo:
 
 class Features:
     """The two halves of one model's forward that see only one side of a pair, each computed once:
-    the visual map F of each stored frame (C x input/4 x input/4 on the device: ~9 MB per thousand
-    frames at the default size, 3.3 MB per frame in bf16 at the full size) and the sentence vector
+    the visual map F of each stored frame (W x input/4 x input/4 on the device: ~9 MB per thousand
+    frames at the default size, 3.3 MB per frame in bf16 at the full size; 4x both with model.merge
+    concat) and the sentence vector
     s of each distinct sentence (Eq. 8; a sentence is annotated on several frames, and the
     shuffled control reuses the split's sentences)."""
 

@@ -22,7 +22,7 @@ PAGE_TITLES = {
     "table3": "Table 3 reproduced: component ablation",
     "strata": "Table 3 by stratum: distractors and attributes",
     "significance": "Paired significance of each incremental step",
-    "sensitivity": "Reconstruction sensitivity: Table 3 under each reading of Eq. 3",
+    "sensitivity": "Reconstruction sensitivity: Table 3 under each [open] reading",
     "fig6": "Fig. 6: RHIC ratio and λ sensitivity",
     "main_results": "Main results vs the paper's Tables 1–2",
     "training": "Training curves and the shuffled-sentence control",
@@ -158,6 +158,7 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         ("batch (clips)", str(p.train.batch_size)),
         ("lr (Adam)", f"{p.train.lr:g}"),
         ("lr schedule", lr_schedule_name(p)),
+        ("[open] readings", f"L_seg {p.loss.seg_reduction}, fusion {p.model.fusion}, F {p.model.merge}"),
         ("λ (lambda_seg)", f"{p.loss.lambda_seg:g}"),
         ("τ (tau)", f"{p.loss.tau:g}"),
         ("RHIC ratio", p.loss.rhic_ratio),
@@ -375,12 +376,14 @@ def significance_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
 
 
 def sensitivity_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    """The ablation under each [open] reading of Eq. 3 (ablations/sensitivity.py; only when it ran)."""
+    """The ablation under each [open] reading (ablations/sensitivity.py; only when it ran)."""
     page = Page("sensitivity", PAGE_TITLES["sensitivity"])
     page.text(
         "The spec leaves two readings of Eq. 3 open: the BCE over a frame's pixels as a mean or a sum "
         "(loss.seg_reduction; the sum makes L_seg, not L_ccl, dominate Eq. 4 at λ = 0.8) and the decoder's "
-        "multi-modal tensor as a concatenation or an element-wise product (model.fusion). Each row block is the "
+        "multi-modal tensor as a concatenation or an element-wise product (model.fusion); and the visual map F as "
+        "the levels' concatenation, as the text writes it, or reduced to C by a 3×3 conv (model.merge). Each row "
+        "block is the "
         "whole ablation with one choice changed from params.yaml, every variant at the main run's budget.",
         size=SMALL,
     )

@@ -66,8 +66,8 @@ def test_shapes_padded_frames_backward_and_no_nan_with_empty_referent():
     batch = padded_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
     assert out.logits.shape == (2, 3, 32, 32)
-    assert out.features.shape == (2, 3, 16, 8, 8)  # Res2 = input / 4
-    assert out.sentence.shape == (2, 16) and out.gate.shape == (2, 16)
+    assert out.features.shape == (2, 3, 64, 8, 8)  # Res2 = input / 4; model.merge concat: 4 levels of C = 16
+    assert out.sentence.shape == (2, 64) and out.gate.shape == (2, 64)
     total, parts = cvls_loss(model, out, batch, lp)
     total.backward()
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in parts.values())
@@ -92,7 +92,7 @@ def test_lcf_with_zero_weights_and_bias_halves_every_channel():
         model.lcf.linear.bias.zero_()
     batch = padded_batch()
     out = model(batch["frames"], batch["tokens"], batch["lengths"])
-    assert torch.equal(out.gate, torch.full((2, 16), 0.5))  # sigmoid(0), Eq. 5
+    assert torch.equal(out.gate, torch.full((2, 64), 0.5))  # sigmoid(0), Eq. 5; F's width 4C
     assert torch.equal(out.filtered_features(), out.features * 0.5)
 
 
@@ -162,7 +162,7 @@ def test_coord_map_built_in_inference_mode_still_serves_training():
 
 def test_projection_head_is_shared_and_unit_norm():
     model = CVLS(TINY, params_section("loss"), vocab_size=12)
-    z = model.project(torch.randn(2, 3, 4, 16))
+    z = model.project(torch.randn(2, 3, 4, model.visual.width))
     assert z.shape == (2, 3, 4, 8) and z.dtype == torch.float32
     assert torch.allclose(z.norm(dim=-1), torch.ones(2, 3, 4), atol=1e-6)
 
@@ -358,12 +358,12 @@ def _conv_input(fusion: Fusion, feat: torch.Tensor, s: torch.Tensor) -> torch.Te
 def test_fusion_readings_on_a_hand_built_case():
     feat = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # [N=1, C=2, h=1, w=2]
     s = torch.tensor([[2.0, -1.0]])  # [N, C]
-    product = _conv_input(Fusion(2, "product"), feat, s)
+    product = _conv_input(Fusion(2, 2, "product"), feat, s)
     assert torch.equal(product, torch.tensor([[[[2.0, 4.0]], [[-3.0, -4.0]]]]))  # F ⊙ tile(s)
-    concat = _conv_input(Fusion(2, "concat"), feat, s)
+    concat = _conv_input(Fusion(2, 2, "concat"), feat, s)
     assert torch.equal(concat, torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]], [[2.0, 2.0]], [[-1.0, -1.0]]]]))
     with pytest.raises(ValueError, match="model.fusion"):
-        Fusion(2, "sum")
+        Fusion(2, 2, "sum")
 
 
 def test_both_fusions_feed_the_same_decoder_and_train():
@@ -373,7 +373,7 @@ def test_both_fusions_feed_the_same_decoder_and_train():
         torch.manual_seed(0)
         lp = params_section("loss")
         model = CVLS(params_section("model", **{**TINY.model_dump(), "fusion": mode}), lp, vocab_size=12)
-        assert model.fusion.conv[0].in_channels == (32 if mode == "concat" else 16)  # [F ; s] or F ⊙ s, C = 16
+        assert model.fusion.conv[0].in_channels == (128 if mode == "concat" else 64)  # [F ; s] or F ⊙ s, W = 4C
         shapes[mode] = {k: v.shape for k, v in model.decoder.state_dict().items()}
         out = model(batch["frames"], batch["tokens"], batch["lengths"])
         assert out.logits.shape == (2, 3, 32, 32)
@@ -387,10 +387,53 @@ def test_both_fusions_feed_the_same_decoder_and_train():
 def test_default_fusion_is_the_concatenation_as_before():
     """model.fusion: concat computes exactly the fusion before the key: conv([F ; tile(s)])."""
     torch.manual_seed(0)
-    fusion = Fusion(16, params_section("model").fusion)
+    fusion = Fusion(16, 16, params_section("model").fusion)
     feat, s = torch.randn(3, 16, 5, 4), torch.randn(3, 16)
     tiled = s[:, :, None, None].expand(-1, -1, 5, 4)
     assert torch.equal(fusion(feat, s), fusion.conv(torch.cat([feat, tiled], dim=1)))
+
+
+# ----------------------------------------------------------------------------- model.merge
+
+
+def test_merge_concat_is_the_stacked_levels_and_sets_the_width_of_s_lcf_and_g():
+    batch = padded_batch()
+    torch.manual_seed(0)
+    lp = params_section("loss")
+    model = CVLS(params_section("model", **{**TINY.model_dump(), "merge": "concat"}), lp, vocab_size=12)
+    assert model.visual.merge is None and model.visual.width == 4 * 16
+    frames = batch["frames"].flatten(0, 1)
+    with torch.no_grad():  # F is Res2..Res5 after SEM and the top-down sums, at Res2, stacked: by hand
+        v = [sem(r) for sem, r in zip(model.visual.sem, model.visual.backbone(frames))]
+        for i in (2, 1, 0):
+            v[i] = v[i] + torch.nn.functional.interpolate(v[i + 1], size=v[i].shape[-2:], mode="nearest")
+        up = [v[0]] + [
+            torch.nn.functional.interpolate(x, size=v[0].shape[-2:], mode="bilinear", align_corners=False)
+            for x in v[1:]
+        ]
+        assert torch.equal(model.visual(frames), torch.cat(up, dim=1))
+    out = model(batch["frames"], batch["tokens"], batch["lengths"])
+    assert out.features.shape == (2, 3, 64, 8, 8) and out.sentence.shape == out.gate.shape == (2, 64)
+    assert model.fusion.conv[0].in_channels == 128 and model.fusion.conv[0].out_channels == 16  # [F ; s] -> C
+    assert model.head.net[0].in_features == 64 and out.logits.shape == (2, 3, 32, 32)
+    total, _ = cvls_loss(model, out, batch, lp)
+    total.backward()
+    assert model.visual.sem[3].proj.weight.grad.abs().sum() > 0  # Res5 reaches F without a merge conv
+
+
+def test_merge_conv_keeps_the_modules_their_order_and_the_text_encoders_draws():
+    """model.merge: conv builds the modules of before the key, in their order (so the same draws)."""
+    torch.manual_seed(0)
+    model = CVLS(params_section("model", **{**TINY.model_dump(), "merge": "conv"}), params_section("loss"), 12)
+    assert model.visual.width == 16
+    assert [n for n, _ in model.named_children()] == ["text", "visual", "fusion", "decoder", "lcf", "head"]
+    assert model.visual.merge[0].in_channels == 64 and model.visual.merge[0].out_channels == 16
+    torch.manual_seed(0)  # the text encoder draws first, as before: its weights do not depend on the merge
+    other = CVLS(params_section("model", **TINY.model_dump()), params_section("loss"), 12)  # concat, the default
+    assert params_section("model").merge == "concat" and other.visual.width == 64
+    assert torch.equal(model.text.fwd.weight_ih_l0, other.text.fwd.weight_ih_l0)
+    with pytest.raises(ValueError, match="model.merge"):
+        model_mod.VisualEncoder(model.visual.backbone, 16, "sum")
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])

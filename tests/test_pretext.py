@@ -60,6 +60,7 @@ def test_pretext_leaves_a_torchvision_backbone_and_is_reused(tiny_store):
     assert pretext.pretext_hash(p.replace(**{"train.lr": 0.1})) == pretext.pretext_hash(p)  # not its keys
     for widths in ([16, 32, 64, 128], None):  # what it trains
         assert pretext.pretext_hash(p.replace(**{"model.backbone_widths": widths})) != pretext.pretext_hash(p)
+    assert pretext.pretext_hash(p.replace(**{"model.merge": "conv"})) != pretext.pretext_hash(p)  # its F
 
 
 def test_a_killed_pretext_resumes_from_its_checkpoint(tiny_store, tmp_path, monkeypatch):

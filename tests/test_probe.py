@@ -51,7 +51,7 @@ def test_actor_features_targets_are_each_actors_mean_colour_and_centroid(tiny_st
     feats, targets = actor_features(model, p, "val", torch.device("cpu"))
     assert set(feats) == set(LEVELS) and targets.shape[1] == len(TARGETS)
     assert all(len(v) == len(targets) for v in feats.values())
-    assert feats["F"].shape[1] == p.model.channels
+    assert feats["F"].shape[1] == model.visual.width
     # by hand, from the dataset's clips in order: every actor of every frame with >= MIN_PIXELS pixels
     ds = ClipDataset(open_split(p.processed, "val"), load_vocab(p), p.data, train=False)
     expected = []
@@ -94,7 +94,7 @@ def test_sentence_vectors_are_the_text_encoders_on_each_distinct_sentence(tiny_s
     model = build_model(p, load_vocab(p)).eval()
     vectors, named = sentence_vectors(model, p, "val", torch.device("cpu"))
     texts = list(dict.fromkeys(s.text for s in open_split(p.processed, "val").samples))
-    assert vectors.shape == (len(texts), p.model.channels) and named == [parse_sentence(t) for t in texts]
+    assert vectors.shape == (len(texts), model.visual.width) and named == [parse_sentence(t) for t in texts]
     # the first distinct sentence is sample 0's: the training loader's batch of it gives the same s
     batch = collate_clips([ClipDataset(open_split(p.processed, "val"), load_vocab(p), p.data, train=False)[0]])
     with torch.no_grad():

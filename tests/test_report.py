@@ -354,6 +354,8 @@ def test_pdf_pages_figures_and_sections(built):
         assert title in flat, title
     assert "paper row order as reconstructed" in flat
     assert "DATA IS SYNTHETIC" in flat and "real A2D Sentences" in flat
+    m, loss = params.model, params.loss  # the title page prints the [open] readings it ran with
+    assert f"L_seg {loss.seg_reduction}, fusion {m.fusion}, F {m.merge}" in flat
     assert not list((params.outputs / "report").glob("*.tmp"))  # atomic writes left nothing behind
 
 

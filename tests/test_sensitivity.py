@@ -21,9 +21,15 @@ def test_each_open_choice_is_changed_alone_from_the_params_reading(tmp_path):
         ("as params", {}),
         ("loss.seg_reduction=mean", {"loss.seg_reduction": "mean"}),
         ("model.fusion=product", {"model.fusion": "product"}),
+        ("model.merge=conv", {"model.merge": "conv"}),
     ]
     other = p.replace(**{"loss.seg_reduction": "mean"})
-    assert [name for name, _ in readings(other)] == ["as params", "loss.seg_reduction=sum", "model.fusion=product"]
+    assert [name for name, _ in readings(other)] == [
+        "as params",
+        "loss.seg_reduction=sum",
+        "model.fusion=product",
+        "model.merge=conv",
+    ]
 
 
 def test_the_table_has_seed_intervals_and_differences_paired_over_seeds():
