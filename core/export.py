@@ -221,7 +221,7 @@ def _video_masks(
     tokens, lengths = encode_texts([q.text for q in video.expressions], vocab, params.data.max_tokens)
     size, theta, step = params.data.input_size, params.eval.threshold, params.eval.batch_size
     with autocast(device, params.train):
-        sentences = model.text(tokens.to(device), lengths.to(device))  # [E, C], once per video
+        sentences = model.text(tokens.to(device), lengths.to(device))  # [E, W], once per video
     for start in range(0, len(video.frame_names), step):
         names = video.frame_names[start : start + step]
         stored, original = store_frames(video.source, video.frame_indices[start : start + step], size)

@@ -89,7 +89,7 @@ def pretext_loss(
     """objectness + identity on one clip batch (the training batch contract, sentences unused)."""
     frames, masks = batch["frames"], batch["masks"]
     b, t, _, s, _ = frames.shape
-    feat = visual(frames.flatten(0, 1))  # [B·T, C, h, w]
+    feat = visual(frames.flatten(0, 1))  # [B·T, W, h, w]: F, W its width (model.merge)
     logit = F.interpolate(head.objectness(feat), size=(s, s), mode="bilinear", align_corners=False)
     # per-pixel mean: loss.seg_reduction is a reading of the paper's Eq. 3, not of this pretext
     obj = segmentation_loss(logit.view(b, t, s, s), masks.amax(dim=2), batch["frame_valid"], "mean")

@@ -115,7 +115,7 @@ def split_texts(params: Params, split: str) -> list[str]:
 def sentence_vectors(
     model: CVLS, params: Params, split: str, device: torch.device
 ) -> tuple[np.ndarray, list[dict[str, str]]]:
-    """The sentence vector s [N, C] of each distinct sentence of the split (in order of first
+    """The sentence vector s [N, W] of each distinct sentence of the split (in order of first
     appearance) and the attributes each names (`parse_sentence`)."""
     texts = split_texts(params, split)
     vocab = load_vocab(params)
