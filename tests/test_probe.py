@@ -88,15 +88,21 @@ def test_field_r2_reads_the_value_a_sentence_names_where_the_vectors_hold_it():
     assert set(r2) <= set(FIELDS)
 
 
-def test_sentence_vectors_are_the_text_encoders_on_each_distinct_sentence(tiny_store):
-    p = tiny_store
+def _untrained_model_texts_and_first_batch(p):
+    """An untrained model, the val split's distinct sentences in order (by hand), and the training
+    loader's batch of sample 0, whose sentence is the first of them."""
     torch.manual_seed(0)
     model = build_model(p, load_vocab(p)).eval()
-    vectors, named = sentence_vectors(model, p, "val", torch.device("cpu"))
     texts = list(dict.fromkeys(s.text for s in open_split(p.processed, "val").samples))
-    assert vectors.shape == (len(texts), model.visual.width) and named == [parse_sentence(t) for t in texts]
-    # the first distinct sentence is sample 0's: the training loader's batch of it gives the same s
     batch = collate_clips([ClipDataset(open_split(p.processed, "val"), load_vocab(p), p.data, train=False)[0]])
+    return model, texts, batch
+
+
+def test_sentence_vectors_are_the_text_encoders_on_each_distinct_sentence(tiny_store):
+    p = tiny_store
+    model, texts, batch = _untrained_model_texts_and_first_batch(p)
+    vectors, named = sentence_vectors(model, p, "val", torch.device("cpu"))
+    assert vectors.shape == (len(texts), model.visual.width) and named == [parse_sentence(t) for t in texts]
     with torch.no_grad():
         alone = model.text(batch["tokens"], batch["lengths"])[0].numpy()
     assert np.allclose(vectors[0], alone, atol=1e-5)
@@ -120,16 +126,13 @@ def test_attention_shares_by_hand():
 
 def test_sentence_attention_is_the_text_encoders_on_each_sentences_words(tiny_store):
     p = tiny_store
-    torch.manual_seed(0)
-    model = build_model(p, load_vocab(p)).eval()
+    model, texts, batch = _untrained_model_texts_and_first_batch(p)
     weights, fields = sentence_attention(model, p, "val", torch.device("cpu"))
-    texts = list(dict.fromkeys(s.text for s in open_split(p.processed, "val").samples))
     assert len(weights) == len(fields) == len(texts)
     assert all(
         len(w) == len(f) == len(t.split()) and abs(w.sum() - 1) < 1e-5 for w, f, t in zip(weights, fields, texts)
     )
     assert [f for f in fields[0] if f] == list(parse_sentence(texts[0]))  # the fields it names, in word order
-    batch = collate_clips([ClipDataset(open_split(p.processed, "val"), load_vocab(p), p.data, train=False)[0]])
     with torch.no_grad():
         alone = model.text.attend(batch["tokens"], batch["lengths"])[1][0].numpy()
     assert np.allclose(weights[0], alone, atol=1e-6)
