@@ -288,7 +288,7 @@ class VisualEncoder(nn.Module):
     `merge` (model.merge) is [open]: the spec's F is the concatenation (4C channels), but s, Eq. 1's
     v and g(·) live at "the visual channel width C". `width` is F's channels either way."""
 
-    def __init__(self, backbone: Backbone, channels: int, merge: str = "conv"):
+    def __init__(self, backbone: Backbone, channels: int, merge: str):
         super().__init__()
         if merge not in ("conv", "concat"):
             raise ValueError(f"model.merge: unknown merge {merge!r} (conv | concat)")

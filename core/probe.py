@@ -139,7 +139,7 @@ def sentence_attention(
         tokens, lengths = encode_texts(texts[start : start + 256], vocab, params.data.max_tokens)
         a = model.text.attend(tokens.to(device), lengths)[1].float().cpu().numpy()
         weights += [row[:n] for row, n in zip(a, lengths.tolist())]
-    fields = [[t and t[0] for t in word_fields(tokenize(text))] for text in texts]
+    fields = [[tag[0] if tag else None for tag in word_fields(tokenize(text))] for text in texts]
     return weights, [f[: len(w)] for f, w in zip(fields, weights)]  # vocab.encode keeps max_tokens words
 
 

@@ -57,11 +57,10 @@ class Memo:
 
 class Features:
     """The two halves of one model's forward that see only one side of a pair, each computed once:
-    the visual map F of each stored frame (W x input/4 x input/4 on the device: ~9 MB per thousand
-    frames at the default size, 3.3 MB per frame in bf16 at the full size; 4x both with model.merge
-    concat) and the sentence vector
-    s of each distinct sentence (Eq. 8; a sentence is annotated on several frames, and the
-    shuffled control reuses the split's sentences)."""
+    the visual map F of each stored frame (W x input/4 x input/4 on the device; with model.merge
+    conv, W = C: ~9 MB per thousand frames at the default size, 3.3 MB per frame in bf16 at the full
+    size; with concat 4x both) and the sentence vector s of each distinct sentence (Eq. 8; a
+    sentence is annotated on several frames, and the shuffled control reuses the split's sentences)."""
 
     def __init__(self, model: CVLS):
         self.frames = Memo(model.visual)  # key: (store folder, frame row)
