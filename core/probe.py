@@ -28,7 +28,7 @@ fields: {field: {attention, uniform}}}}.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from core.cli import params_from, parser, run_main
 from core.config import Params
 from core.data.dataset import ClipDataset, collate_clips, encode_texts, to_device
 from core.data.store import open_split
-from core.data.synthetic.grammar import parse_sentence, word_fields
+from core.data.synthetic.grammar import FIELD_VALUES, parse_sentence, word_fields
 from core.data.vocab import tokenize
 from core.io import write_json
 from core.losses import instance_features, region_weights
@@ -51,7 +51,7 @@ TARGETS = ("R", "G", "B", "x", "y")
 LEVELS = ("F", "res2", "res3", "res4", "res5")
 MIN_PIXELS = 4  # smaller actors pool over a cell or less of Res5
 SPLITS = ("train", "val", "test", "jhmdb")
-FIELDS = ("class", "colour", "size", "motion", "hpos", "vpos")  # what a synthetic sentence can name
+FIELDS = ("class", *FIELD_VALUES)  # what a synthetic sentence can name: class, colour, size, motion, hpos, vpos
 MIN_SENTENCES = 8  # a field named by fewer distinct sentences is left out
 
 
@@ -111,6 +111,13 @@ def split_texts(params: Params, split: str) -> list[str]:
     return list(dict.fromkeys(sample.text for sample in open_split(params.processed, split).samples))
 
 
+def token_batches(params: Params, texts: Sequence[str], size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(tokens, lengths) of `texts` in batches of `size`, as the loaders encode them (`encode_texts`)."""
+    vocab = load_vocab(params)
+    for start in range(0, len(texts), size):
+        yield encode_texts(texts[start : start + size], vocab, params.data.max_tokens)
+
+
 @torch.no_grad()
 def sentence_vectors(
     model: CVLS, params: Params, split: str, device: torch.device
@@ -118,10 +125,8 @@ def sentence_vectors(
     """The sentence vector s [N, W] of each distinct sentence of the split (in order of first
     appearance) and the attributes each names (`parse_sentence`)."""
     texts = split_texts(params, split)
-    vocab = load_vocab(params)
     vectors = []
-    for start in range(0, len(texts), 256):
-        tokens, lengths = encode_texts(texts[start : start + 256], vocab, params.data.max_tokens)
+    for tokens, lengths in token_batches(params, texts):
         vectors.append(model.text(tokens.to(device), lengths).float().cpu().numpy())  # fp32: the LSTM is cheap
     return np.concatenate(vectors), [parse_sentence(t) for t in texts]
 
@@ -133,10 +138,8 @@ def sentence_attention(
     """Eq. 8's attention weights over the words of each distinct sentence of the split (one array a
     sentence, its length) and the field each of those words names (`word_fields`; None: no field)."""
     texts = split_texts(params, split)
-    vocab = load_vocab(params)
     weights: list[np.ndarray] = []
-    for start in range(0, len(texts), 256):
-        tokens, lengths = encode_texts(texts[start : start + 256], vocab, params.data.max_tokens)
+    for tokens, lengths in token_batches(params, texts):
         a = model.text.attend(tokens.to(device), lengths)[1].float().cpu().numpy()
         weights += [row[:n] for row, n in zip(a, lengths.tolist())]
     fields = [[tag[0] if tag else None for tag in word_fields(tokenize(text))] for text in texts]
