@@ -38,7 +38,7 @@ from torch import Tensor
 from core.config import Params
 from core.data.store import SplitStore, open_split
 from core.io import write_json
-from core.metrics import batch_scores, iou, summarize_expected
+from core.metrics import batch_scores, iou, sample_map, summarize_expected
 from core.results import SPLITS, data_fingerprint
 from core.vos_metrics import JF_DATASETS, batch_boundary_f, summarize_pairs
 
@@ -148,6 +148,35 @@ def split_bounds(store: SplitStore, theta: float, jf: bool = False) -> dict[str,
     if known:
         out["language_blind"] = with_jf(summarize_expected(blind), blind, blind_f)
     return out
+
+
+def pair_bounds(store: SplitStore, theta: float, jf: bool = False) -> list[dict[str, object]]:
+    """Per eval pair of `store` (`store.eval_pairs()` order, the `pair` of per_sample.csv) and bound,
+    what the bound scores there: the oracle's I, U, IoU and share of the mAP thresholds
+    (`core.metrics.sample_map`), and the language-blind predictor's expectations of each over its
+    candidates (only when every pair's classes are known); with `jf` their boundary F too. Their
+    means over a split are `split_bounds`' numbers; per pair, they give the bounds an interval over
+    the test videos (reports.analysis)."""
+    oracle, blind, oracle_f, blind_f, known = candidate_scores(store, theta, boundary=jf)
+    rows: list[dict[str, object]] = []
+    for p, (sample, _) in enumerate(store.eval_pairs()):
+        meta = {"pair": p, "sample": sample, "video": store.samples[sample].video}
+        picks = {"oracle": ([oracle[p]], [oracle_f[p]] if jf else [])}
+        if known:
+            picks["language_blind"] = (blind[p], blind_f[p] if jf else [])
+        for bound, (ius, fs) in picks.items():
+            rows.append(
+                {
+                    **meta,
+                    "bound": bound,
+                    "inter": float(np.mean([i for i, _ in ius])),
+                    "union": float(np.mean([u for _, u in ius])),
+                    "iou": float(np.mean([iou(i, u) for i, u in ius])),
+                    "map": float(np.mean([sample_map(i, u) for i, u in ius])),
+                    "f": float(np.mean(fs)) if fs else None,
+                }
+            )
+    return rows
 
 
 def share_of_headroom(score: float, blind: float, oracle: float) -> float:

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core import tracking  # noqa: E402
-from core.bounds import store_bounds  # noqa: E402
+from core.bounds import pair_bounds, store_bounds  # noqa: E402
 from core.checkpoint import load_model, load_vocab  # noqa: E402
 from core.cli import params_from, parser, run_main  # noqa: E402
 from core.config import Params  # noqa: E402
@@ -42,7 +42,16 @@ from core.export import export_run, submission_layout  # noqa: E402
 from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
 from core.metrics import intersection_union, iou, predict_mask  # noqa: E402
 from core.model import CVLS  # noqa: E402
-from core.results import EVAL_FILES, SAMPLE_COLUMNS, flat_bounds, flat_metrics, flat_strata, mlflow_metrics  # noqa: E402
+from core.results import (
+    BOUND_PAIR_COLUMNS,
+    BOUND_PAIRS,
+    EVAL_FILES,
+    SAMPLE_COLUMNS,
+    flat_bounds,
+    flat_metrics,
+    flat_strata,
+    mlflow_metrics,
+)  # noqa: E402
 from core.runtime import autocast, channels_last, pick_device  # noqa: E402
 from core.scoring import Features, predict, summarize_rows  # noqa: E402
 from core.strata import pair_strata, strata_metrics  # noqa: E402
@@ -182,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in EVAL_FILES:
             with atomic_path(args.out / name) as tmp:
                 shutil.copyfile(result.run_dir / "eval" / name, tmp)
+        if (params.processed / "test" / "index.json").is_file():  # the report's intervals of the bounds
+            store, jf = open_split(params.processed, "test"), params.data.dataset in JF_DATASETS
+            rows = [{"split": "test", **r} for r in pair_bounds(store, params.eval.threshold, jf)]
+            write_csv(args.out / BOUND_PAIRS, rows, BOUND_PAIR_COLUMNS)
     if args.export:
         print(export_run(params, result.run_dir).summary())
     if "test" in metrics and "test_shuffled" in metrics:

@@ -55,6 +55,10 @@ HISTORY_INDEX = "epoch"  # a history row's step; every other key of the row is a
 # what a finished run's folder holds besides its weights, each file also an artifact of its MLflow
 # run under the same relative path, so another machine can have them from the tracking server
 EVAL_FILES = ("metrics.json", "per_sample.csv", "bounds.json", "strata.json", "qualitative.png")  # <run>/eval/
+# the evaluate stage's per-pair bounds of the test split (core.bounds.pair_bounds), beside its copies
+# of the main run's eval files: what gives the report's language-blind reference its interval
+BOUND_PAIRS = "bound_pairs.csv"
+BOUND_PAIR_COLUMNS = ("split", "pair", "sample", "video", "bound", "inter", "union", "iou", "map", "f")
 RUN_INFO = "run.json"  # <run>/run.json (run id, history); artifact run/run.json
 
 
