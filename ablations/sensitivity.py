@@ -2,16 +2,17 @@
 
     python ablations/sensitivity.py [--params params.yaml] [--set key=value ...] [--storage URL] [--n-jobs N]
 
-The spec (../shared/spec/cvls-method.md) leaves two readings of Eq. 3 open: the BCE's reduction
+The method (docs/method.md) leaves two readings of Eq. 3 open: the BCE's reduction
 over a frame's pixels (`loss.seg_reduction`: mean | sum; the sum makes L_seg, not L_ccl, dominate
 Eq. 4 at lambda = 0.8) and the multi-modal tensor the decoder reads (`model.fusion`: concat |
 product); and one of the visual map F (`model.merge`: concat, the levels concatenated as the text
 writes it | conv, reduced to C by a 3x3 conv, the first reconstruction). This trains the whole
 ablation (every variant x seed, at the main run's budget, through the ablation's queue:
 `ablations/components.py`) once per reading: the params' own values, then each alternative alone.
-Writes <outputs>/sensitivity/results.csv (one row per reading, variant and seed) and table.csv
-(per reading and variant: the mean over seeds with its t-interval, and the difference from the
-same reading's Baseline, paired over seeds, with its t-interval).
+Writes <outputs>/sensitivity/results.csv (one row per reading, variant and seed, with its run
+hash) and prints, per reading and variant, the level and the difference from the same reading's
+Baseline with intervals that count the seeds and the test videos (reports.sweeps); the report
+adds the same as a page.
 
 Not a DVC stage: each alternative reading costs one more full ablation (about 25 min on the
 2-core default); the params' own reading reuses the `ablate` stage's runs.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from core.ablation import run_suite
@@ -30,7 +30,9 @@ from core.cli import run_main
 from core.config import Params
 from core.io import write_csv
 from core.study.runner import queue_cli
-from reports.stats import mean_ci
+from reports.inference import Estimate
+from reports.inputs import with_sample_map
+from reports.sweeps import ReadingsAnalysis, analyze_readings
 
 log = logging.getLogger("cvls")
 
@@ -40,8 +42,6 @@ READINGS = {
     "model.fusion": ("concat", "product"),
     "model.merge": ("concat", "conv"),
 }
-METRICS = ("test/mAP", "test/mean_iou")
-BASELINE = "Baseline"
 
 
 def readings(params: Params) -> list[tuple[str, dict[str, Any]]]:
@@ -54,38 +54,21 @@ def readings(params: Params) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def sensitivity_table(results: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Per (reading, variant): mean, t half-width over seeds, and the mean difference from the
-    reading's Baseline paired over seeds with its t half-width, for each of METRICS."""
-    rows = []
-    for reading, by_reading in results.groupby("reading", sort=False):
-        base = by_reading[by_reading["variant"] == BASELINE].set_index("seed")
-        for variant, group in by_reading.groupby("variant", sort=False):
-            row: dict[str, Any] = {"reading": reading, "variant": variant, "seeds": len(group)}
-            g = group.set_index("seed")
-            for metric in METRICS:
-                ci = mean_ci(list(g[metric]), confidence)
-                row[metric], row[f"{metric} ±"] = ci.mean, ci.half
-                if base.empty:
-                    row[f"Δ {metric}"] = row[f"Δ {metric} ±"] = float("nan")
-                    continue
-                common = g.index.intersection(base.index)
-                d = mean_ci(list(g.loc[common, metric] - base.loc[common, metric]), confidence)
-                row[f"Δ {metric}"], row[f"Δ {metric} ±"] = d.mean, d.half
-            rows.append(row)
-    return pd.DataFrame(rows)
+def format_table(table: ReadingsAnalysis) -> str:
+    """The readings' levels and differences from each reading's Baseline (reports.sweeps), as text."""
+    pri, sec = table.metrics
 
+    def cell(e: Estimate | None) -> str:
+        return "–" if e is None else f"{e.value:5.1f} ± {(e.hi - e.lo) / 2:4.1f}"
 
-def format_table(table: pd.DataFrame) -> str:
-    def cell(v: float, h: float) -> str:
-        return f"{v:5.1f}" + ("" if np.isnan(h) else f" ± {h:4.1f}")
-
-    lines = [f"{'reading':26s} {'variant':14s} {'test mAP':>13s} {'Δ vs Baseline':>14s} {'mean IoU':>13s}"]
-    for r in table.to_dict("records"):
-        lines.append(
-            f"{r['reading']:26s} {r['variant']:14s} {cell(r['test/mAP'], r['test/mAP ±']):>13s} "
-            f"{cell(r['Δ test/mAP'], r['Δ test/mAP ±']):>14s} {cell(r['test/mean_iou'], r['test/mean_iou ±']):>13s}"
-        )
+    lines = [f"{'reading':26s} {'variant':14s} {'test ' + pri:>13s} {'Δ vs Baseline':>14s} {'test ' + sec:>15s}"]
+    diffs = {(t.scope, t.b): t.est for t in table.tests if t.metric == pri}
+    for reading in table.readings:
+        for v in table.variants:
+            lines.append(
+                f"{reading:26s} {v:14s} {cell(table.cells.get((reading, v, pri))):>13s} "
+                f"{cell(diffs.get((reading, v))):>14s} {cell(table.cells.get((reading, v, sec))):>15s}"
+            )
     return "\n".join(lines)
 
 
@@ -94,16 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Table 3 under each [open] reading (loss.seg_reduction, model.fusion, model.merge)", "ablation.n_jobs", argv
     )
     rows: list[dict[str, Any]] = []
+    samples: dict[str, pd.DataFrame] = {}
     folder = params.outputs / "sensitivity"
     for name, over in readings(params):
         log.info("reading %s: the whole ablation", name)
         for variant, seed, rec in run_suite(params.replace(**over), storage=storage, n_jobs=n_jobs):
-            rows.append({"reading": name, "variant": variant, "seed": seed, **rec.row()})
+            sw = params.ablation.variants[variant]
+            flags = {"ccl": sw.ccl, "rhic": sw.rhic, "lcf": sw.lcf}
+            rows.append({"reading": name, "variant": variant, "seed": seed, **flags, **rec.row()})
+            samples[rec.run_hash] = with_sample_map(pd.DataFrame(rec.per_sample()))
         # after every reading: a killed run keeps the readings it finished (their rows are reused on a rerun)
-        table = sensitivity_table(pd.DataFrame(rows), params.report.confidence)
         write_csv(folder / "results.csv", rows)
-        write_csv(folder / "table.csv", table.to_dict("records"))
-    print(format_table(table))
+    print(format_table(analyze_readings(params, (pd.DataFrame(rows), samples))))
     print(f"tables in {folder}")
     return 0
 

@@ -253,9 +253,22 @@ class StudyParams(Section):
         return v
 
 
+TABLE3_METRICS = {"a2d": ("mAP", "overall_iou", "mean_iou"), "ytvos": ("J&F", "J", "F"), "mevis": ("J&F", "J", "F")}
+
+
 class ReportParams(Section):
-    bootstrap: int = Field(ge=100)
     confidence: float = Field(gt=0.5, lt=1.0)
+    primary: Literal["steps", "vs_baseline"]  # the primary family: Table 3's steps, or each row vs Baseline
+    primary_metric: Literal["mAP", "overall_iou", "mean_iou", "J&F", "J", "F"] | None  # None: the dataset's
+    power: float = Field(gt=0.5, lt=1.0)
+    simulations: int = Field(ge=100)
+
+
+class CalibrationParams(Section):
+    """ablations/calibration.py: one configuration at more seeds, for the A/A page."""
+
+    variant: str  # a name of ablation.variants
+    extra_seeds: int = Field(ge=1)  # seeds beyond ablation.seeds
 
 
 class PathParams(Section):
@@ -273,9 +286,29 @@ class Params(Section):
     ablation: AblationParams
     studies: StudyParams
     report: ReportParams
+    calibration: CalibrationParams
     paths: PathParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _calibration_variant(self) -> "Params":
+        if self.calibration.variant not in self.ablation.variants:
+            raise ValueError(
+                f"calibration.variant: {self.calibration.variant!r} is not a row of ablation.variants "
+                f"({', '.join(self.ablation.variants)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _primary_metric_of_the_dataset(self) -> "Params":
+        metric, allowed = self.report.primary_metric, TABLE3_METRICS[self.data.dataset]
+        if metric is not None and metric not in allowed:
+            raise ValueError(
+                f"report.primary_metric: {metric!r} is not a Table-3 metric of data.dataset {self.data.dataset!r} "
+                f"({', '.join(allowed)}, or null for {allowed[0]})"
+            )
+        return self
 
     # ---- paths derived from params (one place, so every stage agrees) ----
     def resolve(self, p: Path | str) -> Path:
@@ -422,7 +455,7 @@ def _format_error(err: ValidationError, source: str) -> str:
             last_missing = len(parts)
         elif e["type"] != "value_error" and "input" in e and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
-        parts.append(f"{loc or '<top>'}: {msg}")
+        parts.append(f"{loc}: {msg}" if loc else msg)  # a cross-section check names its keys itself
     if last_missing >= 0:  # the hint once, after the last missing key, not after each of them
         parts[last_missing] += " (params.yaml must list every key of the suite)"
     return f"{source}: " + "; ".join(parts)

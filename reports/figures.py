@@ -14,7 +14,6 @@ from core.config import parse_ratio
 from core.study.figure import draw_sweep
 from reports import paper
 from reports.protocol import LABELS
-from reports.sweeps import PointIntervals
 
 
 def ratio_order(points: Sequence[str]) -> list[str]:
@@ -28,15 +27,16 @@ def rhic_ratio(
     ax: Any,
     df: pd.DataFrame,
     metric: str = "mAP",
-    intervals: PointIntervals | None = None,
+    intervals: pd.DataFrame | None = None,
+    interval_label: str = "",
     test_label: str | None = None,
 ) -> None:
-    """Fig. 6a: `metric` vs hard:easy ratio, categorical axis in the paper's order (`test_label`:
-    the test split's name in the legend, else draw_sweep's)."""
+    """Fig. 6a: `metric` vs hard:easy ratio, categorical axis in the paper's order (`intervals`:
+    point, split, lo, hi; `test_label`: the test split's name in the legend, else draw_sweep's)."""
     df = df.assign(point=df["point"].astype(str))
     order = ratio_order(list(df["point"].unique()))
     xs = {p: i for i, p in enumerate(order)}
-    _sweep(ax, df, xs, metric, intervals, test_label)
+    _sweep(ax, df, xs, metric, intervals, interval_label, test_label)
     if paper.FIG6A_DEFAULT in xs:
         ax.axvline(xs[paper.FIG6A_DEFAULT], color="0.4", ls="--", lw=1, label=f"paper's choice {paper.FIG6A_DEFAULT}")
     ax.set_xticks(range(len(order)), order)
@@ -48,13 +48,14 @@ def lambda_sensitivity(
     ax: Any,
     df: pd.DataFrame,
     metric: str = "mAP",
-    intervals: PointIntervals | None = None,
+    intervals: pd.DataFrame | None = None,
+    interval_label: str = "",
     test_label: str | None = None,
 ) -> None:
     """Fig. 6b: `metric` vs lambda (weight of the segmentation term)."""
     df = df.assign(point=df["point"].astype(str))
     xs = dict(zip(df["point"], df["x"].astype(float)))
-    _sweep(ax, df, xs, metric, intervals, test_label)
+    _sweep(ax, df, xs, metric, intervals, interval_label, test_label)
     ax.axvline(paper.FIG6B_DEFAULT, color="0.4", ls="--", lw=1, label=f"paper's λ = {paper.FIG6B_DEFAULT}")
     ax.set_xlabel("λ (weight of L_seg; L_ccl gets 1 − λ)")
     ax.set_title(f"Fig. 6b — {LABELS[metric]}")
@@ -65,12 +66,13 @@ def _sweep(
     df: pd.DataFrame,
     xs: dict[str, float],
     metric: str,
-    intervals: PointIntervals | None,
+    intervals: pd.DataFrame | None,
+    interval_label: str,
     test_label: str | None = None,
 ) -> None:
-    frame, label = (None, "") if intervals is None else (intervals.frame, intervals.label)
     names = {} if test_label is None else {"test_label": test_label}
-    draw_sweep(ax, df, xs, metric=metric, intervals=frame, interval_label=label, **names)
+    frame = None if intervals is None or intervals.empty else intervals
+    draw_sweep(ax, df, xs, metric=metric, intervals=frame, interval_label=interval_label, **names)
     ax.set_ylabel(f"{LABELS[metric]} (%)")
 
 

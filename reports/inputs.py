@@ -21,6 +21,8 @@ from core.metrics import sample_map
 from core.results import (
     ABLATION_COLUMNS,
     ABLATION_SAMPLE_COLUMNS,
+    BOUND_PAIR_COLUMNS,
+    BOUND_PAIRS,
     HISTORY_INDEX,
     METRIC_COLUMNS,
     STRATA_COLUMNS,
@@ -69,8 +71,11 @@ class ReportInputs:
     lam: pd.DataFrame  # studies/lambda_sensitivity.csv
     study_samples: dict[str, pd.DataFrame]  # run_hash -> <run>/eval/per_sample.csv of the study runs that have one
     bounds: dict[str, Any] | None  # <run>/eval/bounds.json of the Table-3 runs (None: none has one)
-    sensitivity: pd.DataFrame | None = None  # sensitivity/table.csv (ablations/sensitivity.py; None: not run)
+    # sensitivity/results.csv and its runs' per-sample tables (ablations/sensitivity.py; None: not run)
+    sensitivity: tuple[pd.DataFrame, dict[str, pd.DataFrame]] | None = None
     environments: tuple[dict[str, str], ...] = ()  # each Table-3 and study run's run.json "environment"
+    bound_pairs: pd.DataFrame | None = None  # eval/bound_pairs.csv (None: evaluated before it existed)
+    calibration: pd.DataFrame | None = None  # calibration/per_sample.csv (ablations/calibration.py; None: not run)
 
     @property
     def fingerprint(self) -> str:
@@ -168,23 +173,44 @@ def run_environments(params: Params, run_hashes: list[str]) -> tuple[dict[str, s
     return tuple(envs)
 
 
-SENSITIVITY = "sensitivity/table.csv"  # optional: not a DVC stage (ablations/sensitivity.py)
-SENSITIVITY_COLUMNS = ("reading", "variant", "seeds", "test/mAP", "test/mAP ±", "Δ test/mAP", "Δ test/mAP ±")
+SENSITIVITY = "sensitivity/results.csv"  # optional: not a DVC stage (ablations/sensitivity.py)
+SENSITIVITY_COLUMNS = ("reading", "variant", "seed", "run_hash")
+CALIBRATION = "calibration/per_sample.csv"  # optional: not a DVC stage (ablations/calibration.py)
+CALIBRATION_COLUMNS = ("seed", "split", "pair", "sample", "video", "inter", "union", "iou")
 
 
-def read_sensitivity(params: Params) -> pd.DataFrame | None:
-    """The reconstruction-sensitivity table when `python ablations/sensitivity.py` has written it."""
-    path = params.outputs / SENSITIVITY
+def read_optional(params: Params, rel: str, columns: tuple[str, ...], writer: str) -> pd.DataFrame | None:
+    """An optional table under outputs (None when absent); a broken one is a one-line UserError."""
+    path = params.outputs / rel
     if not path.is_file():
         return None
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: not a readable CSV ({' '.join(str(err).split())})") from None
-    missing = [c for c in (*SENSITIVITY_COLUMNS, "test/mean_iou", "test/mean_iou ±") if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (rerun python ablations/sensitivity.py)")
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (rerun {writer})")
     return df
+
+
+def read_sensitivity(params: Params) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]] | None:
+    """The reconstruction-sensitivity rows when `python ablations/sensitivity.py` has written them,
+    with their runs' per-sample tables."""
+    df = read_optional(params, SENSITIVITY, SENSITIVITY_COLUMNS, "python ablations/sensitivity.py")
+    return None if df is None else (df, run_samples(params, list(df["run_hash"])))
+
+
+def read_bound_pairs(params: Params) -> pd.DataFrame | None:
+    """eval/bound_pairs.csv with `jf` = (iou + f) / 2 per pair (its `map` is already the expected
+    share over the language-blind picks: not recomputed from the expected I and U)."""
+    df = read_optional(params, f"eval/{BOUND_PAIRS}", BOUND_PAIR_COLUMNS, "dvc repro evaluate")
+    return None if df is None else df.assign(jf=(df["iou"] + pd.to_numeric(df["f"], errors="coerce")) / 2)
+
+
+def read_calibration(params: Params) -> pd.DataFrame | None:
+    df = read_optional(params, CALIBRATION, CALIBRATION_COLUMNS, "python ablations/calibration.py")
+    return None if df is None else with_sample_map(df)
 
 
 def load_inputs(params: Params) -> ReportInputs:
@@ -208,6 +234,8 @@ def load_inputs(params: Params) -> ReportInputs:
         bounds=read_bounds(params, list(results["run_hash"])),
         sensitivity=read_sensitivity(params),
         environments=run_environments(params, [*results["run_hash"], *rhic["run_hash"], *lam["run_hash"]]),
+        bound_pairs=read_bound_pairs(params),
+        calibration=read_calibration(params),
     )
 
 

@@ -9,23 +9,21 @@ from pathlib import Path
 
 from core.config import DATASET_NAMES, Params
 from core.tracking import git_commit
-from reports import figures, paper, strata, tables
+from reports import figures, paper, tables, verdicts
+from reports.ablation_pages import TITLES
+from reports.analysis import Analysis
 from reports.document import SMALL, Page
 from reports.inputs import ReportInputs, qualitative_image
 from reports.protocol import Protocol, protocol, split_name
-from reports.sweeps import point_intervals
 from reports.tables import Numbers, Table
 from reports.variants import baseline, full
 
 PAGE_TITLES = {
     "title": "CVLS ablation suite — report",
-    "table3": "Table 3 reproduced: component ablation",
-    "strata": "Table 3 by stratum: distractors and attributes",
-    "significance": "Paired significance of each incremental step",
-    "sensitivity": "Reconstruction sensitivity: Table 3 under each [open] reading",
-    "fig6": "Fig. 6: RHIC ratio and λ sensitivity",
+    **{k: TITLES[k] for k in ("table3", "verdicts", "strata", "grounding", "sensitivity", "fig6", "fig6_tests")},
     "main_results": "Main results vs the paper's Tables 1–2",
     "training": "Training curves and the shuffled-sentence control",
+    "calibration": TITLES["calibration"],
     "qualitative": "Qualitative: Baseline vs full CVLS",
 }
 # the J&F datasets have no paper Tables 1-2 to compare with
@@ -121,7 +119,7 @@ def environment_note(envs: Sequence[dict[str, str]], num: Numbers) -> tuple[str,
     )
 
 
-def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+def title_page(params: Params, inp: ReportInputs, num: Numbers, contents: Sequence[str]) -> Page:
     proto = protocol(params)
     page = Page("title", PAGE_TITLES["title"])
     page.text(
@@ -166,8 +164,8 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         ("ablation seeds", ", ".join(map(str, p.ablation.seeds))),
         ("study seeds", ", ".join(map(str, s.seeds))),
         ("budget (every run)", f"{p.train.epochs} epochs, as the main run"),
-        ("bootstrap reps", str(p.report.bootstrap)),
-        ("confidence", f"{p.report.confidence:.0%}"),
+        ("confidence", f"{p.report.confidence:.0%} (α = {1 - p.report.confidence:g})"),
+        ("primary family", f"{p.report.primary} on {p.report.primary_metric or proto.primary} (Holm)"),
     ]
     info.rows = [[*kv[i], *(kv[i + 1] if i + 1 < len(kv) else ("", ""))] for i in range(0, len(kv), 2)]
     page.text("Run configuration (params.yaml)", weight="bold", size=10)
@@ -186,262 +184,7 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
             size=SMALL,
         )
     page.text("Contents", weight="bold", size=10)
-    titles = list(page_titles(proto).values())[1:]
-    page.text("\n".join(f"{i}. {t}" for i, t in enumerate(titles, start=2)), size=SMALL)
-    return page
-
-
-BOUNDS_NOTE = (
-    "Bounds (test split, from the runs' bounds.json, core/bounds.py; they depend on the data alone): the oracle "
-    "ceiling scores the referent's ground-truth mask at the decoder's resolution (perfect grounding at this "
-    "architecture's output size); the language-blind bound is the expected score of a predictor that knows the "
-    "referent's class but not the sentence (one of the frame's instances of that class, at random). Headroom "
-    "closed: (ours − blind) / (oracle − blind) of the mean over seeds, in %: 0 at the blind bound, 100 at the ceiling."
-)
-NO_BLIND_NOTE = (
-    f"Headroom closed: {tables.NA}, no language-blind bound (the data has no class labels, as real A2D Sentences)."
-)
-NO_BOUNDS_NOTE = (
-    "Bounds: no Table-3 run has <run>/eval/bounds.json (runs evaluated before the bounds were written); "
-    "re-evaluate them for the oracle ceiling, the language-blind bound and the share of the headroom closed."
-)
-
-
-def table3_bounds(inp: ReportInputs) -> dict[str, dict[str, float]] | None:
-    """The test split's bounds (None when absent or without the oracle)."""
-    b = (inp.bounds or {}).get("test")
-    return b if b and "oracle" in b else None
-
-
-def table3_intro(params: Params) -> str:
-    """What Table 3 shows, in a paragraph."""
-    conf, proto = params.report.confidence, protocol(params)
-    ours = (
-        f"Ours: mean ± CI, the half-width of the {conf:.0%} Student-t interval over seeds (a single seed: the value "
-        "alone)."
-    )
-    if proto.cvls_paper:
-        return (
-            f"Test split (A2D-format), in %. mAP is 0.5:0.95. {ours} Paper: Table 3 of the paper, measured on real "
-            "A2D Sentences; the plain text lost the check marks, so the rows follow the "
-            f"{paper.TABLE3_ROW_ORDER_NOTE}."
-        )
-    return (
-        f"Test split: the {split_name(params)}, in %. J: region similarity (the IoU of a frame), F: boundary "
-        "F-measure, J&F = (J + F) / 2, DAVIS protocol: per expression the mean over its annotated frames, then the "
-        f"mean over expressions. {ours} {proto.context_note}"
-        + (" (shown on the full model's row, for orientation only)." if proto.reference else ".")
-    )
-
-
-def table3_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    conf, proto = params.report.confidence, protocol(params)
-    page = Page("table3", PAGE_TITLES["table3"])
-    page.text(table3_intro(params), size=SMALL)
-    bounds = table3_bounds(inp)
-    if proto.cvls_paper:
-        heading = f"(a) mAP 0.5:0.95, Overall IoU, Mean IoU — {paper.TABLE3_ROW_ORDER_NOTE}"
-    else:
-        heading = f"(a) {', '.join(proto.label(m) for m in proto.table3)} (DAVIS protocol)"
-    page.text(heading, weight="bold", size=10)
-    page.table(tables.table3(inp.results, conf, num, bounds, proto))
-    if bounds is None:
-        page.text(NO_BOUNDS_NOTE, size=SMALL)
-    else:
-        page.text(BOUNDS_NOTE, size=SMALL)
-        if "language_blind" in bounds:
-            page.table(tables.headroom(inp.results, bounds, num, proto))
-            missing = [
-                proto.label(m)
-                for m in tables.headroom_metrics(proto)
-                if m not in bounds["language_blind"] or m not in bounds["oracle"]
-            ]
-            if missing:
-                page.text(
-                    f"Headroom closed: {tables.NA} for {', '.join(missing)}: bounds.json has no such bound.", size=SMALL
-                )
-        else:
-            page.text(NO_BLIND_NOTE, size=SMALL)
-    page.text(tables.detectable_differences(inp.results, inp.per_sample, conf, num, proto=proto), size=SMALL, gap=0.2)
-    page.text("(b) Precision at IoU thresholds (P@K: % of samples with IoU ≥ K)", weight="bold", size=10)
-    page.table(tables.table3_precision(inp.results, conf, num, proto))
-    page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")
-    return page
-
-
-def strata_unavailable(params: Params, found: strata.StrataScores) -> str:
-    """Why the strata page has no table, in one sentence."""
-    if not found.columns:
-        return (
-            f"Strata unavailable: {params.outputs / 'ablation/per_sample.csv'} has no distractor / attribute "
-            "columns (written before the strata existed); rerun `dvc repro ablate`."
-        )
-    if params.data.source == "real":
-        return "Strata unavailable: " + protocol(params).real_strata_note
-    return (
-        "Strata unavailable: no test pair of the Table-3 runs carries a distractor or attribute label (runs "
-        "evaluated before the labels were written); re-evaluate them."
-    )
-
-
-GROUNDING_NOTE = (
-    "Grounding: % of the pairs whose frame holds another actor (the last rows of (c) and (d) count them) where "
-    "the prediction overlaps the referent more than any other actor: picking the right actor, apart from "
-    "drawing its mask; mAP needs both. Committed: % of them where it overlaps the referent and no other actor; "
-    "the other grounded pairs hedge (a second actor's probability passed theta x the referent's, so the mask "
-    "covers both) and lose IoU for it. Chance levels: the shuffled-sentence control (test_shuffled in each "
-    "run's eval/metrics.json)."
-)
-
-
-STRATA_SIZE = SMALL - 1  # four tables of seven rows share the page
-
-
-def strata_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    conf, proto = params.report.confidence, protocol(params)
-    page = Page("strata", PAGE_TITLES["strata"])
-    split = "Test split" if proto.cvls_paper else f"The {split_name(params)}"
-    units = (
-        ""
-        if proto.cvls_paper
-        else " J and J&F of a stratum: over its expressions (an expression and all its frames share its labels)."
-    )
-    page.text(
-        f"{split}, in %, per Table-3 variant and stratum: mean ± CI (the half-width of the {conf:.0%} Student-t "
-        "interval over seeds of each run's score on the stratum, from <run>/eval/strata.json; one seed: the value "
-        "alone). distractor: another actor of the referent's class is in an annotated frame of its video, so only "
-        "the sentence tells them apart; no_distractor: none is; attribute=a: the attribute type the sentence "
-        "singles the referent out by. The synthetic benchmark records both labels. " + proto.real_strata_note + units,
-        size=SMALL,
-    )
-    found = strata.strata_scores(inp.results, inp.per_sample, proto=proto)
-    if not found.available:
-        page.text(strata_unavailable(params, found), weight="bold", box="#eef3fb")
-        return page
-    grounded = [strata.GROUNDING, strata.COMMITTED] if strata.GROUNDING in found.scores else []
-    shown = [*strata.metrics_shown(proto), *grounded]
-    labels = {strata.GROUNDING: "Grounding", strata.COMMITTED: "Committed (grounded, no other actor touched)"}
-    for letter, metric in zip("abcd", shown):
-        label = labels.get(metric) or proto.label(metric)
-        page.text(f"({letter}) {label} by stratum", weight="bold", size=9.5)
-        page.table(strata.strata_table(found.scores, metric, conf, num, proto), size=STRATA_SIZE, gap=0.1)
-    if strata.GROUNDING in found.scores:
-        page.text(GROUNDING_NOTE, size=SMALL)
-    if found.unlabelled:
-        page.text(f"Runs left out (no labelled test pair): {', '.join(found.unlabelled)}.", size=SMALL)
-    page.text(data_notice(params), size=SMALL, color="darkred" if params.data.source == "synthetic" else "black")
-    return page
-
-
-def significance_intro(params: Params) -> str:
-    """How the significance page tests each step, in a paragraph."""
-    r, proto = params.report, protocol(params)
-    if proto.cvls_paper:
-        return (
-            f"Δ Mean IoU: paired bootstrap over the test samples ({r.bootstrap} resamples of the (frame, sentence) "
-            "pairs, the same pairs for every seed; IoU difference averaged over seeds and samples, in percentage "
-            f"points); {r.confidence:.0%} percentile interval and two-sided p. Δ mAP: paired t-test over seeds "
-            f"(same seed, both variants) with its {r.confidence:.0%} t-interval; needs ≥ 2 seeds. "
-            "Paper Δ mAP: the difference of the paper's Table 3 rows (row order as reconstructed)."
-        )
-    sec, pri = proto.label(proto.secondary), proto.label(proto.primary)
-    return (
-        f"Test split: the {split_name(params)}. Δ {sec}: paired bootstrap over the test expressions ({r.bootstrap} "
-        f"resamples of the expressions, the same expressions for every seed; an expression's {sec} is the mean over "
-        f"its annotated frames, as the DAVIS protocol scores it; difference averaged over seeds and expressions, in "
-        f"percentage points); {r.confidence:.0%} percentile interval and two-sided p. Δ {pri}: paired t-test over "
-        f"seeds (same seed, both variants) with its {r.confidence:.0%} t-interval; needs ≥ 2 seeds. The paper has no "
-        "ablation on this dataset to compare the steps with."
-    )
-
-
-def significance_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    r, proto = params.report, protocol(params)
-    page = Page("significance", PAGE_TITLES["significance"])
-    page.text(
-        "What the paper never reported: whether each added component helps beyond seed and sample noise.", weight="bold"
-    )
-    page.text(significance_intro(params), size=SMALL)
-    page.table(
-        tables.significance(
-            inp.results, inp.per_sample, reps=r.bootstrap, confidence=r.confidence, num=num, proto=proto
-        )
-    )
-    page.text(
-        f"A bootstrap p cannot go below 1/(reps + 1) = {1 / (r.bootstrap + 1):.1e}. Steps are every pair of "
-        "variants that differ by exactly one component.",
-        size=SMALL,
-    )
-    return page
-
-
-def sensitivity_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    """The ablation under each [open] reading (ablations/sensitivity.py; only when it ran)."""
-    page = Page("sensitivity", PAGE_TITLES["sensitivity"])
-    page.text(
-        "The spec leaves two readings of Eq. 3 open: the BCE over a frame's pixels as a mean or a sum "
-        "(loss.seg_reduction; the sum makes L_seg, not L_ccl, dominate Eq. 4 at λ = 0.8) and the decoder's "
-        "multi-modal tensor as a concatenation or an element-wise product (model.fusion); and the visual map F as "
-        "the levels' concatenation, as the text writes it, or reduced to C by a 3×3 conv (model.merge). Each row "
-        "block is the "
-        "whole ablation with one choice changed from params.yaml, every variant at the main run's budget.",
-        size=SMALL,
-    )
-    page.table(tables.sensitivity(inp.sensitivity, num))
-    page.text(
-        f"Mean ± {params.report.confidence:.0%} t-interval over seeds; Δ mAP: each seed's difference from the same "
-        "reading's Baseline on that seed, averaged, with its t-interval.",
-        size=SMALL,
-    )
-    return page
-
-
-def fig6_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
-    r, proto = params.report, protocol(params)
-    page = Page("fig6", PAGE_TITLES["fig6"])
-    if proto.cvls_paper:
-        units, extra = "samples", "Mean IoU (right) is not in the paper's figure. "
-    else:
-        units = proto.units(2)
-        extra = f"Left {proto.label(proto.primary)}, right {proto.label(proto.secondary)}; the paper's is A2D mAP. "
-    studies = (
-        (inp.rhic, figures.rhic_ratio, "ratio", paper.FIG6A_BEHAVIOUR),
-        (
-            inp.lam,
-            figures.lambda_sensitivity,
-            "λ",
-            paper.FIG6B_BEHAVIOUR + " Ours: L = λ·L_seg + (1 − λ)·L_ccl (Eq. 4).",
-        ),
-    )
-    for df, draw, what, behaviour in studies:
-        axs = page.axes(3.5, ncols=2, left=0.6, wspace=0.7)
-        for ax, metric in zip(axs, (proto.primary, proto.secondary)):
-            iv = point_intervals(
-                df,
-                inp.study_samples,
-                metric=metric,
-                splits=("val", "test"),
-                reps=r.bootstrap,
-                confidence=r.confidence,
-                proto=proto,
-            )
-            draw(ax, df, metric, iv, None if proto.cvls_paper else proto.test_short)
-        page.legend(*figures.take_legend(axs[0]))
-        figures.take_legend(axs[1])
-        without = sum(str(h) not in inp.study_samples for h in df["run_hash"])
-        missing = (
-            f" {without} of the {len(df)} runs have no <run>/eval/per_sample.csv: no bar at their one-seed points."
-            if without
-            else ""
-        )
-        page.text(
-            f"Ours: full CVLS model on the val and test splits at each {what}, seeds per point: "
-            f"{df.groupby('point').size().max()} (line: mean over seeds; dots: the seeds; bars: the {r.confidence:.0%} "
-            "interval, Student-t over seeds where a point has ≥ 2, else the percentile bootstrap of the run's "
-            f"score over its {units}, {r.bootstrap} resamples).{missing} " + extra + behaviour,
-            size=SMALL,
-            gap=0.25,
-        )
+    page.text("\n".join(f"{i}. {t}" for i, t in enumerate(contents, start=2)), size=SMALL)
     return page
 
 
@@ -499,7 +242,7 @@ def jf_main_results_page(params: Params, inp: ReportInputs, num: Numbers) -> Pag
     return page
 
 
-def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
+def training_page(params: Params, inp: ReportInputs, an: Analysis, num: Numbers) -> Page:
     proto = protocol(params)
     page = Page("training", PAGE_TITLES["training"])
     variants = inp.variants
@@ -522,24 +265,12 @@ def training_page(params: Params, inp: ReportInputs, num: Numbers) -> Page:
         f"most of its {proto.short(proto.primary)}; one that segments the most salient object does not.",
         size=SMALL,
     )
-    r = params.report
-    page.table(
-        tables.shuffled_control(
-            inp.results,
-            inp.per_sample,
-            inp.main_metrics,
-            reps=r.bootstrap,
-            confidence=r.confidence,
-            num=num,
-            proto=proto,
-        )
-    )
+    page.table(verdicts.shuffled(an, inp.results, inp.main_metrics, num, proto))
     page.text(
-        f"Δ {proto.label(proto.secondary)}: each variant's own test {proto.units(2)} scored with their sentence minus "
-        f"the same {proto.units(2)} with another sample's sentence (the same model and seed), paired bootstrap over "
-        f"the {proto.units(2)} ({r.bootstrap} resamples, difference averaged over seeds), {r.confidence:.0%} "
-        "percentile interval and two-sided p: whether the row uses the sentence beyond noise. The main run's row has "
-        "no per-sample table here (it is one of the full model's seeds).",
+        f"Δ: each variant's own test {proto.units(2)} scored with their sentence minus the same {proto.units(2)} with "
+        f"another sample's sentence (the same models), with its {params.report.confidence:.0%} interval counting seeds "
+        "and test videos, and the BH q over the report's exploratory comparisons: whether the row uses the sentence "
+        "beyond noise. The main run's row: its metrics only (it is one of the full model's seeds).",
         size=SMALL,
     )
     return page

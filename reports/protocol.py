@@ -1,26 +1,17 @@
 """What the report shows per dataset (params.data.dataset), in one place.
 
-A2D Sentences is scored as the CVLS paper scores it (mAP 0.5:0.95, Overall / Mean IoU, one unit
-per (frame, sentence) pair), next to the paper's numbers. Ref-YouTube-VOS and MeViS are scored with
-the DAVIS metrics J, F and J&F (core.vos_metrics: per expression the mean over its annotated frames,
-then the mean over expressions), so there the paired tests and the bootstraps resample expressions,
-not pairs; the CVLS paper has no numbers on them, so the context is another method's published
-numbers (Ref-YouTube-VOS) or nothing (MeViS).
-
-Each metric's per-unit score is the mean, over a unit's rows of the per-sample table, of one
-column (`Protocol.scores`, 0..1): on A2D a unit is one pair (`iou`; `map`: the pair's share of the
-mAP thresholds, core.metrics.sample_map), on the J&F datasets one expression (`iou` -> J; `f` -> F;
-`jf` = (iou + f) / 2 per pair -> J&F, since (mean J + mean F) / 2 = mean of (J + F) / 2). The mean of
-the unit scores over a split is the split's metric / 100 (mAP and Mean IoU before rounding; J, F,
-J&F exactly).
+A2D Sentences is scored as the CVLS paper scores it (mAP 0.5:0.95, Overall / Mean IoU, over the
+(frame, sentence) pairs), next to the paper's numbers. Ref-YouTube-VOS and MeViS are scored with
+the DAVIS metrics J, F and J&F (core.vos_metrics: per expression the mean over its annotated
+frames, then the mean over expressions); the CVLS paper has no numbers on them, so the context is
+another method's published numbers (Ref-YouTube-VOS) or nothing (MeViS). How each metric is
+computed from the per-sample rows, and resampled (by test video), is reports.scores'.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-
-import pandas as pd
 
 from core.config import DATASET_NAMES, Params
 from reports import paper
@@ -40,9 +31,7 @@ class Protocol:
     table3: tuple[str, ...]  # Table 3's metrics, in column order
     primary: str  # paired t over seeds, Fig. 6 left, the shuffled-sentence control
     secondary: str  # paired bootstrap over units, Fig. 6 right
-    unit: str  # the per-sample column whose value is one unit of the paired tests
-    unit_name: str  # how the pages name a unit
-    scores: Mapping[str, str]  # metric -> the per-sample column whose mean over a unit is its score
+    unit_name: str  # how the pages name a unit of the Table-3 metrics (a pair, an expression)
     main_metrics: tuple[str, ...]  # the main-results page's rows
     test_split: str  # how the pages name the test split (a noun phrase)
     test_short: str  # ... in a table header
@@ -75,12 +64,6 @@ class Protocol:
     def units(self, n: int) -> str:
         return f"{self.unit_name}{'' if n == 1 else 's'}"
 
-    def unit_scores(self, samples: pd.DataFrame, metric: str) -> pd.Series:
-        """Per unit of `samples` (one run's rows of one split), its score of `metric` (0..1), in the
-        order the units first appear (a row is one pair: on A2D the rows themselves)."""
-        score = samples[self.scores[metric]]
-        return score if self.unit == "pair" else score.groupby(samples[self.unit], sort=False).mean()
-
 
 A2D_REAL_STRATA = (
     "Real A2D Sentences has no class labels in its sentence h5 files, so no pair can be labelled by distractor "
@@ -92,9 +75,7 @@ A2D = Protocol(
     table3=paper.TABLE3_METRICS,
     primary="mAP",
     secondary="mean_iou",
-    unit="pair",
     unit_name="pair",
-    scores={"mAP": "map", "mean_iou": "iou"},
     main_metrics=paper.METRICS,
     test_split="A2D-format",
     test_short="A2D-format test",
@@ -114,9 +95,7 @@ def jf_protocol(dataset: str, **kw: Any) -> Protocol:
         table3=("J&F", "J", "F"),
         primary="J&F",
         secondary="J",
-        unit="sample",
         unit_name="expression",
-        scores={"J&F": "jf", "J": "iou", "F": "f"},
         main_metrics=("J", "F", "J&F", *paper.METRICS),
         cvls_paper=False,
         context_key="context/table3",

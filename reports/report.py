@@ -12,7 +12,9 @@ import seaborn as sns
 from core import tracking
 from core.config import Params
 from core.io import write_json
+from reports import ablation_pages as A
 from reports import pages as P
+from reports.analysis import analyze
 from reports.document import RC, close, save_pages, write_pdf
 from reports.inputs import load_inputs
 from reports.tables import Numbers
@@ -31,20 +33,31 @@ def build_report(params: Params, *, track: bool = True) -> ReportResult:
     all of them are logged to the MLflow parent run 'report' (keyed by the data fingerprint)."""
     inp = load_inputs(params)
     images = P.qualitative_images(params, inp)  # checked before any drawing
+    an = analyze(params, inp)
     out = params.outputs / "report"
     num = Numbers()
+    builders = [
+        lambda: A.table3_page(params, inp, an, num),
+        lambda: A.verdicts_page(params, inp, an, num),
+        lambda: A.strata_page(params, inp, an, num),
+        *([lambda: A.strata_page(params, inp, an, num, grounding=True)] if "grounding" in an.strata.metrics else []),
+        *([lambda: A.sensitivity_page(params, inp, an, num)] if an.readings is not None else []),
+        lambda: A.fig6_page(params, inp, an, num),
+        lambda: A.fig6_tests_page(params, inp, an, num),
+        lambda: P.main_results_page(params, inp, num),
+        lambda: P.training_page(params, inp, an, num),
+        *([lambda: A.calibration_page(params, inp, an, num)] if an.calibration is not None else []),
+        lambda: P.qualitative_page(params, inp, num, images),
+    ]
     with plt.rc_context(RC), sns.axes_style("whitegrid", rc=RC):
-        pages = [
-            P.title_page(params, inp, num),
-            P.table3_page(params, inp, num),
-            P.strata_page(params, inp, num),
-            P.significance_page(params, inp, num),
-            *([P.sensitivity_page(params, inp, num)] if inp.sensitivity is not None else []),
-            P.fig6_page(params, inp, num),
-            P.main_results_page(params, inp, num),
-            P.training_page(params, inp, num),
-            P.qualitative_page(params, inp, num, images),
-        ]
+        pages = []
+        try:
+            for build in builders:
+                pages.append(build())
+        except BaseException:
+            close(pages)
+            raise
+        pages.insert(0, P.title_page(params, inp, num, [p.title for p in pages]))
         try:
             footer = f"CVLS suite · {params.data.source} data · fingerprint {inp.fingerprint}"
             for i, page in enumerate(pages, start=1):

@@ -1,11 +1,12 @@
-"""Table 3 by stratum: each variant's secondary and primary metric (A2D: Mean IoU and mAP; the J&F
-datasets: J and J&F, reports.protocol), its grounding and committed share (core.metrics.grounding) on the test pairs
-with and without a same-class distractor, and per disambiguating attribute type.
+"""Table 3 by stratum: each variant's level per stratum and, per stratum, the full model against
+the Baseline, counting seeds and test videos like Table 3 (reports.inference).
 
 The strata of a pair are the per-sample table's `distractor` and `attribute` columns
-(core.results.STRATA_COLUMNS; None = unknown), and each run's scores on them are
-core.strata.strata_metrics of its rows, exactly what evaluation writes to <run>/eval/strata.json.
-Those per-run scores are then spread over seeds with a t-interval, like Table 3.
+(core.results.STRATA_COLUMNS; empty = unknown), as core.strata.strata_of names them:
+"distractor" (another actor of the referent's class is in its video), "no_distractor", and
+"attribute=<type>" (what the sentence singles the referent out by). The metrics: the protocol's
+secondary and primary one (A2D: Mean IoU and mAP; J&F datasets: J and J&F), and where the table
+has other_iou the grounding and committed shares (core.metrics.grounding).
 """
 
 from __future__ import annotations
@@ -14,31 +15,30 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from core.config import Params
 from core.results import STRATA_COLUMNS
-from core.strata import strata_metrics
-from reports.protocol import A2D, Protocol
-from reports.stats import mean_ci
-from reports.tables import Numbers, Table
+from reports.analysis import Comparison, contrast, levels, primary_metric, split_rows
+from reports.inference import Estimate, within_rows
+from reports.protocol import protocol
+from reports.scores import EXPRESSION_SCORES, GROUNDED, run_table
 
-
-def metrics_shown(proto: Protocol = A2D) -> tuple[str, str]:
-    """The metrics the page shows, in order: the protocol's secondary and primary metric."""
-    return proto.secondary, proto.primary
+GROUNDING, COMMITTED = GROUNDED
 
 
 @dataclass
-class StrataScores:
-    scores: pd.DataFrame  # one row per (variant, seed, stratum): the page's metrics (%), n and n_expressions
+class StrataAnalysis:
+    strata: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)  # in the page's order
+    cells: dict[tuple[str, str, str], Estimate] = field(default_factory=dict)  # (stratum, variant, metric)
+    units: dict[tuple[str, str], int] = field(default_factory=dict)  # (stratum, metric) -> units it counts
+    seeds: int = 0
+    tests: list[Comparison] = field(default_factory=list)  # full − Baseline per stratum (primary metric, grounding)
     columns: bool = True  # the per-sample table has the strata columns (older tables lack them)
     unlabelled: list[str] = field(default_factory=list)  # "variant seed s" of runs with no labelled pair
 
     @property
     def available(self) -> bool:
-        return not self.scores.empty
-
-
-GROUNDING = "grounding"  # core.metrics.grounding: the prediction picks the referent over the frame's other actors
-COMMITTED = "committed"  # core.metrics.grounding: ... and touches no other actor (grounded without hedging)
+        return bool(self.cells)
 
 
 def has_grounding(per_sample: pd.DataFrame) -> bool:
@@ -46,61 +46,53 @@ def has_grounding(per_sample: pd.DataFrame) -> bool:
     return "other_iou" in per_sample.columns and bool(per_sample["other_iou"].notna().any())
 
 
-def records(samples: pd.DataFrame, jf: bool = False) -> list[dict]:
-    """Per-sample rows as core.strata reads them: inter, union and the strata, unknown (an empty
-    cell, NaN in pandas) as None; other_iou when the table has it; with `jf` also sample, iou and f."""
-    extra = ("other_iou",) if "other_iou" in samples.columns else ()
-    cols = ["inter", "union", *STRATA_COLUMNS, *extra, *(("sample", "iou", "f") if jf else ())]
-    return [{c: None if pd.isna(x) else x for c, x in zip(cols, r)} for r in samples[cols].itertuples(index=False)]
+def stratum_masks(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """stratum -> which rows belong to it, in core.strata's order (distractor strata, then the
+    attributes by name); only strata with rows."""
+    distractor = pd.to_numeric(rows["distractor"], errors="coerce")
+    attribute = rows["attribute"].where(rows["attribute"].notna() & (rows["attribute"].astype(str) != ""))
+    masks = {"distractor": distractor == 1, "no_distractor": distractor == 0}
+    masks |= {f"attribute={a}": attribute == a for a in sorted(attribute.dropna().astype(str).unique())}
+    return {k: m for k, m in masks.items() if m.any()}
 
 
-def strata_scores(
-    results: pd.DataFrame, per_sample: pd.DataFrame, split: str = "test", proto: Protocol = A2D
-) -> StrataScores:
-    """core.strata.strata_metrics of every Table-3 run's `split` pairs (with J, F, J&F on the J&F
-    datasets), in result-table order."""
-    grounded = (GROUNDING, COMMITTED, "n_grounding") if has_grounding(per_sample) else ()
-    keep = (*metrics_shown(proto), *grounded, "n", *(("n_expressions",) if proto.jf else ()))
-    empty = pd.DataFrame(columns=["variant", "seed", "stratum", *keep])
+def unit_count(rows: pd.DataFrame, metric: str) -> int:
+    """The units `metric` counts in one run's rows: pairs, expressions (J&F), or pairs whose frame
+    holds another actor (grounding)."""
+    if metric in GROUNDED:
+        return int(rows["other_iou"].notna().sum())
+    return int(rows["sample"].nunique()) if metric in EXPRESSION_SCORES else len(rows)
+
+
+def analyze(params: Params, per_sample: pd.DataFrame, variants: list[str], base: str, name: str) -> StrataAnalysis:
+    """Every variant's level per stratum on test, and `name` (the full model) − `base` (the Baseline)
+    per stratum on the primary metric and grounding."""
+    proto, conf = protocol(params), params.report.confidence
+    out = StrataAnalysis()
     if any(c not in per_sample.columns for c in STRATA_COLUMNS):
-        return StrataScores(empty, columns=False)
-    ps = per_sample[per_sample["split"] == split]
-    groups = dict(list(ps.groupby(["variant", "seed"], sort=False)))
-    out, rows = StrataScores(empty), []
-    for v, seed in results[["variant", "seed"]].itertuples(index=False):
-        g = groups.get((v, seed))
-        found = {} if g is None else strata_metrics(records(g, proto.jf), proto.jf)
-        if not found:
-            out.unlabelled.append(f"{v} seed {seed}")
-        rows += [
-            {"variant": v, "seed": seed, "stratum": k, **{m: s.get(m, float("nan")) for m in keep}}
-            for k, s in found.items()
-        ]
-    if rows:
-        out.scores = pd.DataFrame(rows)
+        out.columns = False
+        return out
+    rows = split_rows(per_sample, "test")
+    masks = stratum_masks(rows)
+    labelled = rows[pd.concat(list(masks.values()), axis=1).any(axis=1)] if masks else rows.iloc[:0]
+    done = set(labelled.groupby(["variant", "seed"]).groups)
+    out.unlabelled = [f"{v} seed {s}" for v, s in rows.groupby(["variant", "seed"]).groups if (v, s) not in done]
+    out.metrics = [proto.secondary, proto.primary, *(GROUNDED if has_grounding(rows) else ())]
+    tested = {primary_metric(params, proto), GROUNDING}
+    for stratum, mask in masks.items():
+        sub = rows[mask]
+        first = sub[(sub["variant"] == sub["variant"].iloc[0]) & (sub["seed"] == sub["seed"].iloc[0])]
+        present = [v for v in variants if v in set(sub["variant"])]  # a run without labels has no stratum
+        for metric in out.metrics:
+            t = run_table(sub, metric, present)
+            if t.empty:
+                continue
+            out.strata += [stratum] if stratum not in out.strata else []
+            out.seeds = max(out.seeds, len(t.seeds))
+            out.units[(stratum, metric)] = unit_count(first, metric)
+            out.cells |= {(stratum, v, metric): e for v, e in levels(t, within_rows(t.y), conf).items()}
+            if metric in tested and len(t.seeds) >= 2 and base != name and {base, name} <= set(present):
+                out.tests.append(
+                    Comparison("stratum", base, name, metric, "test", contrast(t, base, name, conf), scope=stratum)
+                )
     return out
-
-
-def strata_table(scores: pd.DataFrame, metric: str, confidence: float, num: Numbers, proto: Protocol = A2D) -> Table:
-    """Rows: variants; columns: strata; cells: mean ± t-interval over seeds of `metric`; last row:
-    the units in each stratum (A2D: pairs; J&F datasets: expressions; for grounding the pairs with
-    another actor in the frame; the most any run has: the runs share the test split)."""
-    strata = list(dict.fromkeys(scores["stratum"]))
-    t = Table(["Variant", "seeds", *(s.replace("=", "=\n") for s in strata)])
-    for v, g in scores.groupby("variant", sort=False):
-        values = g.groupby("stratum")[metric].apply(lambda x: list(x.dropna()))  # NaN: not defined there
-        row = [v, num.put(f"strata/{v}/n_seeds", g["seed"].nunique())]
-        for s in strata:
-            key = f"strata/{v}/{s}/{metric}"
-            found = s in values and len(values[s]) > 0
-            row.append(num.pm(key, mean_ci(values[s], confidence)) if found else num.put(key + "/mean", None))
-        t.rows.append(row)
-    if metric in (GROUNDING, COMMITTED):  # over the pairs whose frame holds another actor
-        n = scores.groupby("stratum")["n_grounding"].max()
-        key = "strata/n_grounding"
-    else:
-        n = scores.groupby("stratum")["n_expressions" if proto.jf else "n"].max()
-        key = "strata/n"
-    counts = (num.put(f"{key}/{s}", None if pd.isna(n[s]) else int(n[s])) for s in strata)
-    t.rows.append([f"test {proto.units(2)} (n)", "", *counts])
-    return t

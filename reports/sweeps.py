@@ -1,61 +1,172 @@
-"""The intervals Fig. 6a/6b draw at each swept point.
+"""Fig. 6a/6b and the [open] readings: each point's level and each point against the default, and
+Table 3 under each reading, counting seeds and test videos like Table 3 (reports.inference).
 
-With two or more seeds at a point, the Student-t interval over the seeds (as Table 3); with one
-seed (the default, studies.seeds: [0]) there is no seed spread, so the interval is the percentile
-bootstrap of the run's score over its units, from <run>/eval/per_sample.csv (reports.protocol:
-on A2D a pair's IoU for Mean IoU, its share of the mAP thresholds for mAP; on the J&F datasets an
-expression's mean over its annotated frames). A one-seed point whose run has no per-sample file
-gets no interval.
+A sweep trains the full model at each point with params studies.seeds (by default one seed). With
+two or more seeds at every point the seed variance is pooled over the sweep's points; with one,
+no seed variance can be measured there, so each point borrows Table 3's (pooled over its rows on
+the same split and metric, from ablation/results.csv) and its video term also holds the residual
+(conservative; reports.inference.estimate). Either way a point's interval counts both variances,
+and each point against the default point is paired by seed and video.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
-from reports.protocol import A2D, Protocol
-from reports.stats import bootstrap_ci, mean_ci
+from core.config import Params
+from reports.analysis import Comparison, contrast, levels, primary_metric
+from reports.inference import Estimate, SeedVariance, between_rows, estimate, within_rows
+from reports.protocol import protocol
+from reports.scores import RunTable, run_table
+from reports.variants import baseline
 
-OVER = {"seeds": "t over seeds", "samples": "bootstrap over samples"}
-
-
-@dataclass(frozen=True)
-class PointIntervals:
-    frame: pd.DataFrame  # point, split, lo, hi, over ('seeds' | 'samples')
-    confidence: float
-
-    @property
-    def label(self) -> str:
-        """What the bars are, for the legend."""
-        kinds = [OVER[k] for k in OVER if k in set(self.frame["over"])]
-        return f"{self.confidence:.0%} CI ({', '.join(kinds) or 'none'})"
+STUDIES = {"rhic_ratio": "rhic", "lambda_sensitivity": "lam"}  # study -> its ReportInputs table
+SPLITS = ("val", "test")
 
 
-def point_intervals(
-    df: pd.DataFrame,
-    run_samples: dict[str, pd.DataFrame],
-    *,
-    metric: str,
-    splits: tuple[str, ...],
-    reps: int,
-    confidence: float,
-    proto: Protocol = A2D,
-) -> PointIntervals:
-    """The interval of `metric` (%) at every (point, split) of a study table (one row per
-    (point, seed), columns point, run_hash, '<split>/<metric>'); points as text, as drawn."""
-    rows = []
-    by_point = df.assign(point=df["point"].astype(str)).groupby("point", sort=False)
-    for (point, g), split in ((pg, s) for pg in by_point for s in splits):
-        values = g[f"{split}/{metric}"].dropna()
-        if len(values) >= 2:
-            iv = mean_ci(values.tolist(), confidence)
-            rows.append((point, split, iv.mean - iv.half, iv.mean + iv.half, "seeds"))
+@dataclass
+class SweepAnalysis:
+    study: str
+    default: str | None  # the point params.yaml trains (the main run's value), when swept
+    points: list[str] = field(default_factory=list)
+    seeds: int = 0  # seeds every point has
+    borrowed: bool = False  # one seed per point: the seed variance is Table 3's
+    cells: dict[tuple[str, str, str], Estimate] = field(default_factory=dict)  # (point, split, metric)
+    tests: list[Comparison] = field(default_factory=list)  # point − default, per split, on the primary metric
+    without_samples: int = 0  # runs without <run>/eval/per_sample.csv (no interval)
+
+    def intervals(self, metric: str) -> pd.DataFrame:
+        """point, split, lo, hi of `metric` at every point with an interval (for the figure)."""
+        rows = [(p, s, e.lo, e.hi) for (p, s, m), e in self.cells.items() if m == metric]
+        return pd.DataFrame(rows, columns=["point", "split", "lo", "hi"])
+
+
+def default_point(params: Params, study: str) -> str:
+    if study == "rhic_ratio":
+        return str(params.loss.rhic_ratio).strip()
+    return repr(float(params.loss.lambda_seg))
+
+
+def point_text(study: str, value: Any) -> str:
+    return repr(float(value)) if study == "lambda_sensitivity" else str(value).strip()
+
+
+def seed_variances(results: pd.DataFrame, column: str) -> tuple[SeedVariance, SeedVariance] | None:
+    """(within rows, between rows) of Table 3's run scores in `column` (ablation/results.csv)."""
+    if column not in results.columns:
+        return None
+    y = results.pivot_table(index="variant", columns="seed", values=column, sort=False).dropna(axis=1)
+    if y.shape[1] < 2:
+        return None
+    return within_rows(y.to_numpy()), between_rows(y.to_numpy())
+
+
+def sweep_rows(df: pd.DataFrame, samples: dict[str, pd.DataFrame], study: str) -> tuple[pd.DataFrame, int]:
+    """The sweep's per-sample rows (variant = the point, seed), and how many runs have none."""
+    parts, missing = [], 0
+    for r in df.itertuples(index=False):
+        s = samples.get(str(r.run_hash))
+        if s is None:
+            missing += 1
             continue
-        samples = run_samples.get(str(g.loc[values.index, "run_hash"].iloc[0])) if len(values) else None
-        scores = None if samples is None else 100 * proto.unit_scores(samples[samples["split"] == split], metric)
-        if scores is None or scores.empty:
+        parts.append(s.assign(variant=point_text(study, r.point), seed=int(r.seed)))
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), missing
+
+
+def analyze_study(
+    params: Params, study: str, df: pd.DataFrame, samples: dict[str, pd.DataFrame], results: pd.DataFrame
+) -> SweepAnalysis:
+    proto, conf = protocol(params), params.report.confidence
+    points = list(dict.fromkeys(point_text(study, p) for p in df["point"]))
+    default = default_point(params, study)
+    out = SweepAnalysis(study, default if default in points else None, points)
+    rows, out.without_samples = sweep_rows(df, samples, study)
+    if rows.empty:
+        return out
+    for split in SPLITS:
+        for metric in (proto.primary, proto.secondary):
+            t = run_table(rows[rows["split"] == split], metric, [p for p in points if p in set(rows["variant"])])
+            if t.empty:
+                continue
+            out.seeds = len(t.seeds)
+            seeds = (
+                (within_rows(t.y), between_rows(t.y))
+                if len(t.seeds) >= 2
+                else seed_variances(results, f"{split}/{metric}")
+            )
+            out.borrowed = len(t.seeds) < 2
+            if seeds is None:
+                continue
+            out.cells |= {(p, split, metric): e for p, e in levels(t, seeds[0], conf).items()}
+            if out.default in t.rows and metric == primary_metric(params, proto):
+                out.tests += point_tests(t, out.default, seeds[1], study, split, metric, conf)
+    return out
+
+
+def point_tests(
+    t: RunTable, default: str, seed: SeedVariance, study: str, split: str, metric: str, conf: float
+) -> list[Comparison]:
+    """Each point minus the default point, paired by seed and video."""
+    return [
+        Comparison("fig6", default, p, metric, split, estimate(t.row(p) - t.row(default), seed, conf), scope=study)
+        for p in t.rows
+        if p != default
+    ]
+
+
+def analyze_studies(params: Params, inp: Any) -> dict[str, SweepAnalysis]:
+    return {
+        s: analyze_study(params, s, getattr(inp, attr), inp.study_samples, inp.results) for s, attr in STUDIES.items()
+    }
+
+
+@dataclass
+class ReadingsAnalysis:
+    """Table 3 under each [open] reading (ablations/sensitivity.py): levels and rows vs Baseline."""
+
+    readings: list[str]
+    variants: list[str]
+    metrics: tuple[str, str]  # primary, secondary
+    seeds: dict[str, int] = field(default_factory=dict)
+    cells: dict[tuple[str, str, str], Estimate] = field(default_factory=dict)  # (reading, variant, metric)
+    tests: list[Comparison] = field(default_factory=list)
+
+
+def analyze_readings(
+    params: Params, sensitivity: tuple[pd.DataFrame, dict[str, pd.DataFrame]] | None
+) -> ReadingsAnalysis | None:
+    """Per reading of sensitivity/results.csv (one row per reading, variant and seed, with its
+    run_hash), each variant's level and its difference from the reading's Baseline, from the
+    runs' own per-sample tables."""
+    if sensitivity is None:
+        return None
+    results, samples = sensitivity
+    proto, conf = protocol(params), params.report.confidence
+    metrics = (proto.primary, proto.secondary)
+    out = ReadingsAnalysis(list(dict.fromkeys(results["reading"])), list(dict.fromkeys(results["variant"])), metrics)
+    for reading, g in results.groupby("reading", sort=False):
+        parts = [
+            samples[h].assign(variant=v, seed=s)
+            for v, s, h in g[["variant", "seed", "run_hash"]].itertuples(index=False)
+            if h in samples
+        ]
+        if not parts:
             continue
-        lo, hi = bootstrap_ci(scores.to_numpy(), reps=reps, confidence=confidence, seed=len(rows))
-        rows.append((point, split, lo, hi, "samples"))
-    return PointIntervals(pd.DataFrame(rows, columns=["point", "split", "lo", "hi", "over"]), confidence)
+        rows = pd.concat(parts, ignore_index=True)
+        rows = rows[rows["split"] == "test"]
+        base = baseline(g) if {"ccl", "rhic", "lcf"} <= set(g.columns) else out.variants[0]
+        for metric in metrics:
+            t = run_table(rows, metric, list(dict.fromkeys(g["variant"])))
+            if t.empty or len(t.seeds) < 2:
+                continue
+            out.seeds[reading] = len(t.seeds)
+            out.cells |= {(reading, v, metric): e for v, e in levels(t, within_rows(t.y), conf).items()}
+            out.tests += [
+                Comparison("sensitivity", base, v, metric, "test", contrast(t, base, v, conf), scope=reading)
+                for v in t.rows
+                if v != base
+            ]
+    return out

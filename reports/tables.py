@@ -2,7 +2,7 @@
 
 `Numbers` formats every number that goes into a table and remembers it, so report_numbers.json
 holds the same values the PDF shows (value == float(text)), and tests can check one against the
-other and against the result tables.
+other and against the result tables. The numbers come from reports.analysis; nothing here infers.
 """
 
 from __future__ import annotations
@@ -12,20 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.bounds import share_of_headroom
 from reports import paper
-from reports.protocol import A2D, Protocol, short_label
-from reports.stats import Interval, detectable_difference, mean_ci, paired_bootstrap, paired_t
-from reports.variants import baseline, full, incremental_steps
+from reports.analysis import Analysis
+from reports.inference import Estimate
+from reports.protocol import A2D, Protocol
+from reports.scores import THRESHOLDS
 
 DASH = "–"
 PM = "±"
 NA = "n/a"  # a number that cannot exist for this data (not a missing one, which is DASH)
-POWER = 0.8  # the power the detectable differences are stated at
-# bounds.json's bounds, as Table 3's reference rows
-BOUND_ROWS = {"oracle": "oracle ceiling", "language_blind": "language-blind bound"}
+BOUND_LABELS = {"oracle": "oracle ceiling", "language_blind": "language-blind reference"}
 
 
 class Numbers:
@@ -47,10 +45,10 @@ class Numbers:
         self.items[key] = {"value": float(text), "text": text}
         return text
 
-    def pm(self, key: str, iv: Interval, digits: int = 1) -> str:
-        """'mean ± half' (mean alone with one seed); records key/mean and key/ci."""
-        mean = self.put(f"{key}/mean", iv.mean, digits)
-        half = self.put(f"{key}/ci", iv.half, digits)
+    def pm(self, key: str, mean_: float, half_: float, digits: int = 1) -> str:
+        """'mean ± half' (the mean alone without an interval); records key/mean and key/ci."""
+        mean = self.put(f"{key}/mean", mean_, digits)
+        half = self.put(f"{key}/ci", half_, digits)
         return mean if half == DASH else f"{mean} {PM} {half}"
 
     def p(self, key: str, p: float) -> str:
@@ -62,6 +60,18 @@ class Numbers:
         text = f"{p:.1e}"
         self.items[key] = {"value": float(text), "text": text}
         return text
+
+    def est(self, key: str, e: Estimate | None, digits: int = 1) -> str:
+        """A level 'mean ± half' (its interval is symmetric); records key/mean and key/ci."""
+        if e is None:
+            return self.put(f"{key}/mean", None)
+        return self.pm(key, e.value, (e.hi - e.lo) / 2, digits)
+
+    def diff(self, key: str, e: Estimate, digits: int = 1) -> str:
+        """A difference 'Δ [lo, hi]'; records key/diff, key/lo, key/hi."""
+        d = self.put(f"{key}/diff", e.value, digits, signed=True)
+        ci = self.interval(key, e.lo, e.hi, digits)
+        return d if ci == DASH else f"{d} {ci}"
 
     def interval(self, key: str, lo: float, hi: float, digits: int = 1) -> str:
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -76,325 +86,78 @@ class Table:
     bold_rows: tuple[int, ...] = ()  # row indices to emphasise (e.g. the paper's row)
 
 
-def seed_intervals(results: pd.DataFrame, column: str, confidence: float) -> dict[str, Interval]:
-    """variant -> mean ± t-interval of `column` over its seeds."""
-    return {v: mean_ci(g[column].tolist(), confidence) for v, g in results.groupby("variant", sort=False)}
-
-
 def table3(
-    results: pd.DataFrame,
-    confidence: float,
-    num: Numbers,
-    bounds: dict[str, dict[str, float]] | None = None,
-    proto: Protocol = A2D,
+    an: Analysis, variants: list[str], full: str, num: Numbers, bounds: dict | None, proto: Protocol = A2D
 ) -> Table:
-    """Table 3 reproduced: the protocol's test metrics per variant (A2D: mAP / Overall IoU / Mean
-    IoU; J&F datasets: J&F / J / F), ours (mean ± CI) vs the context numbers (A2D: the paper's
-    rows; Ref-YouTube-VOS: another method's, on the full model's row); with `bounds` (bounds.json of
-    the test split: 'oracle' / 'language_blind' -> metric -> %), the bounds as reference rows under
-    the variants."""
+    """Table 3 reproduced: each row's level per Table-3 metric (mean ± CI counting seeds and test
+    videos) next to the context numbers (A2D: the paper's rows); under the rows the bounds as
+    references: the language-blind predictor with its interval over the test videos (from
+    bound_pairs.csv; else bounds.json's value alone) and the oracle ceiling (bounds.json)."""
     header = ["Variant", "seeds"]
     for m in proto.table3:
         header += [f"{proto.short(m)}\nours (± CI)", f"{proto.short(m)}\n{proto.context_label}"]
     t = Table(header)
-    stats = {m: seed_intervals(results, f"test/{m}", confidence) for m in proto.table3}
-    name = full(results)
-    for v in dict.fromkeys(results["variant"]):
-        row = [v, num.put(f"table3/{v}/n_seeds", stats[proto.primary][v].n)]
+    for v in variants:
+        row = [v, num.put(f"table3/{v}/n_seeds", an.seeds)]
         for m in proto.table3:
-            row.append(num.pm(f"table3/{v}/test/{m}", stats[m][v]))
-            row.append(num.put(f"{proto.context_key}/{v}/{m}", proto.context(v, m, name)))
+            row.append(num.est(f"table3/{v}/test/{m}", an.rows.get((v, m))))
+            row.append(num.put(f"{proto.context_key}/{v}/{m}", proto.context(v, m, full)))
         t.rows.append(row)
-    for b, label in BOUND_ROWS.items():
-        if bounds is not None and b in bounds:
-            row = [label, DASH]
-            for m in proto.table3:
-                row += [num.put(f"bounds/test/{b}/{m}", bounds[b].get(m)), DASH]
-            t.rows.append(row)
+    for b, label in BOUND_LABELS.items():
+        if (bounds is None or b not in bounds) and not any(k[0] == b for k in an.references):
+            continue
+        row = [label, DASH]
+        for m in proto.table3:
+            e = an.references.get((b, m))
+            value = (bounds or {}).get(b, {}).get(m)
+            row += [num.est(f"bounds/test/{b}/{m}", e) if e else num.put(f"bounds/test/{b}/{m}", value), DASH]
+        t.rows.append(row)
     return t
 
 
-def headroom_metrics(proto: Protocol = A2D) -> tuple[str, str]:
-    """The metrics whose share of the headroom Table 3 states: the protocol's primary and secondary."""
-    return proto.primary, proto.secondary
-
-
-def headroom(results: pd.DataFrame, bounds: dict[str, dict[str, float]], num: Numbers, proto: Protocol = A2D) -> Table:
-    """Per variant, the share of the headroom it closes on test (core.bounds.share_of_headroom of
-    its mean over seeds against the bounds, in %) for the protocol's primary and secondary metric
-    (A2D: mAP and Mean IoU; J&F datasets: J&F and J); n/a where a bound lacks the metric (no
-    language-blind bound: data without class labels)."""
-    metrics = headroom_metrics(proto)
-    t = Table(["Variant", *(f"{proto.label(m)}\nheadroom closed (%)" for m in metrics)])
-    blind, oracle = bounds.get("language_blind", {}), bounds.get("oracle", {})
-    for v, g in results.groupby("variant", sort=False):
+def headroom(an: Analysis, bounds: dict, num: Numbers, proto: Protocol = A2D) -> Table:
+    """Each row against the language-blind reference on the primary and secondary metric: the
+    difference with its interval and q, and the share of the headroom it closes, (row − blind) /
+    (oracle − blind), printed only where the row is above the reference (q < α): below it, or
+    not told apart from it, a share of the gap to the ceiling means nothing."""
+    metrics = (proto.primary, proto.secondary)
+    header = ["Variant"]
+    for m in metrics:
+        header += [f"Δ {proto.short(m)} vs blind\n(pp) [CI]", "q", "headroom\nclosed (%)"]
+    t = Table(header)
+    oracle = {m: e.value for (b, m), e in an.references.items() if b == "oracle"} or bounds.get("oracle", {})
+    for v in dict.fromkeys(x.b for x in an.of("blind")):
         row = [v]
         for m in metrics:
-            if m in blind and m in oracle:
-                share = share_of_headroom(float(g[f"test/{m}"].mean()), blind[m], oracle[m])
-                row.append(num.put(f"headroom/{v}/{m}", 100 * share, digits=0))
-            else:
-                row.append(NA)
+            x = next((x for x in an.of("blind", m) if x.b == v), None)
+            if x is None:
+                row += [NA, NA, NA]
+                continue
+            row += [num.diff(f"{x.key}", x.est), num.p(f"{x.key}/q", x.p_adj)]
+            blind = an.references.get(("language_blind", m))
+            above = x.verdict(an.alpha) == "higher" and blind is not None and m in oracle
+            share = share_of_headroom(float(an.rows[(v, m)].value), blind.value, oracle[m]) if above else None
+            row.append(num.put(f"headroom/{v}/{m}", None if share is None else 100 * share, digits=0))
         t.rows.append(row)
     return t
 
 
-def table3_precision(results: pd.DataFrame, confidence: float, num: Numbers, proto: Protocol = A2D) -> Table:
-    """P@0.5..0.9 on test per variant (mean ± CI); the paper gives these for the full model only
-    (on A2D: its row under the variants)."""
-    ks = [m for m in paper.METRICS if m.startswith("P@")]
-    t = Table(["Variant", "seeds", *ks])
-    for v, g in results.groupby("variant", sort=False):
-        row = [v, num.put(f"table3/{v}/n_seeds", len(g))]
-        row += [num.pm(f"table3/{v}/test/{k}", mean_ci(g[f"test/{k}"].tolist(), confidence)) for k in ks]
-        t.rows.append(row)
+def precision(an: Analysis, variants: list[str], full: str, num: Numbers, proto: Protocol = A2D) -> Table:
+    """P@0.5..0.9 on test per variant (mean ± CI, both variances); on A2D with the paper's full
+    model (Table 1) under the rows."""
+    t = Table(["Variant", "seeds", *THRESHOLDS])
+    for v in variants:
+        cells = [num.est(f"table3/{v}/test/{k}", an.rows.get((v, k))) for k in THRESHOLDS]
+        t.rows.append([v, num.put(f"table3/{v}/n_seeds", an.seeds), *cells])
     if proto.cvls_paper:
-        name = full(results)
-        row = [f"paper {name} (Table 1)", DASH, *[num.put(f"paper/table1/{k}", paper.TABLE1_A2D[k]) for k in ks]]
+        row = [
+            f"paper {full} (Table 1)",
+            DASH,
+            *[num.put(f"paper/table1/{k}", paper.TABLE1_A2D[k]) for k in THRESHOLDS],
+        ]
         t.rows.append(row)
         t.bold_rows = (len(t.rows) - 1,)
     return t
-
-
-def paired_scores(
-    per_sample: pd.DataFrame,
-    a: str,
-    b: str,
-    split: str = "test",
-    score: str = "iou",
-    unit: str = "pair",
-    split_b: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, units) arrays (in %) of a per-sample `score` column ('iou', 'map': the sample's share
-    of mAP, 'f', 'jf') averaged over each `unit` ('pair': one (frame, sentence) pair; 'sample': one
-    expression, over its annotated frames) of variant a on `split` and variant b on `split_b`
-    (default: the same split), on the same seeds and units. A split and its shuffled control share
-    their units (a shuffled pair is the same frame and referent with another sample's sentence)."""
-
-    def table(variant: str, sp: str) -> pd.DataFrame:
-        ps = per_sample[(per_sample["split"] == sp) & (per_sample["variant"] == variant)]
-        return ps.pivot_table(index="seed", columns=unit, values=score, aggfunc="mean")
-
-    tables = [table(a, split), table(b, split_b or split)]
-    seeds = tables[0].index.intersection(tables[1].index)
-    pairs = tables[0].columns.intersection(tables[1].columns)
-    ta, tb = tables[0].loc[seeds, pairs], tables[1].loc[seeds, pairs]
-    keep = ~(ta.isna().any(axis=0) | tb.isna().any(axis=0))
-    return 100 * ta.loc[:, keep].to_numpy(), 100 * tb.loc[:, keep].to_numpy()
-
-
-def paired_units(
-    per_sample: pd.DataFrame, a: str, b: str, metric: str, proto: Protocol = A2D, split: str = "test"
-) -> tuple[np.ndarray, np.ndarray]:
-    """`paired_scores` of the protocol's per-unit score of `metric` (A2D: per pair; J&F datasets:
-    per expression, the mean over its annotated frames)."""
-    return paired_scores(per_sample, a, b, split, proto.scores[metric], proto.unit)
-
-
-def significance(
-    results: pd.DataFrame,
-    per_sample: pd.DataFrame,
-    *,
-    reps: int,
-    confidence: float,
-    num: Numbers,
-    split: str = "test",
-    proto: Protocol = A2D,
-) -> Table:
-    """Each incremental step: paired bootstrap over the test units of the secondary metric (A2D:
-    Mean IoU over pairs; J&F datasets: J over expressions), averaged over seeds, and a paired t-test
-    over seeds on the primary metric (mAP; J&F); on A2D with the paper's mAP step for reference."""
-    ci = f"{confidence:.0%} CI"
-    sec, pri = proto.secondary, proto.primary
-    units = proto.units(2)
-    header = [
-        "Step",
-        f"Δ {proto.label(sec)}\n(pp) [{ci}]",
-        "p\nbootstrap",
-        f"{units} ×\nseeds",
-        f"Δ {proto.short(pri)}\n(pp) [{ci}]",
-        "p\nt-test",
-        "seeds",
-    ]
-    t = Table(header + ([f"paper\nΔ {proto.short(pri)}"] if proto.cvls_paper else []))
-    for i, (a, b) in enumerate(incremental_steps(results)):
-        key = f"significance/{a}->{b}"
-        ia, ib = paired_units(per_sample, a, b, sec, proto, split)
-        boot = paired_bootstrap(ia, ib, reps=reps, confidence=confidence, seed=i) if ia.size else None
-        ma = results[results["variant"] == a].set_index("seed")[f"{split}/{pri}"]
-        mb = results[results["variant"] == b].set_index("seed")[f"{split}/{pri}"]
-        seeds = ma.index.intersection(mb.index)
-        tt = paired_t(ma.loc[seeds].to_numpy(), mb.loc[seeds].to_numpy(), confidence)
-        row = [f"{a} → {b}"]
-        if boot is None:
-            row += [DASH, DASH, "0"]
-        else:
-            row += [
-                f"{num.put(f'{key}/{sec}/diff', boot.diff, signed=True)} "
-                f"{num.interval(f'{key}/{sec}', boot.lo, boot.hi)}",
-                num.p(f"{key}/{sec}/p", boot.p),
-                f"{num.put(f'{key}/{units}', ia.shape[1])} × {ia.shape[0]}",
-            ]
-        diff = num.put(f"{key}/{pri}/diff", tt.diff, signed=True)
-        interval = num.interval(f"{key}/{pri}", tt.lo, tt.hi)
-        row += [
-            diff if interval == DASH else f"{diff} {interval}",
-            num.p(f"{key}/{pri}/p", tt.p),
-            num.put(key + "/seeds", tt.n),
-        ]
-        if proto.cvls_paper:
-            pa, pb = paper.TABLE3.get(a, {}).get(pri), paper.TABLE3.get(b, {}).get(pri)
-            step = None if pa is None or pb is None else pb - pa
-            row.append(num.put(f"paper/step/{a}->{b}/{pri}", step, signed=True))
-        t.rows.append(row)
-    return t
-
-
-def shuffled_control(
-    results: pd.DataFrame,
-    per_sample: pd.DataFrame,
-    main: dict,
-    *,
-    reps: int,
-    confidence: float,
-    num: Numbers,
-    proto: Protocol = A2D,
-) -> Table:
-    """Each variant's test score with its own sentences vs the shuffled-sentence control (mean over
-    seeds of the primary metric), and the paired test of the secondary metric (A2D: Mean IoU over
-    pairs; J&F datasets: J over expressions): test minus shuffled on the same units and seeds,
-    paired bootstrap as on the significance page. The main run's row: its metrics only."""
-    pri, sec = proto.primary, proto.secondary
-    label, ci, units = short_label(pri), f"{confidence:.0%} CI", proto.units(2)
-    t = Table(
-        [
-            "variant",
-            f"test {label}",
-            f"shuffled {label}",
-            "drop (pp)",
-            f"Δ {proto.short(sec)} test −\nshuffled (pp) [{ci}]",
-            "p\nbootstrap",
-            f"{units} ×\nseeds",
-        ]
-    )
-
-    def scores(name: str, test: float, shuffled: float) -> list[str]:
-        key = f"shuffled/{name}"
-        return [
-            name,
-            num.put(f"{key}/test_{pri}", test),
-            num.put(f"{key}/shuffled_{pri}", shuffled),
-            num.put(key + "/drop", test - shuffled),
-        ]
-
-    for i, (v, g) in enumerate(results.groupby("variant", sort=False)):
-        key = f"shuffled/{v}"
-        row = scores(v, g[f"test/{pri}"].mean(), g[f"test_shuffled/{pri}"].mean())
-        shuffled, own = paired_scores(per_sample, v, v, "test_shuffled", proto.scores[sec], proto.unit, split_b="test")
-        if shuffled.size:
-            boot = paired_bootstrap(shuffled, own, reps=reps, confidence=confidence, seed=i)
-            diff = num.put(f"{key}/{sec}/diff", boot.diff, signed=True)
-            row += [
-                f"{diff} {num.interval(f'{key}/{sec}', boot.lo, boot.hi)}",
-                num.p(f"{key}/{sec}/p", boot.p),
-                f"{num.put(f'{key}/{units}', shuffled.shape[1])} × {shuffled.shape[0]}",
-            ]
-        else:
-            row += [DASH, DASH, "0"]
-        t.rows.append(row)
-    a, b = (main.get(s, {}).get(pri, float("nan")) for s in ("test", "test_shuffled"))
-    t.rows.append(scores("main run", a, b) + [DASH] * 3)
-    return t
-
-
-def detectable_differences(
-    results: pd.DataFrame,
-    per_sample: pd.DataFrame,
-    confidence: float,
-    num: Numbers,
-    split: str = "test",
-    proto: Protocol = A2D,
-) -> str:
-    """The power line under Table 3: the smallest secondary- and primary-metric difference (pp; A2D:
-    Mean IoU and mAP, J&F datasets: J and J&F) that a paired test over the units (pairs; expressions)
-    like the significance page's bootstrap detects at `POWER`, two-sided at alpha = 1 - confidence,
-    from the measured variance of each variant paired with Baseline (stats.detectable_difference of
-    the seed-averaged per-unit differences); the median over those pairings, so one number stands
-    for the table."""
-    base, alpha = baseline(results), 1 - confidence
-    sec, pri = proto.secondary, proto.primary
-    found = []  # (mde secondary, mde primary, units, seeds) per variant paired with the baseline
-    for v in [v for v in dict.fromkeys(results["variant"]) if v != base]:
-        (ia, ib), (ma, mb) = (paired_units(per_sample, base, v, m, proto, split) for m in (sec, pri))
-        if ia.shape[1] >= 2:
-            d_sec, d_pri = (ib - ia).mean(axis=0), (mb - ma).mean(axis=0)
-            found.append(
-                (
-                    detectable_difference(d_sec, alpha=alpha, power=POWER),
-                    detectable_difference(d_pri, alpha=alpha, power=POWER),
-                    *ia.shape[::-1],
-                )
-            )
-    head = f"Smallest detectable difference ({POWER:.0%} power, α = {alpha:g} two-sided"
-    units = proto.units(2)
-    if not found:
-        return head + f"): {DASH} (fewer than 2 {split} {units} shared with {base})."
-    sec_mde, pri_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
-    n_units, seeds = min(f[2] for f in found), min(f[3] for f in found)
-    if proto.jf:
-        score = (
-            f"an expression's {proto.label(pri)} score is the mean over its annotated frames of (J + F) / 2, its "
-            f"{proto.label(sec)} score the mean of J"
-        )
-    else:
-        score = "a pair's mAP score is the share of the thresholds 0.5:0.05:0.95 its IoU reaches"
-    return (
-        f"{head}, paired over {num.put(f'power/{units}', n_units)} {split} {units} × "
-        f"{num.put('power/seeds', seeds)} seeds): {proto.label(sec)} {num.put(f'power/{sec}', sec_mde)} pp, "
-        f"{proto.short(pri)} {num.put(f'power/{pri}', pri_mde)} pp. "
-        f"Rule: the median over the variants paired with {base} ({len(found)}) of "
-        f"(z_{1 - alpha / 2:g} + z_{POWER:g}) · sd(d) / √{units}, d = a{'n' if proto.jf else ''} "
-        f"{proto.unit_name}'s score difference averaged over the seeds (normal approximation; {score}). "
-        "Smaller true differences between rows are likely to go undetected. "
-        + seed_detectable_differences(results, alpha, num, split, proto)
-    )
-
-
-def seed_detectable_differences(
-    results: pd.DataFrame, alpha: float, num: Numbers, split: str = "test", proto: Protocol = A2D
-) -> str:
-    """The same power over the seeds: the pairing above holds the trained models fixed, so it
-    leaves out how much a row moves from one training seed to the next. Here d = a variant's
-    score minus Baseline's on the same seed (one per seed), q = Student-t with seeds - 1 degrees
-    of freedom (stats.detectable_difference, t=True); the median over the variants."""
-    base = baseline(results)
-    sec, pri = proto.secondary, proto.primary
-    by_seed = results.set_index(["variant", "seed"])
-    found = []
-    for v in [v for v in dict.fromkeys(results["variant"]) if v != base]:
-        seeds = sorted(
-            set(results.loc[results["variant"] == v, "seed"]) & set(results.loc[results["variant"] == base, "seed"])
-        )
-        if len(seeds) >= 2:
-            found.append(
-                [
-                    detectable_difference(
-                        [by_seed.loc[(v, s), f"{split}/{m}"] - by_seed.loc[(base, s), f"{split}/{m}"] for s in seeds],
-                        alpha=alpha,
-                        power=POWER,
-                        t=True,
-                    )
-                    for m in (sec, pri)
-                ]
-            )
-    if not found:
-        return f"Over the seeds: {DASH} (fewer than 2 seeds shared with {base})."
-    sec_mde, pri_mde = (float(np.median([f[i] for f in found])) for i in (0, 1))
-    return (
-        f"Over the seeds (a row's score minus {base}'s on the same seed, paired t, which includes how much "
-        f"a row moves between training seeds): {proto.label(sec)} {num.put(f'power/seed/{sec}', sec_mde)} pp, "
-        f"{proto.short(pri)} {num.put(f'power/seed/{pri}', pri_mde)} pp."
-    )
 
 
 def main_results(metrics: dict[str, dict[str, float]], num: Numbers, proto: Protocol = A2D) -> Table:
@@ -462,24 +225,4 @@ def skipped_counts(processed: dict[str, Any], num: Numbers) -> Table:
         t.rows.append([reason, num.put(f"skipped/{reason}", info.get("count", 0)), str(example)[:60]])
     if not t.rows:
         t.rows.append(["none", num.put("skipped/total", 0), DASH])
-    return t
-
-
-def sensitivity(table: pd.DataFrame, num: Numbers) -> Table:
-    """The reconstruction-sensitivity table (ablations/sensitivity.py's table.csv): per reading and
-    variant, test mAP and Mean IoU over seeds and the mAP difference from the reading's Baseline."""
-    t = Table(["Reading", "Variant", "seeds", "test mAP", "Δ mAP vs Baseline", "Mean IoU"])
-    for r in table.to_dict("records"):
-        key = f"sensitivity/{r['reading']}/{r['variant']}"
-        n = int(r["seeds"])
-        t.rows.append(
-            [
-                r["reading"],
-                r["variant"],
-                num.put(key + "/n_seeds", n),
-                num.pm(key + "/mAP", Interval(r["test/mAP"], r["test/mAP ±"], n)),
-                num.pm(key + "/delta_mAP", Interval(r["Δ test/mAP"], r["Δ test/mAP ±"], n)),
-                num.pm(key + "/mean_iou", Interval(r["test/mean_iou"], r["test/mean_iou ±"], n)),
-            ]
-        )
     return t

@@ -33,8 +33,9 @@ def test_dvc_repro_runs_every_stage_to_a_report(project):
     assert summary["reused"] >= 1  # the full model, seed 0 = the train stage's run
     numbers = json.loads((outputs / "report" / "report_numbers.json").read_text())
     variants = yaml.safe_load((project / "params.yaml").read_text())["ablation"]["variants"]
-    for variant in variants:  # each row against its own shuffled-sentence control, paired over the pairs
-        assert numbers[f"shuffled/{variant}/pairs"]["value"] > 0 and f"shuffled/{variant}/mean_iou/p" in numbers
+    for variant in variants:  # each row against its own shuffled-sentence control, paired by seed and video
+        assert f"shuffled/shuffled->{variant}/test/mAP/q" in numbers and f"shuffled/{variant}/test_mAP" in numbers
+    assert len([k for k in numbers if k.startswith("step/") and k.endswith("/test/mAP/holm")]) == 5  # the verdicts
     assert numbers["environments"]["value"] == 1  # every row's run.json records where it was trained
 
     again = run_ok([dvc, "repro"], project)

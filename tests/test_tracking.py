@@ -207,7 +207,7 @@ def test_config_hash_tracks_only_model_determining_sections(tmp_path):
     for key, value in [
         ("tracking.experiment", "x"),
         ("tracking.uri", "sqlite:////tmp/x.db"),
-        ("report.bootstrap", 500),
+        ("report.simulations", 500),
         ("ablation.seeds", [7]),
         ("studies.n_jobs", 3),
         ("paths.outputs", str(tmp_path / "elsewhere")),
