@@ -42,11 +42,12 @@ def variant_params(params: Params, variant: str, seed: int) -> Params:
 
 
 def run_suite(
-    params: Params, *, storage: str | None = None, n_jobs: int | None = None
+    params: Params, *, storage: str | None = None, n_jobs: int | None = None, title: str | None = None
 ) -> list[tuple[str, int, RunRecord]]:
     """Work the ablation's queue until every (variant, seed) of params.ablation is COMPLETE (on
-    this machine or any other), then one RunRecord per row, in the params order."""
-    q = run_queue(ABLATION, params, storage=storage, n_jobs=n_jobs)
+    this machine or any other), then one RunRecord per row, in the params order (`title`: the
+    MLflow parent's name, if not Table 3)."""
+    q = run_queue(ABLATION, params, storage=storage, n_jobs=n_jobs, title=title)
     rows = collect_rows(ABLATION, params, q.study)
     done = {(r["point"], r["seed"]) for r in rows}
     missing = [f"{gp.point} seed {gp.seed}" for gp in grid(ABLATION, params) if gp.pair not in done]

@@ -74,3 +74,32 @@ def test_the_ablation_study_name_follows_the_variants_not_the_switches_they_set(
 )
 def test_local_workers_are_pinned_one_gpu_each(workers, devices, want):
     assert pin_round_robin(workers, devices) == want
+
+
+def test_calibration_trains_one_configuration_at_more_seeds_and_reports_its_aa_rates(tiny_store, tmp_path, capsys):
+    import json
+    import shutil
+
+    import yaml
+
+    from ablations.calibration import calibration_params, main
+
+    for folder in ("processed", "pretrain", "raw"):
+        shutil.copytree(tiny_store.outputs / folder, tmp_path / "outputs" / folder)
+    fast = {"train.epochs": 1, "train.max_steps_per_epoch": 2, "ablation.n_jobs": 1, "calibration.extra_seeds": 2}
+    p = tiny_store.replace(**fast, **{"paths.outputs": str(tmp_path / "outputs"), "ablation.seeds": [0, 1]})
+    cal = calibration_params(p)
+    assert list(cal.ablation.variants) == ["Baseline"] and cal.ablation.seeds == (0, 1, 2, 3)
+    pfile = tmp_path / "params.yaml"
+    pfile.write_text(yaml.safe_dump(p.to_dict(), sort_keys=False))
+    assert main(["--params", str(pfile), "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert "Baseline at 4 seeds" in out and "A/A over 500 random splits into 2 rows of 2 seeds" in out
+    folder = p.outputs / "calibration"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2, 3] and set(summary["components"]) == {"seed", "video", "seed × video", "unit"}
+    rows = (folder / "per_sample.csv").read_text().splitlines()
+    assert len(rows) - 1 == 4 * sum(1 for r in rows[1:] if r.split(",")[1] == "0")  # every seed's test pairs
+    # rerun: every seed is COMPLETE in the queue, nothing trains again
+    assert main(["--params", str(pfile), "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]) == 0
+    assert "every trial is already COMPLETE" in capsys.readouterr().out

@@ -63,6 +63,7 @@ def run_queue(
     storage: str | None = None,
     n_jobs: int | None = None,
     echo: Callable[[str], None] = print,
+    title: str | None = None,
 ) -> QueueResult:
     """Create/resume the study's queue of (point, seed) trials and work it with n_jobs worker
     processes (1: in this process; on a machine with several GPUs, one GPU each) until every pair
@@ -91,7 +92,7 @@ def run_queue(
     # under the storage lock: with an MLflow server (no SQLite file lock), workers starting at
     # once on several machines would each create a parent; the advisory lock makes them find one
     with storage_lock(url):
-        parent = _parent_run(kind, base, name, url)
+        parent = _parent_run(kind, base, name, url, title)
     problems: list[str] = []
     failed_workers = 0
     complete = {pair_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
@@ -193,8 +194,9 @@ def fetch_rows(params: Params, study: Any) -> None:
                 log.warning("trial %d: %s", t.number, err)
 
 
-def _parent_run(kind: StudyKind, base: Params, name: str, url: str) -> str:
-    """The study's MLflow parent run, found again by its parent key (call under `storage_lock`)."""
+def _parent_run(kind: StudyKind, base: Params, name: str, url: str, title: str | None = None) -> str:
+    """The study's MLflow parent run, found again by its parent key (call under `storage_lock`);
+    `title` names an ablation queue that is not Table 3 (the calibration's)."""
     tags = {
         tracking.TAG_PARENT_KEY: f"study:{name}",
         "study": name,
@@ -204,7 +206,7 @@ def _parent_run(kind: StudyKind, base: Params, name: str, url: str) -> str:
     }
     if kind.sweeps_full_model:
         return tracking.start_parent_run(base, name=f"study {name}", tags=tags | {"variant": FULL_VARIANT})
-    return tracking.start_parent_run(base, name="ablation: Table 3", tags=tags | {"suite": "ablation"})
+    return tracking.start_parent_run(base, name=title or "ablation: Table 3", tags=tags | {"suite": "ablation"})
 
 
 def queue_cli(description: str, jobs_key: str, argv: Sequence[str] | None) -> tuple[Params, str | None, int | None]:
