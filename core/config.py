@@ -15,8 +15,6 @@ root), never against the current directory.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from core.errors import ParamsError
+from core.identity import identity
 
 RATIO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
 SKIP_CLASSES = ("missing_video", "corrupt_video", "bad_h5", "mask_size", "bad_annotation", "empty_sentence")
@@ -369,10 +368,8 @@ class Params(Section):
         return self.replace(**{"loss.ccl": v.ccl, "loss.rhic": v.rhic, "loss.lcf": v.lcf})
 
     def digest(self, keys: tuple[str, ...]) -> str:
-        """Stable short hash of the given top-level sections (run identity, cache keys)."""
-        d = self.to_dict()
-        blob = json.dumps({k: d[k] for k in keys}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """The identity (`core.identity`) of the given keys: a stable short hash for caches."""
+        return identity(self, keys)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
