@@ -53,6 +53,7 @@ TAG_SUITE = "cvls.suite"
 TAG_GIT_COMMIT = "cvls.git_commit"
 TAG_DATA_SOURCE = "cvls.data_source"
 TAG_CONFIG_HASH = "cvls.config_hash"
+TAG_PROFILES = "cvls.profiles"  # the profile files layered over params.yaml (their values are the params)
 TAG_PARENT_KEY = "cvls.parent_key"
 TAG_ERROR = "error"
 TAG_OWNER = "cvls.owner"  # host:pid:process-start of the process that created the run
@@ -289,6 +290,7 @@ def _base_tags(params: Params) -> dict[str, str]:
     commit = git_commit(params.root)
     return {
         TAG_SUITE: SUITE,
+        TAG_PROFILES: " ".join(params.profiles) or "none",
         TAG_GIT_COMMIT: commit,
         TAG_DATA_SOURCE: params.data.source,
         # the standard MLflow tags, so the UI shows user, source and commit as for mlflow.start_run
