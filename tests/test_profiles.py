@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from benchmarks.cli import PROFILES as BENCH_PROFILES
 from core.config import Params, flatten, load_params
 from core.errors import ParamsError, UserError
 from core.model import CVLS
@@ -197,6 +198,11 @@ def test_core_profile_prints_the_resolved_params_and_writes_nothing_else(tmp_pat
     assert PARAMS.read_text() == before
     profile_main(["--params", str(PARAMS), "--set", "profiles=[tiny]", "--out", str(tmp_path / "r.yaml")])
     assert yaml.safe_load((tmp_path / "r.yaml").read_text()) == loaded("tiny").to_dict()
+
+
+def test_the_benchmarks_full_size_is_the_paper_profile():
+    full = load_params(PARAMS, BENCH_PROFILES["full"]).flat()
+    assert {k: full[k] for k in PAPER} == PAPER
 
 
 def test_a_paper_sized_forward_runs_on_cpu():
