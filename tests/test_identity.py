@@ -12,14 +12,18 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from core import tracking
 from core.ablation import run_suite
+from core.checkpoint import load_vocab
 from core.config import Params, load_params
 from core.identity import OPERATIONAL, RUN, identity
+from core.loop import clip_loader
 from core.pretext import PRETEXT
 from core.runs import run_variant
+from core.runtime import Dist
 from core.study import ABLATION, KINDS, base_params, study_name
 from core.train import run_fingerprint
 
@@ -137,6 +141,21 @@ def test_the_run_and_the_queues_follow_the_start_weights(tiny_store, tmp_path):
     p.pretext_weights.write_bytes(b"weights two")
     second = (run_fingerprint(p), study_name(ABLATION, p, run_fingerprint(p)))
     assert first[0] != second[0] and first[1] != second[1]
+
+
+def test_loader_workers_are_no_operational_key_they_change_the_clips_drawn(tiny_store):
+    """train.num_workers decides which augmentation each clip draws (a worker's RNG is its own),
+    so it stays in the run's identity, unlike extract_workers."""
+    vocab = load_vocab(tiny_store)
+
+    def first_batch(workers: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        p = tiny_store.replace(**{"train.num_workers": workers})
+        return next(iter(clip_loader(p, "train", vocab, True, 0, Dist())))["frames"]
+
+    assert torch.equal(first_batch(0), first_batch(0))  # the same draws for the same setting
+    assert not torch.equal(first_batch(0), first_batch(1))
+    assert not operational("train.num_workers") and operational("data.extract_workers")
 
 
 TWO_ROWS = {
