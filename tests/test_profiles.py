@@ -96,8 +96,8 @@ def test_the_paper_and_dataset_profiles_hold_the_papers_values():
     assert loaded("long").train.epochs == 24 and loaded("tiny").model.channels == 16
 
 
-def test_the_paper_profile_builds_the_papers_model():
-    p = loaded("paper")
+def test_the_paper_profile_builds_the_papers_model(tmp_path):
+    p = loaded("paper", sets=(f"paths.outputs={tmp_path}",))
     model = CVLS(p.model, p.loss, p.data.vocab_size)  # a ResNet-50 at random init: no weights read
     assert model.visual.backbone.channels == (256, 512, 1024, 2048)  # ResNet-50's Res2..Res5
     assert {sem.proj.out_channels for sem in model.visual.sem} == {256}  # C
@@ -108,8 +108,10 @@ def test_the_paper_profile_builds_the_papers_model():
     first, _, last = model.head.net
     assert (first.in_features, first.out_features, last.out_features) == (1024, 2048, 128)  # g(.)
     assert model.decoder.net[-1].in_channels == 256
+    (tmp_path / "processed").mkdir()
+    (tmp_path / "processed" / "summary.json").write_text('{"fingerprint": "f"}')
     with pytest.raises(UserError, match=r"^model\.pretrained_weights: .*resnet50-imagenet\.pth: file not found$"):
-        run_fingerprint(p)  # the placeholder path: one line naming the key before any work
+        run_fingerprint(p)  # the placeholder path: one line naming the key before a run or a queue starts
 
 
 def test_the_paper_on_real_a2d_is_one_line_of_params_yaml(tmp_path):
