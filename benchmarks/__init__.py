@@ -24,8 +24,8 @@ Target 1 holds for the default and the full profile.
     python benchmarks/<script> [--profile default|full] [--reps N] [--device auto|cpu|cuda] [--threads N]
     python benchmarks/run_all.py [--profiles default full]      # 1-7 (+8 on CUDA) and a summary table
 
-`--profile full` is the paper's size: --set model.backbone=resnet50 data.input_size=320
-model.channels=256 (on CPU with batch 1 and fewer repetitions, said in the output). Benchmarks
+`--profile full` is the paper's setting, profiles/paper.yaml as a layer (--set profiles=[paper]:
+ResNet-50, 320x320, C = 256; on CPU with batch 1 and fewer repetitions, said in the output). Benchmarks
 1-3 and 8 time synthetic batches (no data needed); 4-7 generate and extract their own small
 store under outputs/bench/ once. Shared code, a module per idea: cli.py (options, run context),
 timing.py (interleaved medians, FLOPs), output.py (headlines, table, JSON), fixtures.py (model,

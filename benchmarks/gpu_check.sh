@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue #10, item 5): one call on a lent CUDA machine, ~6.5 minutes on an H200.
-#   1. benchmark 8 at full size (ResNet-50, 320 px, C=256, CCL+RHIC+LCF): clips/s fp32 vs
+#   1. benchmark 8 at full size (profiles/paper.yaml, CCL+RHIC+LCF): clips/s fp32 vs
 #      bf16 + channels_last, MFU against the card's dense bf16 peak and each mode's peak CUDA
 #      memory, at batch 8 / 16 / 32;
 #   2. a smoke of the real CLIs on a full-size synthetic store (320x400 videos, input 320):
@@ -28,16 +28,18 @@ if [ "${GPU_CHECK_DRY:-0}" = 1 ]; then
     result=outputs/benchmarks/gpu_throughput.json
     batches=(1 2 3)
     compile_batch=1
-    size=(--set data.synthetic.height=64 --set data.synthetic.width=80 --set data.input_size=48)
-    model=(--set model.backbone=resnet10 --set model.channels=32)
+    size=(--set data.synthetic.height=64 --set data.synthetic.width=80)
+    model=(--set train.batch_size=8)  # params.yaml's own (CPU) model and input size, small batches
     limit=600
 else
     bench=(--reps 5 --steps 3)
     result=outputs/benchmarks/gpu_throughput-full.json
     batches=(8 16 32)
     compile_batch=16
-    size=(--set data.synthetic.height=320 --set data.synthetic.width=400 --set data.input_size=320)
-    model=(--set model.backbone=resnet50 --set model.backbone_widths=null --set model.channels=256)
+    size=(--set data.synthetic.height=320 --set data.synthetic.width=400)
+    # the paper's setting (profiles/paper.yaml: ResNet-50, 320 px, its heads, batch 8), its backbone
+    # from 20 pretext steps instead of the ImageNet file the machine lacks
+    model=(--set "profiles=[paper]" --set model.init=pretext --set model.pretrained_weights=null)
     limit=150
 fi
 
@@ -78,7 +80,7 @@ fi
 sets=(--set "paths.outputs=$smoke_root" "${size[@]}" "${model[@]}"
     --set data.synthetic.train_videos=140 --set data.synthetic.test_videos=8 --set data.synthetic.jhmdb_videos=4
     --set pretrain.steps=20 --set pretrain.batch_size=8
-    --set train.epochs=2 --set train.max_steps_per_epoch=25 --set train.batch_size=8)
+    --set train.epochs=2 --set train.max_steps_per_epoch=25)
 if has smoke; then
     rm -rf "$smoke_root"
     part smoke_generate "$limit" "$py" -m core.data.synthetic "${sets[@]}" &&

@@ -36,10 +36,11 @@ DATA_OVERRIDES: dict[str, tuple[str, ...]] = {
 def data_overrides(ctx: Context, *extra: str) -> list[str]:
     """The --set list of the profile pointed at its benchmark data folder outputs/bench/data-<profile>-<hash>
     (never the pipeline's outputs/, which another run may be using), with model.init=scratch:
-    the start weights of the backbone change no timing, and the pretext stage is not benchmarked."""
+    the start weights of the backbone change no timing (so the full profile needs no ImageNet
+    file), and the pretext stage is not benchmarked."""
     base = [*PROFILES[ctx.args.profile], *DATA_OVERRIDES[ctx.args.profile]]
     folder = BENCH_DATA / f"data-{ctx.args.profile}-{load_params(ctx.args.params, base).digest(('data',))[:8]}"
-    return [*base, f"paths.outputs={folder}", "model.init=scratch", *extra]
+    return [*base, f"paths.outputs={folder}", "model.init=scratch", "model.pretrained_weights=null", *extra]
 
 
 def data_params(ctx: Context, *extra: str) -> Params:

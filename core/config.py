@@ -7,7 +7,8 @@ Command-line overrides (`--set loss.lcf=false`) go through the same validation.
 params.yaml is the only place defaults live: the models below carry types, ranges and
 cross-field checks but no default values, so every key and every section is required (a second
 copy here had drifted from params.yaml: 48 vs 1200 training videos). Profiles are partial on
-purpose: `merge_profile` writes one INTO params.yaml and validates the whole.
+purpose: the layers params.yaml's `profiles:` lists are applied over it at load time
+(core.layers), then the overrides, and the whole is validated.
 
 Relative paths in params are resolved against the folder holding params.yaml (the project
 root), never against the current directory.
@@ -15,16 +16,15 @@ root), never against the current directory.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from core import layers
 from core.errors import ParamsError
+from core.identity import identity
 
 RATIO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
 SKIP_CLASSES = ("missing_video", "corrupt_video", "bad_h5", "mask_size", "bad_annotation", "empty_sentence")
@@ -290,6 +290,12 @@ class Params(Section):
     paths: PathParams
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
+    _profiles: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        """The profile files applied over params.yaml, in order (provenance; their values are in)."""
+        return self._profiles
 
     @model_validator(mode="after")
     def _calibration_variant(self) -> "Params":
@@ -393,8 +399,10 @@ class Params(Section):
         """A validated copy with dotted keys replaced: p.replace(**{'loss.lcf': False})."""
         data = self.to_dict()
         for key, value in dotted.items():
-            _set_dotted(data, key, value)
-        return _validate(data, self._root, source="override")
+            layers.set_dotted(data, key, value)
+        params = _validate(data, self._root, source="override")
+        params._profiles = self._profiles
+        return params
 
     def with_variant(self, name: str) -> "Params":
         """A copy with the loss switches of the Table-3 row `name` (ablation.variants)."""
@@ -402,10 +410,8 @@ class Params(Section):
         return self.replace(**{"loss.ccl": v.ccl, "loss.rhic": v.rhic, "loss.lcf": v.lcf})
 
     def digest(self, keys: tuple[str, ...]) -> str:
-        """Stable short hash of the given top-level sections (run identity, cache keys)."""
-        d = self.to_dict()
-        blob = json.dumps({k: d[k] for k in keys}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """The identity (`core.identity`) of the given keys: a stable short hash for caches."""
+        return identity(self, keys)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -419,17 +425,6 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ParamsError(f"--set {key}: unknown params key '{'.'.join(parts[: i + 1])}'")
-        node = child
-    node[parts[-1]] = value  # unknown leaf keys are caught by validation (extra='forbid')
-
-
 def _names_section(loc: tuple[Any, ...]) -> bool:
     """Whether a dotted location is a whole section (a nested model such as data.synthetic)."""
     cls: Any = Params
@@ -441,9 +436,11 @@ def _names_section(loc: tuple[Any, ...]) -> bool:
     return isinstance(cls, type) and issubclass(cls, Section)
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    """Every problem on one line, each as 'dotted.key: what is wrong' (the CLI prints one line)."""
-    parts, last_missing = [], -1
+def _format_error(err: ValidationError, source: str, origins: dict[str, str]) -> str:
+    """Every problem on one line, each as 'dotted.key: what is wrong' after the file that set the
+    key (`source`, or the profile in `origins` that set it): the CLI prints one line."""
+    parts: list[tuple[str, str]] = []
+    last_missing = -1
     for e in err.errors():
         loc_parts = tuple(x for x in e["loc"] if not str(x).startswith("function-after"))
         loc = ".".join(str(x) for x in loc_parts)
@@ -455,13 +452,18 @@ def _format_error(err: ValidationError, source: str) -> str:
             last_missing = len(parts)
         elif e["type"] != "value_error" and "input" in e and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
-        parts.append(f"{loc}: {msg}" if loc else msg)  # a cross-section check names its keys itself
+        text = f"{loc}: {msg}" if loc else msg  # a cross-section check names its keys itself
+        parts.append((layers.origin(loc, origins, source), text))
     if last_missing >= 0:  # the hint once, after the last missing key, not after each of them
-        parts[last_missing] += " (params.yaml must list every key of the suite)"
-    return f"{source}: " + "; ".join(parts)
+        where, text = parts[last_missing]
+        parts[last_missing] = (where, text + " (params.yaml must list every key of the suite)")
+    by_file: dict[str, list[str]] = {}
+    for where, text in parts:
+        by_file.setdefault(where, []).append(text)
+    return "; ".join(f"{where}: " + "; ".join(texts) for where, texts in by_file.items())
 
 
-def _validate(data: Any, root: Path, source: str) -> Params:
+def _validate(data: Any, root: Path, source: str, origins: dict[str, str] | None = None) -> Params:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -469,51 +471,37 @@ def _validate(data: Any, root: Path, source: str) -> Params:
     try:
         params = Params.model_validate(data)
     except ValidationError as err:
-        raise ParamsError(_format_error(err, source)) from None
+        raise ParamsError(_format_error(err, source, origins or {})) from None
     params._root = root
     return params
 
 
-def parse_override(item: str) -> tuple[str, Any]:
-    """'loss.lcf=false' -> ('loss.lcf', False); the value is read as YAML."""
-    if "=" not in item:
-        raise ParamsError(f"--set {item}: expected KEY=VALUE, e.g. --set loss.lcf=false")
-    key, _, raw = item.partition("=")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
-
-
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Read, merge the `--set` overrides into, and validate params.yaml."""
+    """Read params.yaml, apply the profiles it lists (or `--set profiles=[...]`) as layers in
+    order, then the other `--set` overrides, and validate the whole (core.layers)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ParamsError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    data = data or {}
-    for item in overrides:
-        key, value = parse_override(item)
-        if not isinstance(data, dict):
-            break
-        _set_dotted(data, key, value)
+    root = path.resolve().parent
+    data = layers.read_yaml(path)
+    data = {} if data is None else data
     source = str(path) + (" + --set " + " ".join(overrides) if overrides else "")
-    return _validate(data, path.resolve().parent, source)
-
-
-def merge_profile(params_path: str | Path, profile_path: str | Path, out_path: str | Path) -> None:
-    """Write params.yaml with a profile (a partial params file, e.g. profiles/tiny.yaml) merged in."""
-    from core.io import write_text
-
-    base = yaml.safe_load(Path(params_path).read_text()) or {}
-    prof = yaml.safe_load(Path(profile_path).read_text()) or {}
-    for key, value in flatten(prof).items():
-        _set_dotted(base, key, value)
-    _validate(base, Path(out_path).resolve().parent, f"{params_path} + {profile_path}")
-    write_text(out_path, yaml.safe_dump(base, sort_keys=False))
+    sets = [layers.parse_override(item) for item in overrides]
+    origins: dict[str, str] = {}
+    applied: list[str] = []
+    if isinstance(data, dict):
+        for key, value in sets:
+            if key == layers.KEY:
+                data[key] = value
+        for entry in layers.entries(data.pop(layers.KEY, None), source):
+            file = layers.profile_file(entry, root, source)
+            name = layers.label(file, root)
+            layers.apply(data, layers.read_layer(file, name), name, origins, lambda k: _names_section(k.split(".")))
+            applied.append(name)
+        for key, value in sets:
+            if key != layers.KEY:
+                layers.set_dotted(data, key, value)
+                layers.forget(origins, key)
+    params = _validate(data, root, source, origins)
+    params._profiles = tuple(applied)
+    return params

@@ -40,6 +40,7 @@ from core import results, tracking
 from core.checkpoint import load_vocab, save_checkpoint
 from core.cli import params_from, parser, run_main
 from core.config import Params
+from core.identity import identity
 from core.io import atomic_path, write_json
 from core.loop import Objective, Schedule, clip_loader, fit
 from core.losses import instance_features, region_weights, segmentation_loss
@@ -100,23 +101,24 @@ def pretext_loss(
     return obj + ident, {"objectness": obj.detach(), "identity": ident.detach()}
 
 
+# the keys the pretext reads (its section, the data, the part of the model it trains) and its CPU
+# precision (train.cpu_bf16 changes its numbers as a run's)
+PRETEXT = (
+    "pretrain",
+    "data",
+    "model.backbone",
+    "model.backbone_widths",
+    "model.merge",
+    "model.channels",
+    "model.proj_hidden",
+    "model.proj_dim",
+    "train.cpu_bf16",
+)
+
+
 def pretext_hash(params: Params) -> str:
-    """Identity of a pretext run: its section, the data, the model keys of what it trains and its
-    CPU precision (train.cpu_bf16 changes its numbers as a run's)."""
-    m = params.model
-    model = {"backbone": m.backbone, "channels": m.channels, "proj_hidden": m.proj_hidden, "proj_dim": m.proj_dim}
-    if m.backbone_widths is not None:  # (absent when null: the hashes of pretext runs from before the key hold)
-        model["backbone_widths"] = list(m.backbone_widths)
-    if m.merge != "conv":  # (the same: the hashes of pretext runs from before model.merge hold)
-        model["merge"] = m.merge
-    return tracking.config_hash_of(
-        {
-            **tracking.identity_sections(params, ("pretrain", "data")),
-            "model": model,
-            "cpu_bf16": params.train.cpu_bf16,
-            "fingerprint": data_fingerprint(params),
-        }
-    )
+    """Identity of a pretext run (`core.identity`): the PRETEXT keys and the data fingerprint."""
+    return identity(params, PRETEXT, extra={"fingerprint": data_fingerprint(params)})
 
 
 def pretrain(params: Params) -> dict:

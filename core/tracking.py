@@ -8,8 +8,8 @@
   every run, so the MLflow compare view lines them up), the tags below, the resolved config as
   the artifact config/params.resolved.yaml, metrics with steps, and its outcome: FINISHED, or
   FAILED with the one-line error in the tag 'error'.
-- Identity: `config_hash` of the sections that determine a trained model plus the data
-  fingerprint; `find_finished_run` looks it up so a finished run is not trained twice.
+- Identity: `config_hash`, the run's identity (`core.identity`: what decides a trained model, plus
+  its fingerprint); `find_finished_run` looks it up so a finished run is not trained twice.
 - No run is left RUNNING by a dead process: Ctrl-C and SIGTERM (core.cli) end it KILLED; a run
   SIGKILLed is tagged with its owner (host, pid, process start), so the next run of the same
   config on that host marks it KILLED and names it in 'cvls.replaces'; on other hosts the study
@@ -44,6 +44,7 @@ import yaml
 
 from core.config import Params
 from core.dburl import driver_url
+from core.identity import RUN, identity
 
 log = logging.getLogger("cvls")
 
@@ -52,6 +53,7 @@ TAG_SUITE = "cvls.suite"
 TAG_GIT_COMMIT = "cvls.git_commit"
 TAG_DATA_SOURCE = "cvls.data_source"
 TAG_CONFIG_HASH = "cvls.config_hash"
+TAG_PROFILES = "cvls.profiles"  # the profile files layered over params.yaml (their values are the params)
 TAG_PARENT_KEY = "cvls.parent_key"
 TAG_ERROR = "error"
 TAG_OWNER = "cvls.owner"  # host:pid:process-start of the process that created the run
@@ -59,8 +61,6 @@ TAG_REPLACES = "cvls.replaces"  # the stale RUNNING runs of the same config this
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests runs by
 TAG_ENV = "cvls.env."  # + torch, torchvision, cpu, isa, threads, precision[, gpu] (core.runtime.environment)
 CONFIG_ARTIFACT = "config/params.resolved.yaml"
-IDENTITY_SECTIONS = ("data", "model", "loss", "train", "eval")  # what determines a trained model
-OPERATIONAL_KEYS = (("data", "extract_workers"),)  # how fast, not what: never part of an identity
 
 _LOCK_TIMEOUT_S = 600
 _ready: dict[tuple[str, str], str] = {}  # (uri, experiment) -> experiment id, per process
@@ -164,28 +164,10 @@ def init_tracking(params: Params) -> str:
 # ---------------------------------------------------------------------------------------------
 # identity and provenance
 # ---------------------------------------------------------------------------------------------
-def config_hash(params: Params, data_fingerprint: str) -> str:
-    """Run identity: sha256 of the sections that determine a trained model + the data fingerprint.
-
-    Tracking, report, ablation, studies and paths keys do not change it.
-    """
-    return config_hash_of(
-        {"sections": identity_sections(params, IDENTITY_SECTIONS), "data_fingerprint": data_fingerprint}
-    )
-
-
-def identity_sections(params: Params, names: Sequence[str]) -> dict[str, Any]:
-    """The named params sections as plain dicts, without the OPERATIONAL_KEYS."""
-    d = params.to_dict()
-    out = {k: dict(d[k]) for k in names}
-    for section, key in OPERATIONAL_KEYS:
-        out.get(section, {}).pop(key, None)
-    return out
-
-
-def config_hash_of(identity: dict[str, Any]) -> str:
-    """16 hex digits of sha256 over the JSON of `identity` (keys sorted)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+def config_hash(params: Params, fingerprint: str) -> str:
+    """A run's identity: `core.identity.RUN`'s keys (no operational one) + its fingerprint
+    (`core.train.run_fingerprint`: the data and the start weights)."""
+    return identity(params, RUN, extra={"data_fingerprint": fingerprint})
 
 
 @functools.lru_cache(maxsize=16)
@@ -308,6 +290,7 @@ def _base_tags(params: Params) -> dict[str, str]:
     commit = git_commit(params.root)
     return {
         TAG_SUITE: SUITE,
+        TAG_PROFILES: " ".join(params.profiles) or "none",
         TAG_GIT_COMMIT: commit,
         TAG_DATA_SOURCE: params.data.source,
         # the standard MLflow tags, so the UI shows user, source and commit as for mlflow.start_run

@@ -74,12 +74,13 @@ class TrainResult:
 def run_fingerprint(params: Params) -> str:
     """What a run's identity needs besides its params: the data, and the backbone's start weights
     (a retrained pretext or a different ImageNet file must not reuse old runs)."""
+    data = results.data_fingerprint(params)  # the store first: it comes first in the pipeline
     weights = params.backbone_weights
     if weights is None:
-        return results.data_fingerprint(params)
+        return data
     if not weights.is_file():
         raise UserError(missing_weights(params))
-    return f"{results.data_fingerprint(params)}+init:{file_digest(weights)[:16]}"
+    return f"{data}+init:{file_digest(weights)[:16]}"
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Shared fixtures: the repo's params.yaml with the tiny profile, in a temp outputs folder."""
+"""Shared fixtures: the repo's params.yaml with the tiny profile as a layer, in a temp outputs folder."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from typing import Any, Iterator
 
 import pytest
 import torch
-import yaml
 
-from core.config import Params, flatten, load_params
+from core.config import Params, load_params
 from core.dburl import driver_url
 
 from .servers import MlflowServer, Postgres, postgres_bin_dirs, start_mlflow, start_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "profiles" / "tiny.yaml"
+TINY = "profiles=[tiny]"  # the --set that layers profiles/tiny.yaml over params.yaml
 
 torch.set_num_threads(1)  # CI has 2 cores; tests stay predictable
 os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -38,9 +37,8 @@ def params_section(name: str, **changes: Any) -> Any:
 
 
 def tiny_params(outputs: Path, **overrides: object) -> Params:
-    """params.yaml + profiles/tiny.yaml + overrides, writing under `outputs`."""
-    profile = flatten(yaml.safe_load(TINY.read_text()))
-    return load_params(ROOT / "params.yaml").replace(**{**profile, "paths.outputs": str(outputs), **overrides})
+    """params.yaml + the tiny profile + overrides, writing under `outputs`."""
+    return load_params(ROOT / "params.yaml", [TINY]).replace(**{"paths.outputs": str(outputs), **overrides})
 
 
 @pytest.fixture(scope="session")

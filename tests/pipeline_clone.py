@@ -1,4 +1,4 @@
-"""A fresh copy of the tracked tree with the tiny profile merged in, and the CLI runner the
+"""A fresh copy of the tracked tree with the tiny profile as its layer, and the CLI runner the
 end-to-end pipeline tests share (test_pipeline.py, test_pipeline_twins.py)."""
 
 from __future__ import annotations
@@ -12,25 +12,35 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import merge_profile
-
-from .conftest import ROOT, TINY
+from .conftest import ROOT
 
 TWIN_VARIANTS = ("Baseline", "CCL", "CCL+RHIC+LCF")
-STAGES = ["generate", "extract", "pretrain", "train", "evaluate", "ablate", "study_rhic", "study_lambda", "report"]
+STAGES = [
+    "resolve",
+    "generate",
+    "extract",
+    "pretrain",
+    "train",
+    "evaluate",
+    "ablate",
+    "study_rhic",
+    "study_lambda",
+    "report",
+]
 
 
-def run_ok(args: list[str], cwd: Path) -> str:
+def run_ok(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` in dvc.yaml = this venv
     r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout + r.stderr
+    return r.stdout if stdout_only else r.stdout + r.stderr
 
 
 def clone_project(tmp_path_factory: pytest.TempPathFactory, dataset: str = "a2d") -> Path:
-    """A fresh copy of the tracked files (what a clone holds), with the tiny profile merged in
-    and data.dataset set (the README's one switch for the synthetic twins)."""
+    """A fresh copy of the tracked files (what a clone holds), with the tiny profile switched on
+    (`profiles: [tiny]`, the one line a user changes) and data.dataset set (the README's one
+    switch for the synthetic twins)."""
     dest = tmp_path_factory.mktemp("clone") / "cvls"
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -43,7 +53,9 @@ def clone_project(tmp_path_factory: pytest.TempPathFactory, dataset: str = "a2d"
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dest / f)
-    merge_profile(dest / "params.yaml", TINY, dest / "params.yaml")
+    text = (dest / "params.yaml").read_text()
+    assert text.count("\nprofiles: []") == 1
+    (dest / "params.yaml").write_text(text.replace("\nprofiles: []", "\nprofiles: [tiny]"))
     if dataset != "a2d":
         params = yaml.safe_load((dest / "params.yaml").read_text())
         params["data"]["dataset"] = dataset

@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import flatten, load_params, merge_profile, parse_ratio
+from core.config import flatten, load_params, parse_ratio
 from core.errors import ParamsError
 
-from .conftest import ROOT, TINY
+from .conftest import ROOT
 
 
 def test_params_yaml_states_every_key():
-    """params.yaml is the single source of truth: it spells out every field of the schema."""
+    """params.yaml is the single source of truth: it spells out every field of the schema (and
+    `profiles`, the layers it applies, which is no parameter: tests/test_profiles.py)."""
     file_keys = set(flatten(yaml.safe_load((ROOT / "params.yaml").read_text())))
-    assert file_keys == set(load_params(ROOT / "params.yaml").flat())
+    assert file_keys == set(load_params(ROOT / "params.yaml").flat()) | {"profiles"}
 
 
 @pytest.mark.parametrize(
@@ -163,21 +164,6 @@ def test_set_override_can_supply_a_missing_key_and_validates_it(tmp_path):
         load_params(p, ["train.lr=0.1"])
 
 
-def test_merge_profile_is_partial_but_the_merged_file_must_be_complete(tmp_path):
-    """Profiles are partial files merged INTO params.yaml; the base still has to list every key."""
-    for profile in sorted((ROOT / "profiles").glob("*.yaml")):
-        out = tmp_path / profile.stem / "params.yaml"
-        out.parent.mkdir()
-        merge_profile(ROOT / "params.yaml", profile, out)
-        merged = yaml.safe_load(out.read_text())
-        assert set(flatten(merged)) == set(flatten(yaml.safe_load((ROOT / "params.yaml").read_text())))
-        load_params(out)
-    base = params_copy(tmp_path, lambda d: d["report"].pop("confidence"))
-    with pytest.raises(ParamsError, match=rf"\+ .*tiny.yaml: report.confidence: missing key {re.escape(HINT)}$"):
-        merge_profile(base, TINY, tmp_path / "merged.yaml")
-    assert not (tmp_path / "merged.yaml").exists()
-
-
 def test_models_carry_no_defaults():
     """Every field of every section is required: params.yaml is the only place a default lives."""
     from pydantic import BaseModel
@@ -224,14 +210,6 @@ def test_parse_ratio():
     assert parse_ratio(" 4 : 1 ") == (4.0, 1.0)
     with pytest.raises(ValueError):
         parse_ratio("1/3")
-
-
-def test_merge_profile_roundtrip(tmp_path):
-    out = tmp_path / "params.yaml"
-    merge_profile(ROOT / "params.yaml", TINY, out)
-    p = load_params(out)
-    assert p.data.input_size == 32 and p.ablation.seeds == (0, 1)
-    assert p.loss.lambda_seg == 0.8  # untouched keys keep the params.yaml value
 
 
 def test_cli_prints_one_line_and_exits_nonzero(tmp_path):

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from core.checkpoint import build_model, load_vocab
-from core.config import merge_profile
 from core.data.dataset import ClipDataset, collate_clips
 from core.data.store import open_split
 from core.data.synthetic.grammar import parse_sentence
@@ -139,9 +138,7 @@ def test_sentence_attention_is_the_text_encoders_on_each_sentences_words(tiny_st
 
 
 def test_probe_cli_writes_the_r2_of_every_level(tiny_store, tmp_path):
-    params_file = tmp_path / "params.yaml"
-    merge_profile(ROOT / "params.yaml", TINY, params_file)
-    args = ["--params", str(params_file), "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=21"]
+    args = ["--set", TINY, "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=21"]
     args += ["--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
     r = subprocess.run([sys.executable, "-m", "core.probe", *args], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import yaml
 
 from core import tracking
 from core.config import load_params
+from core.identity import RUN, identity
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_YAML = ROOT / "params.yaml"
@@ -190,8 +190,8 @@ def test_config_hash_tracks_only_model_determining_sections(tmp_path):
     base = make_params(tmp_path)
     h = tracking.config_hash(base, "fp")
     assert re.fullmatch(r"[0-9a-f]{16}", h)
-    # the hash of an identity is sha256 over its sorted-key JSON, cut to 16 hex digits
-    assert tracking.config_hash_of({"b": [2], "a": 1}) == hashlib.sha256(b'{"a": 1, "b": [2]}').hexdigest()[:16]
+    # the run's identity under the suite's one rule (tests/test_identity.py tests the rule)
+    assert h == identity(base, RUN, extra={"data_fingerprint": "fp"})
     assert tracking.config_hash(base, "fp") == h
     assert tracking.config_hash(base, "other-fp") != h
     changed = [
@@ -228,6 +228,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from core import tracking
 from core.config import load_params
+from core.identity import RUN, identity
 out, i = Path(sys.argv[2]), sys.argv[3]
 p = load_params(Path(sys.argv[1]) / "params.yaml", [f"paths.outputs={out}"])
 (out / f"ready-{i}").touch()
@@ -286,6 +287,7 @@ sys.path.insert(0, sys.argv[1])
 from core import tracking
 from core.cli import run_main
 from core.config import load_params
+from core.identity import RUN, identity
 out = Path(sys.argv[2])
 p = load_params(Path(sys.argv[1]) / "params.yaml", [f"paths.outputs={out}"])
 

@@ -178,17 +178,13 @@ def test_a_config_trained_in_two_processes_gives_the_same_weights_bitwise(tiny_s
     makes a row reproducible where it was trained (the report states each run's environment)."""
     import os
 
-    from core.config import merge_profile
-
     from .conftest import TINY
 
-    params_file = tmp_path / "params.yaml"
-    merge_profile(ROOT / "params.yaml", TINY, params_file)
     weights = []
     for hash_seed in ("1", "2"):
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONHASHSEED": hash_seed}
         out = tmp_path / f"out{hash_seed}"
-        args = ["--params", str(params_file), "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=17"]
+        args = ["--set", TINY, "--set", f"paths.outputs={tiny_store.outputs}", "--set", "train.seed=17"]
         args += ["--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow{hash_seed}.db", "--force", "--out", str(out)]
         r = subprocess.run(
             [sys.executable, "-m", "core.train", *args], capture_output=True, text=True, cwd=ROOT, env=env
@@ -234,12 +230,8 @@ def test_torchrun_ddp_on_cpu(tiny_store, tmp_path):
     """The DDP path (gloo on CPU): two ranks train one run; rank 0 alone writes and logs it."""
     import os
 
-    from core.config import merge_profile
-
     from .conftest import TINY
 
-    params_file = tmp_path / "params.yaml"
-    merge_profile(ROOT / "params.yaml", TINY, params_file)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
     r = subprocess.run(
         [
@@ -250,8 +242,8 @@ def test_torchrun_ddp_on_cpu(tiny_store, tmp_path):
             "--nproc_per_node=2",
             "-m",
             "core.train",
-            "--params",
-            str(params_file),
+            "--set",
+            TINY,
             "--set",
             f"paths.outputs={tiny_store.outputs}",
             "--set",

@@ -15,9 +15,10 @@ machines against the same storage):
 - Storage: an Optuna RDB (default sqlite:///<outputs>/optuna.db). Opening the storage, creating
   the study and enqueueing the grid happen once under `storage_lock` (a file lock next to a
   SQLite file; an advisory lock on PostgreSQL/MySQL); `load_if_exists=True` everywhere.
-- Study name `<kind>-<digest>`: the digest covers what the trials share (data, model, loss but
-  the swept key, train but the seed, eval, the data fingerprint), so a changed params.yaml
-  starts a new study instead of mixing results.
+- Study name `<kind>-<digest>`: the identity (`core.identity`) of what the trials share (a run's
+  keys but the swept key and the seed, the ablation's variants, the run fingerprint: data and
+  start weights), so a changed params.yaml starts a new study instead of mixing results, and
+  machines whose params differ only in operational keys (workers, paths, URLs) share one.
 - The grid is enqueued explicitly (no sampler): only pairs without a WAITING/RUNNING/COMPLETE
   trial are enqueued. Workers pop WAITING trials under the same lock and check, in the same
   critical section, that no other COMPLETE or RUNNING trial has the pair (else the trial is

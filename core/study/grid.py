@@ -6,13 +6,12 @@ params.ablation.variants, each a set of loss switches, over params.ablation.seed
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from core.config import Params, parse_ratio
+from core.identity import RUN, identity
 
 log = logging.getLogger("cvls")
 
@@ -45,12 +44,8 @@ class StudyKind:
     x_of: Callable[[str], float]  # point text -> numeric x
     value_of: Callable[[str], Any]  # point text -> the params value
     seeds_of: Callable[[Params], Sequence[int]] = lambda p: p.studies.seeds
-    sets: tuple[str, ...] = ()  # the loss keys a point sets (left out of the study name); () = the key's leaf
+    sets: tuple[str, ...] = ()  # the loss keys a variant sets (left out of the study name); sweeps: ()
     sweeps_full_model: bool = True  # every trial is the full model (CCL + RHIC + LCF) but the swept key
-
-    @property
-    def leaf(self) -> str:
-        return self.key.split(".")[-1]
 
     def configure(self, base: Params, point: str) -> Params:
         """The run a point trains (its seed still to set): the swept key, or the variant's switches."""
@@ -150,19 +145,15 @@ def trial_params(kind: StudyKind, base: Params, gp: GridPoint) -> Params:
     return kind.configure(base, gp.point).replace(**{"train.seed": gp.seed})
 
 
-def study_name(kind: StudyKind, base: Params, data_fingerprint: str) -> str:
-    """'<kind>-<10 hex>' over data, model, loss (but what a point sets), train (but the seed), eval,
-    the ablation's variants and the data fingerprint: the same params.yaml resumes the same
-    study, a changed one does not."""
-    d = base.to_dict()
-    shared = {k: d[k] for k in ("data", "model", "loss", "train", "eval")}
-    sets = kind.sets or (kind.leaf,)
-    shared["loss"] = {k: v for k, v in shared["loss"].items() if k not in sets}
-    shared["train"] = {k: v for k, v in shared["train"].items() if k != "seed"}
-    if not kind.sweeps_full_model:
-        shared["variants"] = d["ablation"]["variants"]
-    blob = json.dumps({"kind": kind.name, "shared": shared, "data_fingerprint": data_fingerprint}, sort_keys=True)
-    return f"{kind.name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+def study_name(kind: StudyKind, base: Params, fingerprint: str) -> str:
+    """'<kind>-<10 hex>': the identity (`core.identity`) of what every trial of the queue shares -
+    a run's keys but what a point sets and the seed, the ablation's variants - and the run
+    fingerprint (`core.train.run_fingerprint`): the same params resume the same queue on any
+    machine, changed ones do not."""
+    scope = RUN if kind.sweeps_full_model else (*RUN, "ablation.variants")
+    varies = (kind.key,) if kind.sweeps_full_model else tuple(f"loss.{k}" for k in kind.sets)
+    extra = {"kind": kind.name, "fingerprint": fingerprint}
+    return f"{kind.name}-{identity(base, scope, leave_out=(*varies, 'train.seed'), extra=extra, digits=10)}"
 
 
 def pair_of(trial: Any) -> tuple[str, int] | None:

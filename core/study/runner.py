@@ -70,12 +70,12 @@ def run_queue(
     is COMPLETE. Safe on several machines at once against the same storage."""
     from optuna.trial import TrialState
 
-    from core.results import data_fingerprint
+    from core.train import run_fingerprint
 
     n_jobs = n_jobs or (params.studies.n_jobs if kind.sweeps_full_model else params.ablation.n_jobs)
     url = storage_url(params, storage)
     backend_of(url)  # a bad URL is a one-line error before any work
-    fingerprint = data_fingerprint(params)  # the store missing: core.train's one-line error
+    fingerprint = run_fingerprint(params)  # the store or the start weights missing: a one-line error
     if params.data.val_fraction <= 0:
         raise UserError(
             "data.val_fraction is 0: every trial's objective is validation mAP, which needs a validation split"
