@@ -1,8 +1,8 @@
-"""Reconstruction sensitivity: Table 3 under each reading of the spec's [open] choices.
+"""Reconstruction sensitivity: Table 3 under each reading of the method's [open] choices.
 
     python ablations/sensitivity.py [--params params.yaml] [--set key=value ...] [--storage URL] [--n-jobs N]
 
-The spec (../shared/spec/cvls-method.md) leaves two readings of Eq. 3 open: the BCE's reduction
+The method (docs/method.md) leaves two readings of Eq. 3 open: the BCE's reduction
 over a frame's pixels (`loss.seg_reduction`: mean | sum; the sum makes L_seg, not L_ccl, dominate
 Eq. 4 at lambda = 0.8) and the multi-modal tensor the decoder reads (`model.fusion`: concat |
 product); and one of the visual map F (`model.merge`: concat, the levels concatenated as the text
