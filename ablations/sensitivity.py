@@ -1,4 +1,4 @@
-"""Reconstruction sensitivity: Table 3 under each reading of the spec's [open] choices.
+"""Reconstruction sensitivity: Table 3 under each reading of the method's [open] choices.
 
     python ablations/sensitivity.py [--params params.yaml] [--set key=value ...] [--storage URL] [--n-jobs N]
 

@@ -1,4 +1,4 @@
-"""The two bounds the suite adds to every evaluation (spec 'Bounds the suite adds').
+"""The two bounds the suite adds to every evaluation (docs/method.md, 'Bounds the suite adds').
 
 - `oracle`: the score of the prediction "the referent's ground-truth mask at the decoder's
   resolution": what perfect grounding reaches at this architecture's output resolution.
@@ -10,12 +10,12 @@
   overall IoU = Σ E[I] / Σ E[U]). With one candidate per pair it equals the oracle exactly. It
   is absent (never faked) when the classes of a split's videos are unknown (real data).
 
-Both are scored on the evaluation's own path (spec 'Inference', 'Metrics'): a map at the
-model's output size S goes through `core.metrics.batch_scores` (bilinear resize to the frame's
-original size, foreground where p > θ · max p, I and U against the original-size mask) and
-the protocol's summary. The map of an instance (`decoder_maps`): its stored S x S mask,
-area-pooled to the decoder's grid (Res2, ceil(S/4): `decoder_size`) and bilinearly upsampled
-back to S, as `CVLS.forward` upsamples its decoder's logits.
+Both are scored on the evaluation's own path (docs/method.md, 'Inference and the metrics
+protocol'): a map at the model's output size S goes through `core.metrics.batch_scores`
+(bilinear resize to the frame's original size, foreground where p > θ · max p, I and U against
+the original-size mask) and the protocol's summary. The map of an instance (`decoder_maps`): its
+stored S x S mask, area-pooled to the decoder's grid (Res2, ceil(S/4): `decoder_size`) and
+bilinearly upsampled back to S, as `CVLS.forward` upsamples its decoder's logits.
 
 On the J&F datasets (data.dataset ytvos / mevis) both bounds also have J, F and J&F.
 
@@ -181,7 +181,7 @@ def pair_bounds(store: SplitStore, theta: float, jf: bool = False) -> list[dict[
 
 def share_of_headroom(score: float, blind: float, oracle: float) -> float:
     """(score - blind) / (oracle - blind): the share of the gap between the language-blind bound
-    and the oracle that a row closes (spec 'Bounds the suite adds'); NaN when there is no gap."""
+    and the oracle that a row closes (docs/method.md, 'Bounds the suite adds'); NaN when there is no gap."""
     return (score - blind) / (oracle - blind) if oracle != blind else math.nan
 
 

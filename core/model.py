@@ -6,7 +6,7 @@
     s ──LCF (Eq. 5)──► gate c   (the losses use F' = c ⊙ F for instance features)
     g(·): projection head shared by sentence and instance features (contrastive loss only)
 
-Equation numbers refer to ../shared/spec/cvls-method.md. `h, w` = Res2 resolution = input / 4. W, the
+Equation numbers are the paper's, written out in docs/method.md. `h, w` = Res2 resolution = input / 4. W, the
 width of F, s, the LCF gate and g(·)'s input, is C (model.merge: conv) or 4C (model.merge: concat).
 The forward pass is free of host-device syncs (no `.item()`, no CPU copies of device tensors),
 works with channels_last inputs/weights and under bf16 autocast.
@@ -285,7 +285,7 @@ class VisualEncoder(nn.Module):
     """ResNet -> SEM per level -> top-down (upsample + add, panoptic FPN) -> all levels at Res2,
     concatenated = the visual map F, with `merge` 'conv' then a 3×3 conv (+GN, ReLU) to C.
 
-    `merge` (model.merge) is [open]: the spec's F is the concatenation (4C channels), but s, Eq. 1's
+    `merge` (model.merge) is [open]: the paper's F is the concatenation (4C channels), but s, Eq. 1's
     v and g(·) live at "the visual channel width C". `width` is F's channels either way."""
 
     def __init__(self, backbone: Backbone, channels: int, merge: str):

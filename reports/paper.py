@@ -1,6 +1,6 @@
 """The paper's numbers and stated behaviour (Liang et al., arXiv 2109.14131), as percentages.
 
-Copied from ../shared/spec/cvls-method.md. They were measured on the real A2D Sentences and
+Written out in docs/method.md. They were measured on the real A2D Sentences and
 J-HMDB Sentences benchmarks with a ResNet-50 at 320x320; the report prints them next to ours
 for orientation, never as a target a synthetic run should reach.
 """
@@ -63,8 +63,8 @@ SOURCE_NOTE = (
 # ANOTHER METHOD's numbers (not CVLS): the CVLS paper reports nothing on Ref-YouTube-VOS or MeViS,
 # so the report prints these for orientation on data.dataset ytvos.
 # LBDT-4 (Ding et al., "Language-Bridged Spatial-Temporal Interaction for Referring Video Object
-# Segmentation", CVPR 2022, arXiv 2206.03789), from its README's Ref-YouTube-VOS table
-# (../shared/seeds/003_0a5300625db488c5.txt): measured on the real Ref-YouTube-VOS valid set (its
-# evaluation server), not on our offline test split.
+# Segmentation", CVPR 2022, arXiv 2206.03789), from its README's Ref-YouTube-VOS table (also in
+# docs/method.md): measured on the real Ref-YouTube-VOS valid set (its evaluation server), not on
+# our offline test split.
 LBDT4_YTVOS = {"J": 48.18, "F": 50.57, "J&F": 49.38}
 LBDT4_SOURCE = "LBDT-4 (Ding et al., CVPR 2022, arXiv 2206.03789)"

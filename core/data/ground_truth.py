@@ -1,7 +1,7 @@
 """Ground truth the real releases do not carry: instance classes and sentence attributes.
 
 The evaluation's language-blind bound needs each instance's class and its strata need each
-sentence's disambiguating attribute type (spec 'Bounds the suite adds'). The real A2D
+sentence's disambiguating attribute type (docs/method.md, 'Bounds the suite adds'). The real A2D
 Sentences h5 files hold 'instance', 'reMask' and 'reBBox' and no class our reader uses, and
 J-HMDB Sentences masks one actor per video, so neither release says either. The synthetic
 generator knows both and writes them into one extra file per layout, which is NOT part of

@@ -6,7 +6,7 @@ model's input size, as uint8, next to the masks of every instance in it. Per spl
     frames.npy      uint8 [F, S, S, 3]   stored frames (annotated ones, plus a window if asked)
     masks.npy       uint8 [M, S, S]      every instance mask of every annotated frame, at S x S
     masks_orig.npy  uint8 [...]          the same masks at the frame's ORIGINAL size, bit-packed
-                                         (evaluation scores at original size, spec 'Inference')
+                                         (evaluation scores at original size, docs/method.md)
     index.json      videos (with `classes`: instance id -> class, or null when unknown),
                     frames (with their mask rows), samples (sentence + referent + `attribute`,
                     the disambiguating attribute type or null; see core.data.ground_truth)

@@ -1,4 +1,4 @@
-"""Word vocabulary for the one-hot text encoder (spec: 'Text encoder').
+"""Word vocabulary for the one-hot text encoder (docs/method.md, 'Architecture').
 
 Built from the training sentences only: the `vocab_size - 1` most frequent words plus
 `<unk>` (paper: 1000 = 999 words + <unk>); `<pad>` is extra and masked, never counted.
