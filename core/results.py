@@ -49,7 +49,7 @@ SAMPLE_COLUMNS = (
     "text",
 )
 # the ablation's per-sample table (the splits the report's paired tests use), without the text
-ABLATION_SAMPLE_SPLITS = ("test", "jhmdb", "test_shuffled")
+ABLATION_SAMPLE_SPLITS = ("val", "test", "jhmdb", "test_shuffled")
 ABLATION_SAMPLE_COLUMNS = ("variant", "seed", *(c for c in SAMPLE_COLUMNS if c != "text"))
 HISTORY_INDEX = "epoch"  # a history row's step; every other key of the row is a metric
 # what a finished run's folder holds besides its weights, each file also an artifact of its MLflow

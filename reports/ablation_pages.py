@@ -260,8 +260,8 @@ def sweep_note(sw: SweepAnalysis, an: Analysis) -> str:
         return f"{seeds}; no interval: {why}."
     if sw.borrowed:
         how = (
-            "one seed per point, so each bar adds Table 3's seed variance (pooled over its rows, same split and "
-            "metric) to the point's test-video variance (which also holds the residual: a conservative bar)"
+            "one seed per point, so each bar takes Table 3's seed variance and seed × video residual (pooled over its "
+            "rows, same split and metric) and adds the point's own test-video variance"
         )
     else:
         how = "the seed variance pooled over the points, plus the test videos"

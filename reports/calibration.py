@@ -33,7 +33,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reports.inference import between_rows, detectable, estimate, mean_squares, own_seeds, pseudo_values, within_rows
+from reports.inference import (
+    between_rows,
+    detectable,
+    estimate,
+    interaction,
+    mean_squares,
+    own_seeds,
+    pseudo_values,
+    within_rows,
+)
 from reports.scores import run_table, unit_scores
 
 STEPS = ((0, 1), (1, 2), (1, 3), (2, 4), (3, 4))  # Table 3's incremental steps by row position
@@ -176,12 +185,12 @@ def simulate(
         p_vs, _ = _tests(table, VS_BASELINE, confidence)
         d = table[:, 1] - table[:, 0]
         own = estimate(d, own_seeds(d.mean(-1)), confidence)
-        one_seed = estimate(sweep[:, 1] - sweep[:, 0], between_rows(table.mean(-1)), confidence)
+        one_seed = estimate(sweep[:, 1] - sweep[:, 0], between_rows(table.mean(-1)), confidence, interaction(table))
         rows = estimate(table[:, 0], within_rows(table.mean(-1)), confidence)
         found = {
             "step": p_steps < alpha,
             "vs_baseline": p_vs < alpha,
-            "one seed, borrowed seed variance": np.asarray(one_seed.p)[:, None] < alpha,
+            "one seed, Table 3's variances": np.asarray(one_seed.p)[:, None] < alpha,
             "own seeds only (2 df)": np.asarray(own.p)[:, None] < alpha,
             "test videos only (seeds fixed)": videos_only_rejects(d, alpha)[:, None],
             "two-stage bootstrap (3 seeds)": _bootstrap_rejects(d, rng, confidence)[:, None],

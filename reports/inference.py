@@ -97,6 +97,32 @@ def own_seeds(d: Array) -> SeedVariance:
     return SeedVariance(d.var(-1, ddof=1) if s > 1 else np.full(d.shape[:-1], np.nan), float(s - 1) or np.nan)
 
 
+@dataclass(frozen=True)
+class Residual:
+    """A seed × video residual mean square measured elsewhere (Table 3's), and its df: what a
+    one-seed table cannot measure itself."""
+
+    ms: Array | float
+    df: Array | float
+
+
+def interaction(z: Array) -> Residual:
+    """[..., R, S, V] -> the residual of a pairwise contrast between rows: twice the rows × seeds ×
+    videos interaction mean square, (R−1)(S−1)(V−1) df."""
+    z = np.asarray(z, float)
+    r, s, v = z.shape[-3:]
+    m = lambda *ax: z.mean(ax, keepdims=True)  # noqa: E731
+    resid = z - m(-1) - m(-2) - m(-3) + m(-2, -1) + m(-3, -1) + m(-3, -2) - m(-3, -2, -1)
+    df = (r - 1) * (s - 1) * (v - 1)
+    return Residual(2 * (resid**2).sum((-3, -2, -1)) / df, float(df))
+
+
+def within_rows_residual(z: Array) -> Residual:
+    """[..., R, S, V] -> the residual of one row's own seeds × videos table, pooled over the rows."""
+    r, s, v = np.shape(z)[-3:]
+    return Residual(mean_squares(np.asarray(z, float))[1].mean(-1), float(r * (s - 1) * (v - 1)))
+
+
 def mean_squares(d: Array) -> tuple[Array, Array]:
     """[..., S, V] -> (MS_video, MS_resid) of the two-way layout; with one seed MS_resid is NaN."""
     s, v = d.shape[-2:]
@@ -132,21 +158,25 @@ class Estimate:
     videos: int
 
 
-def estimate(d: Array, seed: SeedVariance, confidence: float) -> Estimate:
+def estimate(d: Array, seed: SeedVariance, confidence: float, resid: Residual | None = None) -> Estimate:
     """[..., S, V] pseudo-values of a row or a contrast -> its mean with both variances.
 
-    se² = seed.var / S + max(0, MS_video − MS_resid) / (S·V). With one seed (a sweep point) the
-    seed variance must come from elsewhere (`seed`: Table 3's) and MS_resid is not estimable, so
-    the video term is MS_video / V, which also holds the residual: conservative by σ²_resid / V."""
+    se² = seed.var / S + max(0, MS_video − MS_resid) / (S·V). With one seed (a sweep point) neither
+    the seed variance nor MS_resid can be measured there: `seed` and `resid` come from elsewhere
+    (Table 3's, on the same split and metric). Without `resid` the video term is MS_video / V,
+    which also holds the residual: conservative by σ²_resid / V."""
     d = np.asarray(d, float)
     s, v = d.shape[-2:]
     value = d.mean((-2, -1))
     ms_v, ms_e = mean_squares(d)
+    e_df: Array | float = (s - 1) * (v - 1)
+    if s < 2 and resid is not None:
+        ms_e, e_df = np.broadcast_to(np.asarray(resid.ms, float), ms_v.shape), resid.df
     seed_term = np.asarray(seed.var, float) / s
-    if s >= 2:
+    if s >= 2 or resid is not None:
         video_term = np.maximum(ms_v - ms_e, 0.0) / (s * v)
         positive = ms_v > ms_e
-        video_df = satterthwaite([(ms_v / (s * v), v - 1), (-ms_e / (s * v), (s - 1) * (v - 1))])
+        video_df = satterthwaite([(ms_v / (s * v), v - 1), (-ms_e / (s * v), e_df)])
     else:
         video_term, positive, video_df = ms_v / v, np.ones_like(ms_v, bool), np.full(ms_v.shape, float(v - 1))
     terms = [(seed_term, seed.df), (np.where(positive, video_term, 0.0), np.where(positive, video_df, 1.0))]

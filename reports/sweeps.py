@@ -18,7 +18,16 @@ import pandas as pd
 
 from core.config import Params
 from reports.analysis import Comparison, contrast, levels, primary_metric
-from reports.inference import Estimate, SeedVariance, between_rows, estimate, within_rows
+from reports.inference import (
+    Estimate,
+    Residual,
+    SeedVariance,
+    between_rows,
+    estimate,
+    interaction,
+    within_rows,
+    within_rows_residual,
+)
 from reports.protocol import protocol
 from reports.scores import RunTable, run_table
 from reports.variants import baseline
@@ -54,14 +63,31 @@ def point_text(study: str, value: Any) -> str:
     return repr(float(value)) if study == "lambda_sensitivity" else str(value).strip()
 
 
-def seed_variances(results: pd.DataFrame, column: str) -> tuple[SeedVariance, SeedVariance] | None:
-    """(within rows, between rows) of Table 3's run scores in `column` (ablation/results.csv)."""
+@dataclass(frozen=True)
+class Borrowed:
+    """The variances a sweep's points are read with: the seed variance of a point's level and of
+    a contrast and, for a one-seed sweep that takes them from Table 3 (same split and metric), the
+    residual of each where Table 3's per-sample rows have the split (else None: the point's video
+    term keeps its residual, a conservative interval)."""
+
+    level: SeedVariance
+    contrast: SeedVariance
+    level_resid: Residual | None = None
+    contrast_resid: Residual | None = None
+
+
+def borrowed(results: pd.DataFrame, per_sample: pd.DataFrame, split: str, metric: str) -> Borrowed | None:
+    """Table 3's variances on `split` and `metric`: from its per-sample rows when they have the
+    split, else from results.csv's run scores (the seed variances alone)."""
+    rows = per_sample[per_sample["split"] == split]  # older ablation tables have no val rows
+    t = run_table(rows, metric, list(dict.fromkeys(results["variant"]))) if not rows.empty else None
+    if t is not None and not t.empty and len(t.seeds) >= 2:
+        return Borrowed(within_rows(t.y), between_rows(t.y), within_rows_residual(t.z), interaction(t.z))
+    column = f"{split}/{metric}"
     if column not in results.columns:
         return None
     y = results.pivot_table(index="variant", columns="seed", values=column, sort=False).dropna(axis=1)
-    if y.shape[1] < 2:
-        return None
-    return within_rows(y.to_numpy()), between_rows(y.to_numpy())
+    return Borrowed(within_rows(y.to_numpy()), between_rows(y.to_numpy())) if y.shape[1] >= 2 else None
 
 
 def sweep_rows(df: pd.DataFrame, samples: dict[str, pd.DataFrame], study: str) -> tuple[pd.DataFrame, int]:
@@ -77,8 +103,15 @@ def sweep_rows(df: pd.DataFrame, samples: dict[str, pd.DataFrame], study: str) -
 
 
 def analyze_study(
-    params: Params, study: str, df: pd.DataFrame, samples: dict[str, pd.DataFrame], results: pd.DataFrame
+    params: Params,
+    study: str,
+    df: pd.DataFrame,
+    samples: dict[str, pd.DataFrame],
+    results: pd.DataFrame,
+    table3: pd.DataFrame,
 ) -> SweepAnalysis:
+    """Each point's level and each point against the default (`table3`: Table 3's per-sample rows,
+    whose variances a one-seed sweep borrows)."""
     proto, conf = protocol(params), params.report.confidence
     points = list(dict.fromkeys(point_text(study, p) for p in df["point"]))
     default = default_point(params, study)
@@ -91,27 +124,33 @@ def analyze_study(
             t = run_table(rows[rows["split"] == split], metric, [p for p in points if p in set(rows["variant"])])
             if t.empty:
                 continue
-            out.seeds = len(t.seeds)
-            seeds = (
-                (within_rows(t.y), between_rows(t.y))
-                if len(t.seeds) >= 2
-                else seed_variances(results, f"{split}/{metric}")
-            )
-            out.borrowed = len(t.seeds) < 2
-            if seeds is None:
+            out.seeds, out.borrowed = len(t.seeds), len(t.seeds) < 2
+            if not out.borrowed:
+                var: Borrowed | None = Borrowed(within_rows(t.y), between_rows(t.y))
+            else:
+                var = borrowed(results, table3, split, metric)
+            if var is None:
                 continue
-            out.cells |= {(p, split, metric): e for p, e in levels(t, seeds[0], conf).items()}
+            out.cells |= {(p, split, metric): estimate(t.row(p), var.level, conf, var.level_resid) for p in t.rows}
             if out.default in t.rows and metric == primary_metric(params, proto):
-                out.tests += point_tests(t, out.default, seeds[1], study, split, metric, conf)
+                out.tests += point_tests(t, out.default, var, study, split, metric, conf)
     return out
 
 
 def point_tests(
-    t: RunTable, default: str, seed: SeedVariance, study: str, split: str, metric: str, conf: float
+    t: RunTable, default: str, var: Borrowed, study: str, split: str, metric: str, conf: float
 ) -> list[Comparison]:
     """Each point minus the default point, paired by seed and video."""
     return [
-        Comparison("fig6", default, p, metric, split, estimate(t.row(p) - t.row(default), seed, conf), scope=study)
+        Comparison(
+            "fig6",
+            default,
+            p,
+            metric,
+            split,
+            estimate(t.row(p) - t.row(default), var.contrast, conf, var.contrast_resid),
+            scope=study,
+        )
         for p in t.rows
         if p != default
     ]
@@ -119,7 +158,8 @@ def point_tests(
 
 def analyze_studies(params: Params, inp: Any) -> dict[str, SweepAnalysis]:
     return {
-        s: analyze_study(params, s, getattr(inp, attr), inp.study_samples, inp.results) for s, attr in STUDIES.items()
+        s: analyze_study(params, s, getattr(inp, attr), inp.study_samples, inp.results, inp.per_sample)
+        for s, attr in STUDIES.items()
     }
 
 

@@ -183,7 +183,7 @@ def simulated(cal: Calibration, num: Numbers) -> Table:
     Monte-Carlo standard error."""
     sim = cal.simulated
     t = Table(["test", "null flagged (%)", "± MC s.e.", "claimed (%)"])
-    claimed = {"step": 5, "vs_baseline": 5, "one seed, borrowed seed variance": 5}
+    claimed = {"step": 5, "vs_baseline": 5, "one seed, Table 3's variances": 5}
     for kind, rate in sim.fpr.items():
         key = f"calibration/fpr/{kind}"
         t.rows.append(

@@ -12,17 +12,19 @@ from statsmodels.stats.multitest import multipletests
 from reports.calibration import Spec, aa_rates, draw, holm_adjusted, measure, simulate
 from reports.inputs import with_sample_map
 
-# Measured on the default benchmark (a fresh clone's `dvc repro`, Table 3 on test, mAP, pp²; the
-# report's calibration page prints them): shared by the rows / each row's own.
+# Measured on the default benchmark (Table 3 of a `dvc repro` with default params, test split, mAP,
+# pp²; the report's calibration page prints them for its own table): shared by the rows / each
+# row's own. A row moves little from seed to seed as a whole (seed); a pair's score changes with
+# the seed (unit) and videos differ a lot (video).
 DEFAULT = dict(
-    seed=1.2,
-    seed_row=0.9,
-    video=140.0,
-    video_row=2.0,
-    resid=30.0,
-    resid_row=15.0,
-    unit=600.0,
-    unit_row=200.0,
+    seed=0.31,
+    seed_row=0.14,
+    video=379.7,
+    video_row=2.3,
+    resid=0.0,
+    resid_row=28.9,
+    unit=291.5,
+    unit_row=54.1,
 )
 RNG = np.random.default_rng(20261207)
 LAYOUT = tuple(int(n) for n in RNG.integers(3, 8, 216))  # the default test split: 216 videos, ~5 pairs each
@@ -41,7 +43,7 @@ def test_each_test_flags_a_null_difference_at_its_claimed_rate(simulated):
     _, sim = simulated
     for kind in ("step", "vs_baseline"):
         assert 0.03 <= sim.fpr[kind] <= 0.07, (kind, sim.fpr[kind])
-    assert sim.fpr["one seed, borrowed seed variance"] <= 0.07  # conservative: its video term keeps the residual
+    assert 0.03 <= sim.fpr["one seed, Table 3's variances"] <= 0.07
 
 
 def test_the_primary_family_keeps_its_family_wise_rate(simulated):

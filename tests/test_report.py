@@ -506,21 +506,26 @@ def test_strata_pages_match_each_runs_strata_json(built):
 
 def test_fig6_intervals_count_both_variances_with_one_seed_or_two(built, tmp_path):
     from reports.inference import within_rows
+    from reports.inputs import with_sample_map
+    from reports.scores import run_table
 
     one_seed = make_params(tmp_path)  # studies.seeds: [0], the default: Table 3's seed variance
     write_outputs(one_seed)
     for params, borrowed in ((built.params, False), (one_seed, True)):
         an = analysis_of(params)
         results = pd.read_csv(params.outputs / "ablation/results.csv")
+        per_sample = with_sample_map(pd.read_csv(params.outputs / "ablation/per_sample.csv"))
         for study, sw in an.sweeps.items():
             assert sw.borrowed is borrowed and sw.default in sw.points
             df = pd.read_csv(params.outputs / "studies" / f"{study}.csv")
             for (point, split, metric), e in sw.cells.items():
                 seeds = df[df["point"].astype(str) == point][f"{split}/{metric}"]
                 assert e.lo <= seeds.mean() <= e.hi, (study, point, split, metric)
-                if borrowed:  # the seed term is Table 3's pooled within-row seed variance
-                    y = results.pivot_table(index="variant", columns="seed", values=f"{split}/{metric}").to_numpy()
-                    assert e.seed_term == pytest.approx(float(within_rows(y).var), rel=1e-9)
+                if borrowed:  # the seed term is Table 3's pooled within-row seed variance on that split
+                    t3 = run_table(
+                        per_sample[per_sample["split"] == split], metric, list(dict.fromkeys(results["variant"]))
+                    )
+                    assert e.seed_term == pytest.approx(float(within_rows(t3.y).var), rel=1e-9)
             tests = an.of("fig6", scope=study)
             assert len(tests) == 2 * (len(sw.points) - 1)  # every point but the default, on val and test
             assert all(t.a == sw.default and math.isfinite(t.p_adj) for t in tests)
@@ -609,7 +614,8 @@ def test_a_one_seed_sweep_point_borrows_table3s_seed_variance_hand_example(tmp_p
         }
     )
     df = pd.DataFrame({"point": ["1:3"], "seed": [0], "run_hash": ["h"], "test/mAP": [50.0], "val/mAP": [math.nan]})
-    sw = analyze_study(params, "rhic_ratio", df, {"h": samples}, results)
+    no_samples = pd.DataFrame({"split": []})  # Table 3 without per-sample rows: its run scores alone
+    sw = analyze_study(params, "rhic_ratio", df, {"h": samples}, results, no_samples)
     e = sw.cells[("1:3", "test", "mAP")]
     assert sw.borrowed and e.value == pytest.approx(50.0)
     assert e.seed_term == pytest.approx(1.0) and e.video_term == pytest.approx(np.var([0, 50, 50, 100], ddof=1) / 4)
