@@ -61,7 +61,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from core.checkpoint import load_model, load_vocab
-from core.config import DATASET_NAMES, DATASET_ROOTS, Params
+from core.config import Params
 from core.data import mevis, ytvos
 from core.data.chunks import resize_frames
 from core.data.dataset import encode_texts, to_device
@@ -73,6 +73,7 @@ from core.io import atomic_path
 from core.metrics import predict_mask
 from core.model import CVLS
 from core.runtime import autocast, channels_last, pick_device
+from core.sections import DATASET_NAMES, DATASET_ROOTS
 
 log = logging.getLogger("cvls")
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.config import LossParams, parse_ratio
 from core.model import CVLS, Output
+from core.sections import LossParams, parse_ratio
 
 
 def _full_precision(like: Tensor) -> torch.autocast:

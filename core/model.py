@@ -27,8 +27,8 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 
-from core.config import LossParams, ModelParams
 from core.errors import UserError
+from core.sections import LossParams, ModelParams
 
 log = logging.getLogger("cvls")
 

@@ -18,8 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from core.config import TrainParams
 from core.errors import UserError
+from core.sections import TrainParams
 
 M = TypeVar("M", bound=nn.Module)
 

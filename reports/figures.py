@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from core.config import parse_ratio
+from core.sections import parse_ratio
 from core.study.figure import draw_sweep
 from reports import paper
 from reports.protocol import LABELS

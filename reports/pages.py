@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.config import DATASET_NAMES, Params
+from core.config import Params
+from core.sections import DATASET_NAMES
 from core.tracking import git_commit
 from reports import figures, paper, tables, verdicts
 from reports.ablation_pages import TITLES

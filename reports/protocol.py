@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from core.config import DATASET_NAMES, Params
+from core.config import Params
+from core.sections import DATASET_NAMES
 from reports import paper
 
 JF_LABELS = {"J": "J", "F": "F", "J&F": "J&F"}

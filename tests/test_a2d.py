@@ -11,13 +11,13 @@ import h5py
 import numpy as np
 import pytest
 
-from core.config import SKIP_CLASSES
 from core.data import a2d, a2d_write
 from core.data.a2d import VideosetRow, load_frames, read_a2d, video_path
 from core.data.ground_truth import write_ground_truth
 from core.data.types import SkipLedger
 from core.data.video import write_mp4
 from core.errors import DataError
+from core.sections import SKIP_CLASSES
 
 H, W = 6, 10  # non-square on purpose: a transposition bug cannot hide
 ALL = frozenset(SKIP_CLASSES)

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import flatten, load_params, parse_ratio
+from core.config import flatten, load_params
 from core.errors import ParamsError
+from core.sections import parse_ratio
 
 from .conftest import ROOT
 

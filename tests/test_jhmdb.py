@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import scipy.io
 
-from core.config import SKIP_CLASSES
 from core.data import jhmdb
 from core.data.a2d import load_frames
 from core.data.ground_truth import write_ground_truth
 from core.data.jhmdb import chosen_indices, read_jhmdb
 from core.data.types import SkipLedger
 from core.errors import DataError
+from core.sections import SKIP_CLASSES
 
 H, W = 6, 10
 ALL = frozenset(SKIP_CLASSES)

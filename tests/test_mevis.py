@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.config import SKIP_CLASSES
 from core.data import mevis
 from core.data.images import read_image_frames
 from core.data.mevis import (
@@ -27,6 +26,7 @@ from core.data.mevis_write import (
 )
 from core.data.types import SkipLedger
 from core.errors import DataError
+from core.sections import SKIP_CLASSES
 
 H, W = 6, 8
 ALL = frozenset(SKIP_CLASSES)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.config import SKIP_CLASSES
 from core.data import ytvos
 from core.data import ytvos_write as yw
 from core.data.a2d import load_frames
@@ -27,6 +26,7 @@ from core.data.ytvos import (
     read_ytvos_valid,
 )
 from core.errors import DataError
+from core.sections import SKIP_CLASSES
 
 H, W = 12, 20  # non-square on purpose: a transposition bug cannot hide
 T = 5

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.config import DataParams
 from core.data.a2d import load_frames
 from core.data.images import JPEG_SUFFIXES, frame_files, is_jpeg_folder
 from core.data.types import SkipLedger, Video
 from core.errors import DataError
 from core.io import atomic_path
+from core.sections import DataParams
 
 CHUNK_VERSION = 1
 

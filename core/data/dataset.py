@@ -25,9 +25,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from core.config import DataParams
 from core.data.store import SampleRef, SplitStore
 from core.data.vocab import Vocab, flip_words, tokenize
+from core.sections import DataParams
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.cli import params_from, parser, run_main
-from core.config import DATASET_NAMES, DATASET_ROOTS, Params
+from core.config import Params
 from core.data.a2d import read_a2d
 from core.data.chunks import Chunk, chunk_all
 from core.data.jhmdb import read_jhmdb
@@ -40,6 +40,7 @@ from core.data.vocab import Vocab, tokenize
 from core.data.ytvos import _load_videos, meta_expressions_path, offline_split, read_ytvos
 from core.errors import DataError
 from core.io import hash_file, staged_dir, write_json
+from core.sections import DATASET_NAMES, DATASET_ROOTS
 from core.vos_metrics import JF_DATASETS
 
 log = logging.getLogger("cvls")

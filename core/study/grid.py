@@ -10,8 +10,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from core.config import Params, parse_ratio
+from core.config import Params
 from core.identity import RUN, identity
+from core.sections import parse_ratio
 
 log = logging.getLogger("cvls")
 

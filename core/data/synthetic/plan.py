@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.config import Params, SyntheticParams
+from core.config import Params
 from core.data.synthetic.grammar import (
     ATTRIBUTE_TYPES,
     CLASSES,
@@ -32,6 +32,7 @@ from core.data.synthetic.grammar import (
 )
 from core.data.synthetic.render import actor_shapes, half_extent, visible_masks
 from core.data.synthetic.scene import Actor, DatasetPlan, Scene
+from core.sections import SyntheticParams
 
 SIZE_RADIUS = {"small": 0.10, "large": 0.16}  # fraction of min(H, W): several feature cells even at stride 4
 TRAVEL = 0.15  # a moving actor crosses this fraction of the frame over the whole video

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.config import Params, SyntheticParams
+from core.config import Params
 from core.data.a2d import GROUND_TRUTH as A2D_GROUND_TRUTH
 from core.data.a2d import VideosetRow, video_path
 from core.data.a2d_write import write_annotations, write_frame_h5, write_missed_videos, write_videoset
@@ -37,6 +37,7 @@ from core.data.synthetic.render import render_scene
 from core.data.synthetic.scene import DatasetPlan, Scene, Sentence
 from core.data.video import write_mp4
 from core.io import staged_dir, write_json
+from core.sections import SyntheticParams
 
 # --------------------------------------------------------------------------------------
 # writing the layouts
