@@ -159,8 +159,8 @@ def pair_bounds(store: SplitStore, theta: float, jf: bool = False) -> list[dict[
     the test videos (reports.analysis)."""
     oracle, blind, oracle_f, blind_f, known = candidate_scores(store, theta, boundary=jf)
     rows: list[dict[str, object]] = []
-    for p, (sample, _) in enumerate(store.eval_pairs()):
-        meta = {"pair": p, "sample": sample, "video": store.samples[sample].video}
+    for p, (sample, row) in enumerate(store.eval_pairs()):  # the video as per_sample.csv names it: its id
+        meta = {"pair": p, "sample": sample, "video": store.videos[store.frames[row]["video"]]["id"]}
         picks = {"oracle": ([oracle[p]], [oracle_f[p]] if jf else [])}
         if known:
             picks["language_blind"] = (blind[p], blind_f[p] if jf else [])

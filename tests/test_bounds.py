@@ -160,6 +160,27 @@ def test_blind_bound_averages_over_pairs(tmp_path):
     assert blind["n"] == 2
 
 
+def test_pair_bounds_are_each_pairs_scores_and_average_to_the_split_bounds(tmp_path):
+    """The same two pairs, per pair: the oracle's R (I 15, U 16, IoU 15/16, 9 of 10 thresholds);
+    the blind predictor's expectation over R and D (I 16, U 32, IoU 1/2, 1 threshold) in the first
+    pair, R alone in the second; each row names the video by its id, as per_sample.csv does."""
+    st = make_store(
+        tmp_path,
+        [video("v1", [{1: R, 2: D}, {1: R}], [("the left ball", 1, "position")], {1: "ball", 2: "ball"})],
+    )
+    rows = bounds_mod.pair_bounds(st, THETA)
+    got = {(r["pair"], r["bound"]): (r["inter"], r["union"], r["iou"], r["map"], r["video"]) for r in rows}
+    assert got == {
+        (0, "oracle"): (15.0, 16.0, 15 / 16, 0.9, "v1"),
+        (0, "language_blind"): (15.5, 24.0, (15 / 16 + 1 / 2) / 2, 0.5, "v1"),
+        (1, "oracle"): (15.0, 16.0, 15 / 16, 0.9, "v1"),
+        (1, "language_blind"): (15.0, 16.0, 15 / 16, 0.9, "v1"),
+    }
+    blind = [r for r in rows if r["bound"] == "language_blind"]
+    assert np.mean([r["iou"] for r in blind]) == 53 / 64 and np.mean([r["map"] for r in blind]) == pytest.approx(0.7)
+    assert sum(r["inter"] for r in blind) / sum(r["union"] for r in blind) == 30.5 / 40  # overall IoU 76.3
+
+
 def strata_store(tmp_path: Path) -> SplitStore:
     """v1: ball 1 with ball 2 in its other frame only (a distractor); box 3 alone of its class.
     v2: classes unknown."""
