@@ -4,7 +4,8 @@ Every script's `main` is wrapped by `run_main`: a `UserError` (bad params, bad d
 one line `error: ...` to stderr and exits 2; Ctrl-C exits 130; SIGTERM (a scheduler, `kill`, a
 study runner stopping its workers) raises `Terminated` and takes the same path as Ctrl-C, so
 runs end KILLED and trials FAIL instead of staying RUNNING, then exits 143. Anything else is a
-bug and keeps its traceback.
+bug and keeps its traceback. Inside a dvc stage, the process also watches dvc and takes the
+SIGTERM path when dvc is gone (`core.procs.watch_launcher`): a stage never outlives its pipeline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import threading
 from typing import Callable, Sequence
 
+from core import procs
 from core.config import Params, load_params
 from core.errors import Terminated, UserError
 
@@ -56,9 +58,15 @@ def install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+def run_main(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *, lifeline: bool = False
+) -> None:
+    """Run an entry point under the one-line error contract. `lifeline`: stop (as on SIGTERM) when
+    the process that started this one is gone; always on inside a dvc stage."""
     setup_logging()
     install_sigterm_handler()
+    if lifeline or procs.in_dvc_stage():
+        procs.watch_launcher()
     try:
         code = main(argv)
     except UserError as err:

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from urllib.parse import unquote
 
 import yaml
 
+from core import procs
 from core.config import Params
 from core.dburl import driver_url
 
@@ -323,42 +323,6 @@ def env_tags(env: dict[str, str]) -> dict[str, str]:
     return {TAG_ENV + k: v for k, v in env.items()}
 
 
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc), None when it does not exist or
-    is a zombie; '' where /proc is absent. Tells a dead owner from a new process with its pid."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not Path("/proc/self/stat").exists():  # no procfs (e.g. macOS): fall back to kill(pid, 0)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return ""
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
-
-
-def _owner_gone(owner: str | None) -> bool:
-    """Whether the owner tag names a process of this host that no longer runs (other hosts: False,
-    since their processes cannot be seen from here)."""
-    parts = (owner or "").rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    if int(parts[1]) == os.getpid():
-        return False  # this process's own run (e.g. an outer one): alive by definition
-    start = _process_start(int(parts[1]))
-    # gone, or its pid now belongs to a process started at another time
-    return start is None or (bool(start) and bool(parts[2]) and start != parts[2])
-
-
 def end_running_runs(params: Params, tags: dict[str, str], reason: str) -> list[str]:
     """Mark KILLED, with tag 'error' = reason, every RUNNING run of the experiment that carries all
     `tags` (e.g. a stale study trial's runs); their ids."""
@@ -385,7 +349,7 @@ def _end_stale_runs(client: Any, exp_id: str, run_hash: str) -> list[str]:
         filter_string=f"tags.`{TAG_CONFIG_HASH}` = {_quoted(run_hash)} and attributes.status = 'RUNNING'",
         max_results=100,
     )
-    stale = [r for r in found if _owner_gone(r.data.tags.get(TAG_OWNER))]
+    stale = [r for r in found if procs.owner_gone(r.data.tags.get(TAG_OWNER))]
     for run in stale:
         owner = run.data.tags.get(TAG_OWNER)
         log.warning(
@@ -421,7 +385,7 @@ def tracked_run(
 
     exp_id = init_tracking(params)
     client = _client(tracking_uri(params))
-    all_tags = _base_tags(params) | {TAG_OWNER: _owner()}
+    all_tags = _base_tags(params) | {TAG_OWNER: procs.owner()}
     if run_hash:
         all_tags[TAG_CONFIG_HASH] = run_hash
         replaced = _end_stale_runs(client, exp_id, run_hash)

@@ -20,10 +20,15 @@ TWIN_VARIANTS = ("Baseline", "CCL", "CCL+RHIC+LCF")
 STAGES = ["generate", "extract", "pretrain", "train", "evaluate", "ablate", "study_rhic", "study_lambda", "report"]
 
 
-def run_ok(args: list[str], cwd: Path) -> str:
+def run_env() -> dict[str, str]:
+    """The environment of the CLI runs: no MLFLOW_TRACKING_URI, this venv's `python` first."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` in dvc.yaml = this venv
-    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return env
+
+
+def run_ok(args: list[str], cwd: Path) -> str:
+    r = subprocess.run(args, cwd=cwd, env=run_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout + r.stderr
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .pipeline_clone import STAGES, clone_project, run_ok
+from .pipeline_clone import STAGES, clone_project, run_env, run_ok
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +22,75 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return clone_project(tmp_path_factory)
 
 
+def _column(db: Path, sql: str) -> list:
+    """One column of a query on a SQLite file (an absent file or table: no rows)."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return [v for (v,) in con.execute(sql)]
+    except sqlite3.OperationalError:  # schema not created yet
+        return []
+
+
+def _suite_processes(project: Path) -> list[str]:
+    """'pid cmdline' of every process working in the project's folder (the stages and their workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).is_relative_to(project):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append(f"{entry.name} {cmdline}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds the stage's processes through /proc")
+def test_sigterm_to_dvc_alone_stops_the_stage_and_its_workers(project):
+    """SIGTERM to the `dvc repro` process only (what a container runtime sends its PID 1, or a
+    scheduler that signals the main process), mid-ablation: dvc exits at once, and the stage's
+    python and its two workers stop within 10 s, having closed the trial FAIL and the runs KILLED
+    themselves (nothing RUNNING before any rerun). The next test's `dvc repro` resumes it."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    outputs = project / "outputs"
+    with (project.parent / "killed_repro.log").open("w") as log:
+        proc = subprocess.Popen([dvc, "repro"], cwd=project, env=run_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 900
+        while True:  # the ablation mid-way: one row trained (the other COMPLETE is the reused main run)
+            states = _column(outputs / "optuna.db", "SELECT state FROM trials")
+            if states.count("COMPLETE") >= 2 and "RUNNING" in states:
+                break
+            assert proc.poll() is None, (project.parent / "killed_repro.log").read_text()[-3000:]
+            assert time.time() < deadline, "the ablation never had a trained row and a running one"
+            time.sleep(0.2)
+        assert any("components.py" in p for p in _suite_processes(project))
+        proc.send_signal(signal.SIGTERM)  # dvc alone, not its process group
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.time() + 10
+    while left := _suite_processes(project):
+        assert time.time() < deadline, f"still running 10 s after dvc was stopped: {left}"
+        time.sleep(0.2)
+    states = _column(outputs / "optuna.db", "SELECT state FROM trials")
+    assert "RUNNING" not in states and "FAIL" in states, states
+    assert "RUNNING" not in _column(outputs / "mlflow.db", "SELECT status FROM runs")
+    assert "KILLED" in _column(outputs / "mlflow.db", "SELECT status FROM runs")
+
+
 def test_dvc_repro_runs_every_stage_to_a_report(project):
+    """Every stage, to the report; after the kill above, the stages it finished are not run again
+    and the ablation resumes, training only what the killed run had not finished."""
     dvc = str(Path(sys.executable).parent / "dvc")
     out = run_ok([dvc, "repro"], project)
-    for stage in STAGES:
-        assert f"Running stage '{stage}'" in out, stage
+    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in out}
+    assert ran >= set(STAGES[STAGES.index("ablate") :]), ran
+    assert "Data and pipelines are up to date" in run_ok([dvc, "status"], project)
     outputs = project / "outputs"
     assert (outputs / "report" / "report.pdf").stat().st_size > 10_000
     metrics = json.loads((outputs / "eval" / "metrics.json").read_text())

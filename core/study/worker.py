@@ -242,4 +242,4 @@ def worker_process(ctx: WorkerContext) -> None:
         res = run_worker(ctx)
         return 1 if res.failed or res.missing else 0
 
-    run_main(main)
+    run_main(main, lifeline=True)  # a study process killed outright takes its workers with it
