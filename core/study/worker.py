@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from core import tracking
+from core import procs, tracking
 from core.cli import run_main
 from core.config import Params
 from core.errors import UserError
@@ -31,7 +31,7 @@ from core.study.grid import (
     pair_of,
     trial_params,
 )
-from core.study.storage import end_stale_runs, one_line, open_study, recover_trials, storage_lock
+from core.study.storage import end_stale_runs, one_line, open_study, recover_trials, storage_lock, wait_line
 
 log = logging.getLogger("cvls")
 
@@ -120,7 +120,8 @@ def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, 
             live[0].state.name,
         )
         return "skip"
-    trial.set_user_attr(ATTR_CLAIM, {"worker": worker, "trial": trial.number})  # the claim is complete
+    claim = {"worker": worker, "trial": trial.number, "owner": procs.owner()}
+    trial.set_user_attr(ATTR_CLAIM, claim)  # the claim is complete
     return trial, trial_id, pair
 
 
@@ -141,6 +142,7 @@ def run_worker(ctx: WorkerContext) -> WorkerResult:
     worker = f"{socket.gethostname()}:{os.getpid()}:{ctx.index}"
     result = WorkerResult()
     poll = max(0.5, min(5.0, hb / 2))
+    announced: set[int] = set()  # the trials this worker said it waits on (one line each)
     while True:
         with storage_lock(ctx.url):
             stale = recover_trials(study, storage, ctx.url)  # dead workers' trials -> FAIL + re-enqueued
@@ -155,7 +157,11 @@ def run_worker(ctx: WorkerContext) -> WorkerResult:
             if set(points) <= complete:
                 break  # the budget: every (point, seed) COMPLETE once
             if set(points) & running:
-                time.sleep(poll)  # another worker's trial (or a dead one, until it goes stale)
+                for t in trials:  # another worker's trial (or a dead one on another host, until it goes stale)
+                    if t.state == TrialState.RUNNING and pair_of(t) in points and t.number not in announced:
+                        announced.add(t.number)
+                        log.info("%s", wait_line(study, storage, t))
+                time.sleep(poll)
                 continue
             result.missing = sorted(set(points) - complete)
             break  # what is left has only FAIL trials: retried by the next invocation
