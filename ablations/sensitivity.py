@@ -29,7 +29,7 @@ from core.ablation import run_suite
 from core.cli import run_main
 from core.config import Params
 from core.io import write_csv
-from core.study.runner import queue_cli
+from core.study.runner import counts_line, queue_cli
 from reports.stats import mean_ci
 
 log = logging.getLogger("cvls")
@@ -97,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = params.outputs / "sensitivity"
     for name, over in readings(params):
         log.info("reading %s: the whole ablation", name)
-        for variant, seed, rec in run_suite(params.replace(**over), storage=storage, n_jobs=n_jobs):
+        results, counts = run_suite(params.replace(**over), storage=storage, n_jobs=n_jobs)
+        log.info("reading %s: %s", name, counts_line(counts))
+        for variant, seed, rec in results:
             rows.append({"reading": name, "variant": variant, "seed": seed, **rec.row()})
         # after every reading: a killed run keeps the readings it finished (their rows are reused on a rerun)
         table = sensitivity_table(pd.DataFrame(rows), params.report.confidence)

@@ -137,12 +137,18 @@ def test_sequential_study_runs_each_point_once_and_writes_outputs(sequential):
             assert float(r[col]) == pytest.approx(t.user_attrs["row"][col])
     info = json.loads((out / "rhic_ratio.json").read_text())
     assert info["study"] == result.study_name and info["n_complete"] == 2 and info["missing"] == []
-    assert info["trained"] + info["reused"] == 2 and info["best"]["point"] in ("1:3", "1:1")
+    # this invocation trained both (no other process works this storage); reused = an identical
+    # FINISHED run found by config hash (here: none, or the full model's run of another test)
+    assert info["trained_here"] + info["reused"] == 2 and info["trained_elsewhere"] == 0
+    assert info["trained_here"] >= 1 and info["best"]["point"] in ("1:3", "1:1")
 
-    # the same command again: nothing new is enqueued or trained
-    again = run_study(RHIC_RATIO, p, storage=url)
+    # the same command again: nothing new is enqueued or trained, and its summary says so
+    lines: list[str] = []
+    again = run_study(RHIC_RATIO, p, storage=url, echo=lines.append)
     assert again.study_name == result.study_name and again.enqueued == 0 and again.ok
     assert len(open_study(url, result.study_name, 30)[0].trials) == 2
+    assert (again.info["trained_here"], again.info["reused"], again.info["trained_elsewhere"]) == (0, 2, 0)
+    assert lines[-1].startswith("2/2 trials complete (0 trained here, 2 reused, 0 trained elsewhere)")
 
 
 def test_each_trial_is_an_mlflow_run_nested_under_the_study_parent(sequential):
@@ -384,3 +390,7 @@ def test_concurrent_workers_run_each_point_once(tiny_store, tmp_path):
         assert [r.info.status for r in trained] == ["FINISHED"], h
     info = json.loads((p.outputs / "studies" / "lambda_sensitivity.json").read_text())
     assert info["n_complete"] == 2 and all(s["mean_val_mAP"] is not None for s in info["points"])
+    # each invocation counts what it trained itself and what the other trained meanwhile
+    by_other = sum(t.user_attrs["claim"]["worker"].split(":")[1] == str(other.pid) for t in complete)
+    assert (mine.info["trained_here"], mine.info["trained_elsewhere"]) == (2 - by_other, by_other)
+    assert f"({by_other} trained here, 0 reused, {2 - by_other} trained elsewhere)" in out
