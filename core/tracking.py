@@ -11,9 +11,14 @@
 - Identity: `config_hash` of the sections that determine a trained model plus the data
   fingerprint; `find_finished_run` looks it up so a finished run is not trained twice.
 - No run is left RUNNING by a dead process: Ctrl-C and SIGTERM (core.cli) end it KILLED; a run
-  SIGKILLed is tagged with its owner (host, pid, process start), so the next run of the same
-  config on that host marks it KILLED and names it in 'cvls.replaces'; on other hosts the study
-  machinery ends it (`end_running_runs`) once the trial's heartbeat goes stale.
+  SIGKILLed is tagged with its owner (host, pid, process start: core.procs), so the next run of
+  the same config on that host marks it KILLED and names it in 'cvls.replaces'; the study
+  machinery ends it (`end_running_runs`) once its trial is known dead.
+- Parents (`start_parent_run`): a suite's or a study's runs nest under one parent, RUNNING until
+  its table is written (`run_span`), so it spans its children; a resumed suite reopens it.
+- The experiment is tagged mlflow.experimentKind = custom_model_development (what the UI's own
+  kind selector writes). MLflow 3.17's UI still opens an experiment on its GenAI overview unless
+  the URL asks for the runs table: `ui_link` gives the link with ?workflowType=machine_learning.
 
 Runs are driven through `MlflowClient` with explicit run ids (no global active run), so several
 runs, threads or processes never interfere; they still show normally in `mlflow ui`.
