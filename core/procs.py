@@ -14,7 +14,7 @@ that ends a stage with the process that started it.
   or, when the parent is a shell (`$SHELL -c "python ..."`, as dvc runs a stage, keeps the
   shell when it does not exec), the nearest ancestor that is not one. It is gone when this
   process is re-parented or the launcher's pid no longer runs the process that started us.
-  A polling thread rather than Linux's PR_SET_PDEATHSIG: that signal fires when the parent
+  A polling thread (twice a second) rather than Linux's PR_SET_PDEATHSIG: that signal fires when the parent
   THREAD that forked exits, and it cannot see past a shell in between.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 log = logging.getLogger("cvls")
 
 SHELLS = frozenset({"sh", "ash", "bash", "dash", "zsh", "ksh", "mksh", "fish", "busybox"})
-POLL_S = 1.0
+POLL_S = 0.5
 
 _watching = False
 _watch_lock = threading.Lock()

@@ -1,4 +1,5 @@
-"""core.procs: owners of this host, and the lifeline that ends a stage with its launcher."""
+"""core.procs: owners of this host, and the lifeline that ends a stage with its launcher; and
+core.cli's SIGTERM path, which the lifeline takes."""
 
 from __future__ import annotations
 
@@ -102,3 +103,46 @@ def test_the_launcher_is_the_first_ancestor_that_is_not_a_shell():
     ).stdout.split()
     launcher, parent = int(out[0]), int(out[1])
     assert parent != os.getpid() and launcher == os.getpid()  # past the shell, to this test's process
+
+
+# a SIGTERM that lands inside a weakref callback, where Python swallows an exception a signal
+# handler raises ("Exception ignored in ..."): torch's autograd creates such callbacks by the thousand
+SWALLOWED = """
+import sys, time, weakref
+from core.cli import run_main
+
+class Thing:
+    pass
+
+def busy(_ref):
+    print("in the callback", flush=True)
+    end = time.time() + 1.0
+    while time.time() < end:
+        pass
+
+def main(argv):
+    try:
+        while True:
+            thing = Thing()
+            ref = weakref.ref(thing, busy)
+            del thing  # busy() runs here
+            time.sleep(0.5)  # ordinary work
+    finally:
+        print("unwound", flush=True)
+
+run_main(main)
+"""
+
+
+def test_a_sigterm_swallowed_in_a_weakref_callback_is_delivered_again():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "in the callback\n"
+        proc.send_signal(signal.SIGTERM)  # lands in busy()
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and out == "unwound\n", (out, err)
+    assert err.strip().endswith("terminated") and "Exception ignored" not in err, err
