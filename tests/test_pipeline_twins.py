@@ -55,7 +55,8 @@ def test_dvc_repro_on_a_synthetic_twin_reports_jf_and_exports_valid(tmp_path_fac
     with zipfile.ZipFile(zip_path) as z:
         names = [n for n in z.namelist() if n.endswith(".png")]
     assert names and all(n.count("/") == (3 if dataset == "ytvos" else 2) for n in names)
-    _check_incomplete_export(project, dataset, zip_path, len(names))
+    if dataset == "ytvos":  # CI time: the command is the same for both (tests/test_export.py: each dataset)
+        _check_incomplete_export(project, dataset, zip_path, len(names))
 
 
 def _check_incomplete_export(project: Path, dataset: str, zip_path: Path, complete: int) -> None:
