@@ -25,7 +25,7 @@ from core.cli import run_main
 from core.config import Params
 from core.io import write_csv, write_json
 from core.results import ABLATION_SAMPLE_COLUMNS
-from core.study.runner import queue_cli
+from core.study.runner import counts_line, queue_cli
 from reports.analysis import primary_metric
 from reports.calibration import aa_rates, configuration_parts
 from reports.inputs import with_sample_map
@@ -49,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cal = calibration_params(params)
     variant, seeds = params.calibration.variant, list(cal.ablation.seeds)
-    results = run_suite(cal, storage=storage, n_jobs=n_jobs, title=f"calibration: {variant} x {len(seeds)} seeds")
+    results, counts = run_suite(
+        cal, storage=storage, n_jobs=n_jobs, title=f"calibration: {variant} x {len(seeds)} seeds"
+    )
     folder = params.outputs / "calibration"
     samples = [
         {"variant": variant, "seed": s, **r} for _, s, rec in results for r in rec.per_sample() if r["split"] == "test"
@@ -69,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(f"{k} {100 * v:.1f}% flagged" for k, v in aa.fpr.items())
         + f"; Holm family-wise {100 * aa.fwer:.1f}%"
     )
-    print(f"tables in {folder}")
+    print(f"{counts_line(counts)}; tables in {folder}")
     return 0
 
 

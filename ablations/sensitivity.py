@@ -29,7 +29,7 @@ from core.ablation import run_suite
 from core.cli import run_main
 from core.config import Params
 from core.io import write_csv
-from core.study.runner import queue_cli
+from core.study.runner import counts_line, queue_cli
 from reports.inference import Estimate
 from reports.inputs import with_sample_map
 from reports.sweeps import ReadingsAnalysis, analyze_readings
@@ -81,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = params.outputs / "sensitivity"
     for name, over in readings(params):
         log.info("reading %s: the whole ablation", name)
-        for variant, seed, rec in run_suite(params.replace(**over), storage=storage, n_jobs=n_jobs):
+        results, counts = run_suite(params.replace(**over), storage=storage, n_jobs=n_jobs)
+        log.info("reading %s: %s", name, counts_line(counts))
+        for variant, seed, rec in results:
             sw = params.ablation.variants[variant]
             flags = {"ccl": sw.ccl, "rhic": sw.rhic, "lcf": sw.lcf}
             rows.append({"reading": name, "variant": variant, "seed": seed, **flags, **rec.row()})

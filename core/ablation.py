@@ -22,6 +22,7 @@ import json
 import logging
 from typing import Sequence
 
+from core import tracking
 from core.config import Params
 from core.errors import UserError
 from core.io import write_csv, write_json
@@ -29,7 +30,7 @@ from core.results import ABLATION_COLUMNS, ABLATION_SAMPLE_COLUMNS, ABLATION_SAM
 from core.runs import RunRecord, local_run
 from core.study import ABLATION, collect_rows, grid, run_queue, trial_params
 from core.study.grid import GridPoint
-from core.study.runner import queue_cli
+from core.study.runner import counts_line, queue_cli
 from core.vos_metrics import JF_KEYS
 
 log = logging.getLogger("cvls")
@@ -42,30 +43,41 @@ def variant_params(params: Params, variant: str, seed: int) -> Params:
 
 
 def run_suite(
-    params: Params, *, storage: str | None = None, n_jobs: int | None = None, title: str | None = None
-) -> list[tuple[str, int, RunRecord]]:
+    params: Params,
+    *,
+    storage: str | None = None,
+    n_jobs: int | None = None,
+    write: bool = False,
+    title: str | None = None,
+) -> tuple[list[tuple[str, int, RunRecord]], dict[str, int]]:
     """Work the ablation's queue until every (variant, seed) of params.ablation is COMPLETE (on
-    this machine or any other), then one RunRecord per row, in the params order (`title`: the
-    MLflow parent's name, if not Table 3)."""
+        this machine or any other), then one RunRecord per row, in the params order, and what this
+        invocation did (`QueueResult.counts`: trained here / reused / trained elsewhere). `write`:
+        also write the tables (`write_outputs`); `title`: the MLflow parent's name, if not Table 3.
+    The MLflow parent ends after that."""
     q = run_queue(ABLATION, params, storage=storage, n_jobs=n_jobs, title=title)
-    rows = collect_rows(ABLATION, params, q.study)
-    done = {(r["point"], r["seed"]) for r in rows}
-    missing = [f"{gp.point} seed {gp.seed}" for gp in grid(ABLATION, params) if gp.pair not in done]
-    if missing:
-        raise UserError(
-            f"ablation {q.name}: rows not complete: {', '.join(missing)}" + "".join(f"; {p}" for p in q.problems)
-        )
-    results = []
-    for r in rows:
-        folder = local_run(params, r["run_id"], r["run_hash"])
-        info = json.loads((folder / RUN_INFO).read_text())
-        metrics = json.loads((folder / "eval" / "metrics.json").read_text())
-        rec = RunRecord(r["run_id"], r["run_hash"], folder, r["reused"], metrics, info.get("history", []))
-        results.append((r["point"], r["seed"], rec))
-    return results
+    with tracking.run_span(q.base, q.parent_run_id):
+        rows = collect_rows(ABLATION, params, q.study)
+        done = {(r["point"], r["seed"]) for r in rows}
+        missing = [f"{gp.point} seed {gp.seed}" for gp in grid(ABLATION, params) if gp.pair not in done]
+        if missing:
+            raise UserError(
+                f"ablation {q.name}: rows not complete: {', '.join(missing)}" + "".join(f"; {p}" for p in q.problems)
+            )
+        results = []
+        for r in rows:
+            folder = local_run(params, r["run_id"], r["run_hash"])
+            info = json.loads((folder / RUN_INFO).read_text())
+            metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+            rec = RunRecord(r["run_id"], r["run_hash"], folder, r["reused"], metrics, info.get("history", []))
+            results.append((r["point"], r["seed"], rec))
+        if write:
+            write_outputs(params, results, q.counts)
+    return results, q.counts
 
 
-def write_outputs(params: Params, results: list[tuple[str, int, RunRecord]]) -> None:
+def write_outputs(params: Params, results: list[tuple[str, int, RunRecord]], counts: dict[str, int]) -> None:
+    """<outputs>/ablation/*.csv and summary.json (`counts`: this invocation's rows by origin)."""
     folder = params.outputs / "ablation"
     results_rows, sample_rows, history_rows = [], [], []
     for variant, seed, rec in results:
@@ -79,13 +91,11 @@ def write_outputs(params: Params, results: list[tuple[str, int, RunRecord]]) -> 
         history_rows.extend({"variant": variant, "seed": seed, **h} for h in rec.history)
     write_csv(folder / "per_sample.csv", sample_rows, ABLATION_SAMPLE_COLUMNS)
     write_csv(folder / "histories.csv", history_rows)
-    trained = sum(not rec.reused for _, _, rec in results)
     write_json(
         folder / "summary.json",
         {
             "runs": len(results),
-            "trained": trained,
-            "reused": len(results) - trained,
+            **counts,  # this invocation: trained_here, reused, trained_elsewhere
             "variants": list(params.ablation.variants),
             "seeds": list(params.ablation.seeds),
         },
@@ -114,13 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ablation.n_jobs",
         argv,
     )
-    results = run_suite(params, storage=storage, n_jobs=n_jobs)
-    write_outputs(params, results)
+    results, counts = run_suite(params, storage=storage, n_jobs=n_jobs, write=True)
     print(format_table(params, results))
-    trained = sum(not rec.reused for _, _, rec in results)
-    here = sum((rec.run_dir / "model.pt").is_file() for _, _, rec in results)  # the rest came from tracking
-    print(
-        f"{len(results)} runs: {trained} trained, {len(results) - trained} reused; {here} of them on this machine; "
-        f"tables in {params.outputs / 'ablation'}"
-    )
+    print(f"{len(results)} runs: {counts_line(counts)}; tables in {params.outputs / 'ablation'}")
+    print(f"MLflow: {tracking.ui_link(params)}")
     return 0

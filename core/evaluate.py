@@ -1,6 +1,7 @@
 """Evaluation of a trained run: the classic protocol on every split, plus the controls.
 
-    python -m core.evaluate [--params params.yaml] [--set key=value ...] [--out outputs/eval] [--export]
+    python -m core.evaluate [--params params.yaml] [--set key=value ...] [--out outputs/eval]
+                            [--export [--allow-incomplete]]
 
 Splits: `val` (the studies' objective), `test` (A2D-format test split), `jhmdb` (zero-shot,
 no fine-tuning), and `test_shuffled`: the test split with every sample paired with another
@@ -13,7 +14,8 @@ language-blind bound, `core.bounds`; language_blind absent where classes are unk
 `strata.json` (split -> stratum -> scores, `core.strata`) and `qualitative.png`, and logs them
 to the run (metrics as '<split>/<metric>', 'bound/<bound>/<split>/<metric>' and
 'strata/<split>/<stratum>/<metric>'). `--export` (ytvos / mevis) also writes the official valid
-split's predicted masks as a submission zip in <run>/export/ (`core.export`).
+split's predicted masks as a submission zip in <run>/export/ (`core.export`): complete, or a
+one-line error and nothing written; `--allow-incomplete` writes a partial zip and says so.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from core.cli import params_from, parser, run_main  # noqa: E402
 from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import SplitStore, open_split  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from core.export import export_run, submission_layout  # noqa: E402
 from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
 from core.metrics import intersection_union, iou, predict_mask  # noqa: E402
@@ -177,9 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--export",
         action="store_true",
-        help="also write the valid split's masks as a submission zip into <run>/export/ (ytvos / mevis)",
+        help="also write the valid split's masks as a submission zip into <run>/export/ (ytvos / mevis); "
+        "it fails, writing nothing, when a listed frame cannot get its mask",
+    )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="with --export: write the zip even when listed masks are missing (its last line says how many)",
     )
     args = p.parse_args(argv)
+    if args.allow_incomplete and not args.export:
+        raise UserError("--allow-incomplete goes with --export")
     params = params_from(args)
     if args.export:
         submission_layout(params)  # a2d has no split to submit: say so before any training
@@ -195,14 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             store, jf = open_split(params.processed, "test"), params.data.dataset in JF_DATASETS
             rows = [{"split": "test", **r} for r in pair_bounds(store, params.eval.threshold, jf)]
             write_csv(args.out / BOUND_PAIRS, rows, BOUND_PAIR_COLUMNS)
-    if args.export:
-        print(export_run(params, result.run_dir).summary())
     if "test" in metrics and "test_shuffled" in metrics:
         drop = metrics["test"]["mAP"] - metrics["test_shuffled"]["mAP"]
         print(
             f"shuffled-sentence control: test mAP {metrics['test']['mAP']:.1f} -> "
             f"{metrics['test_shuffled']['mAP']:.1f} (drop {drop:.1f})"
         )
+    if args.export:  # last: an incomplete zip (--allow-incomplete) says so in the last line
+        print(export_run(params, result.run_dir, allow_incomplete=args.allow_incomplete).summary())
     return 0
 
 

@@ -17,6 +17,13 @@ PNGs and nothing else (no folder entries), with fixed timestamps, so the same mo
 give the same bytes. It is written atomically (`core.io.atomic_path`): a killed or failed
 export leaves the previous zip (or none) under the final name, never a partial one.
 
+Complete or nothing: an evaluation server expects one PNG per (expression, listed frame) of the
+split's meta file, so every one of them must be in the zip. When some cannot be made (a listed
+frame without its JPEG, a video skipped by data.allow_skip, ...) the export fails with one line
+giving how many are missing and the first one, and writes nothing; `allow_incomplete`
+(`python -m core.evaluate --export --allow-incomplete`) writes the partial zip instead, and the
+summary's last line says it is INCOMPLETE.
+
 What is predicted (the evaluation protocol, `core.scoring` / `core.metrics`):
   * the frames: the JPEGs the readers list (`read_ytvos_valid` / `read_mevis_valid`: the
     listed frames with a JPEG, by their position in the sorted JPEG list), decoded like
@@ -31,22 +38,22 @@ What is predicted (the evaluation protocol, `core.scoring` / `core.metrics`):
   * the mask: sigmoid -> the frame's original size -> θ·max rule (`core.metrics.predict_mask`,
     θ = eval.threshold), written as a single-channel ("L") PNG, 0 background / 255 foreground.
 
-Empty expressions (both valid readers keep them: the server wants a mask for every exp_id;
-counted as ytvos_empty_expression / mevis_empty_expression) are PREDICTED, not left empty: a sentence without
-words encodes to an empty token list, which the dataset's collation turns into one <pad>
-token of length 1, and the model is run on that (the same holds for a text with no words,
-e.g. punctuation only). MeViS' `read_mevis_valid` drops empty expressions (counted as
-mevis_empty_expression), so they have no masks in the MeViS zip.
+Empty expressions (both valid readers keep them, the server wants a mask for every exp_id, and
+note them as empty_sentence: kept, never "skipped") are PREDICTED, not left empty: a sentence
+without words encodes to an empty token list, which the dataset's collation turns into one
+<pad> token of length 1, and the model is run on that (the same holds for a text with no words,
+e.g. punctuation only).
 
-Skipped quirks and allowed problems go through one `SkipLedger`, the readers' (frames listed
-without a JPEG, videos missing on disk, ...); a video whose JPEGs cannot be decoded is a
-`corrupt_video` problem (raises unless data.allow_skip has it; skipped whole when allowed).
+Skipped quirks and allowed problems go through one `SkipLedger`, the readers' (core.data.defects:
+frames listed without a JPEG, videos missing on disk, ...); a video whose JPEGs cannot be decoded
+is a `corrupt_video` problem (raises unless data.allow_skip has it; skipped whole when allowed).
 `ExportResult` has the counts. A2D Sentences has no such split: asking for it is a UserError.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -117,6 +124,8 @@ class Layout:
     read: Callable[[Path, SkipLedger], Iterable[_QueryVideo]]  # reader of its `valid` split
     zip_root: str | None  # the folder every member sits in, or None (members at the zip's root)
     frame_stem: Callable[[str], str]  # a reader's frame name -> the PNG's name without .png
+    meta: Callable[[Path], Path]  # root -> the split's meta_expressions.json (what it lists)
+    jpeg: Callable[[Path, str, str], Path]  # (root, video id, listed frame name) -> its JPEG
 
     def member(self, video_id: str, exp_id: str, frame_name: str) -> str:
         """The zip member of one (video, expression, frame) mask."""
@@ -129,10 +138,38 @@ class Layout:
 
 LAYOUTS: dict[str, Layout] = {
     "ytvos": Layout(
-        "ytvos", lambda root, ledger: ytvos.read_ytvos_valid(root, ledger, SPLIT), ytvos.ANNOTATION_DIR, str
+        "ytvos",
+        lambda root, ledger: ytvos.read_ytvos_valid(root, ledger, SPLIT),
+        ytvos.ANNOTATION_DIR,
+        str,
+        lambda root: ytvos.meta_expressions_path(root, SPLIT),
+        lambda root, vid, name: ytvos.frame_path(root, SPLIT, vid, name),
     ),
-    "mevis": Layout("mevis", lambda root, ledger: mevis.read_mevis_valid(root, ledger, SPLIT), None, _mevis_stem),
+    "mevis": Layout(
+        "mevis",
+        lambda root, ledger: mevis.read_mevis_valid(root, ledger, SPLIT),
+        None,
+        _mevis_stem,
+        lambda root: mevis.meta_path(root, SPLIT),
+        lambda root, vid, name: mevis.frames_dir(root, SPLIT, vid) / mevis.jpeg_name(name),
+    ),
 }
+
+
+def listed_masks(layout: Layout, root: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """What the split's meta file asks a submission for: (video, exp_id, frame name) of every
+    expression x every listed frame (a frame listed twice once), in file order; and the videos
+    whose entry is too malformed to say (no "frames" list or "expressions" object)."""
+    videos = json.loads(layout.meta(root).read_text(encoding="utf-8"))["videos"]  # the reader checked it
+    listed, unlisted = [], []
+    for vid, entry in videos.items():
+        frames = entry.get("frames") if isinstance(entry, dict) else None
+        exps = entry.get("expressions") if isinstance(entry, dict) else None
+        if not isinstance(frames, list) or not isinstance(exps, dict) or not all(isinstance(f, str) for f in frames):
+            unlisted.append(vid)
+            continue
+        listed += [(vid, exp_id, name) for exp_id in exps for name in dict.fromkeys(frames)]
+    return listed, unlisted
 
 
 def submission_layout(params: Params) -> Layout:
@@ -193,8 +230,9 @@ def png_bytes(mask: Tensor | np.ndarray) -> bytes:
 
 @dataclass
 class ExportResult:
-    """What one export wrote: the zip and its counts (videos, expressions, frames, masks), and
-    the ledger's skips (reason -> {"count", "examples"}, `SkipLedger.as_dict`)."""
+    """What one export wrote: the zip and its counts (videos, expressions, frames, masks), the
+    ledger's skips and notes (reason -> {"count", "examples"}: `SkipLedger.as_dict`, what was
+    dropped; `notes_dict`, what was kept though noted), and what the split lists but the zip lacks."""
 
     path: Path
     dataset: str
@@ -204,6 +242,18 @@ class ExportResult:
     frames: int = 0  # (video, frame) pairs predicted
     masks: int = 0  # PNG files = Σ over videos of expressions x frames
     skipped: dict[str, dict] = field(default_factory=dict)
+    kept: dict[str, dict] = field(default_factory=dict)
+    listed: int = 0  # masks the split's meta file asks for
+    missing: list[str] = field(default_factory=list)  # "<member> (why)", listed but not in the zip
+
+    def incomplete(self) -> str | None:
+        """One line saying what is missing, None when the zip has every listed mask."""
+        if not self.missing:
+            return None
+        return (
+            f"{len(self.missing)} of the {self.listed} masks {self.path.name} must hold are missing "
+            f"(the first: {self.missing[0]})"
+        )
 
     def summary(self) -> str:
         lines = [
@@ -212,6 +262,10 @@ class ExportResult:
         ]
         for reason, info in self.skipped.items():
             lines.append(f"  skipped {reason}: {info['count']}")
+        for reason, info in self.kept.items():
+            lines.append(f"  kept {reason}: {info['count']} (predicted)")
+        if self.missing:
+            lines.append(f"INCOMPLETE (--allow-incomplete): {self.incomplete()}")
         return "\n".join(lines)
 
 
@@ -246,12 +300,22 @@ def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 @torch.no_grad()
-def export_predictions(params: Params, model: CVLS, vocab: Vocab, device: torch.device, out: Path) -> ExportResult:
+def export_predictions(
+    params: Params,
+    model: CVLS,
+    vocab: Vocab,
+    device: torch.device,
+    out: Path,
+    *,
+    allow_incomplete: bool = False,
+) -> ExportResult:
     """Write `out`/<dataset>_valid_submission.zip (see the module docstring); return its counts.
 
     `model` must be on `device` (it is run in eval mode and its mode restored after); `vocab`
     is the run's (`core.checkpoint.load_vocab`). Raises UserError for data.dataset a2d, a
-    DataError for a missing root or meta file or a problem not in data.allow_skip.
+    DataError for a missing root or meta file, a problem not in data.allow_skip, or a listed
+    mask that could not be made (unless `allow_incomplete`: then the partial zip is written and
+    `ExportResult.missing` names what it lacks).
     """
     layout = submission_layout(params)
     root = raw_root(params, layout)
@@ -265,6 +329,7 @@ def export_predictions(params: Params, model: CVLS, vocab: Vocab, device: torch.
     result = ExportResult(path, layout.dataset, SPLIT)
     was_training = model.training
     model.eval()
+    written: set[str] = set()
     try:
         with atomic_path(path, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w") as zf:
             for video in tqdm(layout.read(root, ledger), desc=f"export {layout.dataset} {SPLIT}", unit="video"):
@@ -275,20 +340,54 @@ def export_predictions(params: Params, model: CVLS, vocab: Vocab, device: torch.
                     continue
                 for name, data in members:
                     _write_member(zf, name, data)
+                    written.add(name)
                 result.videos += 1
                 result.expressions += len(video.expressions)
                 result.frames += len(video.frame_names)
                 result.masks += len(members)
+            result.skipped, result.kept = ledger.as_dict(), ledger.notes_dict()
+            _check_complete(result, layout, root, written, ledger)
+            if result.missing and not allow_incomplete:  # raised inside: nothing is published
+                raise DataError(
+                    f"{layout.meta(root)}: submission not written: {result.incomplete()}; "
+                    "to write the partial zip anyway, pass --allow-incomplete"
+                )
     finally:
         model.train(was_training)
-    result.skipped = ledger.as_dict()
     log.info("%s", result.summary())
     return result
 
 
-def export_run(params: Params, run_dir: Path, device: torch.device | None = None) -> ExportResult:
+def _check_complete(result: ExportResult, layout: Layout, root: Path, written: set[str], ledger: SkipLedger) -> None:
+    """result.listed and result.missing ('<member> (why)') against the split's meta file."""
+    listed, unlisted = listed_masks(layout, root)
+    result.listed = len(listed)
+    result.missing = [f"{vid}/* (its entry in {layout.meta(root)} is malformed)" for vid in unlisted]
+    for vid, exp_id, name in listed:
+        member = layout.member(vid, exp_id, name)
+        if member not in written:
+            result.missing.append(member)
+    if result.missing and not unlisted:  # say why the first one is missing
+        vid, _, name = next(t for t in listed if layout.member(*t) == result.missing[0])
+        result.missing[0] += f" ({_why_missing(layout, root, vid, name, ledger)})"
+
+
+def _why_missing(layout: Layout, root: Path, vid: str, name: str, ledger: SkipLedger) -> str:
+    jpeg = layout.jpeg(root, vid, name)
+    if not jpeg.parent.is_dir():
+        return f"no folder {jpeg.parent}"
+    if not jpeg.is_file():
+        return f"no JPEG {jpeg}"
+    skipped = ", ".join(ledger.counts) or "no reason recorded"
+    return f"its video was skipped: {skipped}"
+
+
+def export_run(
+    params: Params, run_dir: Path, device: torch.device | None = None, *, allow_incomplete: bool = False
+) -> ExportResult:
     """`export_predictions` of a finished run's model (<run_dir>/model.pt) into <run_dir>/export/."""
     submission_layout(params)  # before loading anything
     device = device or pick_device(params.train.device)
     model = load_model(params, Path(run_dir) / "model.pt", device)
-    return export_predictions(params, model, load_vocab(params), device, Path(run_dir) / EXPORT_DIR)
+    out = Path(run_dir) / EXPORT_DIR
+    return export_predictions(params, model, load_vocab(params), device, out, allow_incomplete=allow_incomplete)

@@ -11,9 +11,14 @@
 - Identity: `config_hash`, the run's identity (`core.identity`: what decides a trained model, plus
   its fingerprint); `find_finished_run` looks it up so a finished run is not trained twice.
 - No run is left RUNNING by a dead process: Ctrl-C and SIGTERM (core.cli) end it KILLED; a run
-  SIGKILLed is tagged with its owner (host, pid, process start), so the next run of the same
-  config on that host marks it KILLED and names it in 'cvls.replaces'; on other hosts the study
-  machinery ends it (`end_running_runs`) once the trial's heartbeat goes stale.
+  SIGKILLed is tagged with its owner (host, pid, process start: core.procs), so the next run of
+  the same config on that host marks it KILLED and names it in 'cvls.replaces'; the study
+  machinery ends it (`end_running_runs`) once its trial is known dead.
+- Parents (`start_parent_run`): a suite's or a study's runs nest under one parent, RUNNING until
+  its table is written (`run_span`), so it spans its children; a resumed suite reopens it.
+- The experiment is tagged mlflow.experimentKind = custom_model_development (what the UI's own
+  kind selector writes). MLflow 3.17's UI still opens an experiment on its GenAI overview unless
+  the URL asks for the runs table: `ui_link` gives the link with ?workflowType=machine_learning.
 
 Runs are driven through `MlflowClient` with explicit run ids (no global active run), so several
 runs, threads or processes never interfere; they still show normally in `mlflow ui`.
@@ -30,7 +35,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +46,7 @@ from urllib.parse import unquote
 
 import yaml
 
+from core import procs
 from core.config import Params
 from core.dburl import driver_url
 from core.identity import RUN, identity
@@ -59,6 +64,9 @@ TAG_ERROR = "error"
 TAG_OWNER = "cvls.owner"  # host:pid:process-start of the process that created the run
 TAG_REPLACES = "cvls.replaces"  # the stale RUNNING runs of the same config this run marked KILLED
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests runs by
+# the experiment tag MLflow's own kind selector writes: a training experiment, not a GenAI one
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 TAG_ENV = "cvls.env."  # + torch, torchvision, cpu, isa, threads, precision[, gpu] (core.runtime.environment)
 CONFIG_ARTIFACT = "config/params.resolved.yaml"
 
@@ -157,6 +165,8 @@ def init_tracking(params: Params) -> str:
                 if exp.lifecycle_stage == "deleted":
                     log.warning("MLflow experiment %r was deleted; restoring it", name)
                     client.restore_experiment(exp_id)
+            if TAG_EXPERIMENT_KIND not in (exp.tags if exp is not None else {}):  # a user's own choice stays
+                client.set_experiment_tag(exp_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
         _ready[key] = exp_id
     return exp_id
 
@@ -306,42 +316,6 @@ def env_tags(env: dict[str, str]) -> dict[str, str]:
     return {TAG_ENV + k: v for k, v in env.items()}
 
 
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc), None when it does not exist or
-    is a zombie; '' where /proc is absent. Tells a dead owner from a new process with its pid."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not Path("/proc/self/stat").exists():  # no procfs (e.g. macOS): fall back to kill(pid, 0)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return ""
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
-
-
-def _owner_gone(owner: str | None) -> bool:
-    """Whether the owner tag names a process of this host that no longer runs (other hosts: False,
-    since their processes cannot be seen from here)."""
-    parts = (owner or "").rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    if int(parts[1]) == os.getpid():
-        return False  # this process's own run (e.g. an outer one): alive by definition
-    start = _process_start(int(parts[1]))
-    # gone, or its pid now belongs to a process started at another time
-    return start is None or (bool(start) and bool(parts[2]) and start != parts[2])
-
-
 def end_running_runs(params: Params, tags: dict[str, str], reason: str) -> list[str]:
     """Mark KILLED, with tag 'error' = reason, every RUNNING run of the experiment that carries all
     `tags` (e.g. a stale study trial's runs); their ids."""
@@ -354,11 +328,11 @@ def end_running_runs(params: Params, tags: dict[str, str], reason: str) -> list[
     return [run.info.run_id for run in found]
 
 
-def _kill(client: Any, run_id: str, reason: str) -> None:
+def _kill(client: Any, run_id: str, reason: str, status: str = "KILLED") -> None:
     from mlflow.entities import RunTag
 
     client.log_batch(run_id, tags=[RunTag(TAG_ERROR, reason[:1000])])
-    client.set_terminated(run_id, "KILLED")
+    client.set_terminated(run_id, status)
 
 
 def _end_stale_runs(client: Any, exp_id: str, run_hash: str) -> list[str]:
@@ -368,7 +342,7 @@ def _end_stale_runs(client: Any, exp_id: str, run_hash: str) -> list[str]:
         filter_string=f"tags.`{TAG_CONFIG_HASH}` = {_quoted(run_hash)} and attributes.status = 'RUNNING'",
         max_results=100,
     )
-    stale = [r for r in found if _owner_gone(r.data.tags.get(TAG_OWNER))]
+    stale = [r for r in found if procs.owner_gone(r.data.tags.get(TAG_OWNER))]
     for run in stale:
         owner = run.data.tags.get(TAG_OWNER)
         log.warning(
@@ -404,7 +378,7 @@ def tracked_run(
 
     exp_id = init_tracking(params)
     client = _client(tracking_uri(params))
-    all_tags = _base_tags(params) | {TAG_OWNER: _owner()}
+    all_tags = _base_tags(params) | {TAG_OWNER: procs.owner()}
     if run_hash:
         all_tags[TAG_CONFIG_HASH] = run_hash
         replaced = _end_stale_runs(client, exp_id, run_hash)
@@ -432,33 +406,75 @@ def tracked_run(
 
 
 def start_parent_run(params: Params, *, name: str, tags: dict[str, str]) -> str:
-    """A parent run grouping a suite/study's runs; its id.
+    """A parent run grouping a suite/study's runs, RUNNING from here; its id. The caller ends it
+    once its table is written (`run_span`), so the parent spans its children in `mlflow ui`.
 
-    With tags['cvls.parent_key'], an existing RUNNING/FINISHED run with that key is reused
-    (find-or-create, serialised like `init_tracking` on SQLite), so a resumed suite nests its new
-    runs under the same parent. The parent is a container: it is marked FINISHED at once (a killed
-    suite never leaves a parent stuck RUNNING); children and metrics can still be logged to it.
+    With tags['cvls.parent_key'], an existing run with that key is reopened (find-or-create,
+    serialised like `init_tracking` on SQLite), so a resumed suite nests its new runs under the
+    same parent, which then spans every invocation's children: from its first start to the end of
+    the last invocation. It carries the owner tag of the process that last opened it.
     """
     exp_id = init_tracking(params)
     uri = tracking_uri(params)
     client = _client(uri)
     key = tags.get(TAG_PARENT_KEY)
+    all_tags = _base_tags(params) | {TAG_OWNER: procs.owner()} | {mlflow_name(k): str(v) for k, v in tags.items()}
     with _creation_lock(uri) if key else nullcontext():
+        found = []
         if key:
-            # (MLflow filters accept IN only for run_id, so the status is checked here)
             found = client.search_runs(
                 [exp_id],
                 filter_string=f"tags.`{TAG_PARENT_KEY}` = {_quoted(key)}",
-                max_results=100,
+                max_results=1,
                 order_by=["attributes.start_time ASC"],  # oldest: concurrent creators converge
             )
-            for run in found:
-                if run.info.status in ("RUNNING", "FINISHED"):
-                    return run.info.run_id
-        all_tags = _base_tags(params) | {mlflow_name(k): str(v) for k, v in tags.items()}
-        run_id = client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
-        client.set_terminated(run_id, "FINISHED")
+        if not found:
+            return client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+        run_id = found[0].info.run_id
+        if found[0].info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        from mlflow.entities import RunTag
+
+        client.log_batch(run_id, tags=[RunTag(TAG_OWNER, all_tags[TAG_OWNER])])
     return run_id
+
+
+def end_run(params: Params, run_id: str | None, err: BaseException | None = None) -> None:
+    """End a run: FINISHED, or KILLED (Ctrl-C / SIGTERM) / FAILED (an error) with tag 'error'.
+    Never raises: a tracking problem is logged, and must not hide `err`."""
+    if run_id is None:
+        return
+    status = "FINISHED" if err is None else "FAILED" if isinstance(err, Exception) else "KILLED"
+    try:
+        client = _client(tracking_uri(params))
+        if err is None:
+            client.set_terminated(run_id, status)
+        else:
+            _kill(client, run_id, _one_line(err), status)
+    except Exception as track_err:  # noqa: BLE001
+        log.warning("could not mark MLflow run %s as %s: %s", run_id, status, _one_line(track_err))
+
+
+@contextmanager
+def run_span(params: Params, run_id: str | None) -> Iterator[None]:
+    """`end_run` of an open run once the block ends (with the block's exception, re-raised)."""
+    try:
+        yield
+    except BaseException as err:
+        end_run(params, run_id, err)
+        raise
+    end_run(params, run_id)
+
+
+def ui_link(params: Params) -> str:
+    """Where to see the experiment's runs table in `mlflow ui` (one line). MLflow 3's UI opens an
+    experiment on its GenAI overview unless the URL asks for the machine-learning view."""
+    exp_id = init_tracking(params)
+    uri = tracking_uri(params)
+    page = f"#/experiments/{exp_id}?workflowType=machine_learning"
+    if _is_remote(uri) and uri.startswith("http"):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{page}"
 
 
 def run_handle(params: Params, run_id: str) -> RunHandle:

@@ -84,7 +84,8 @@ def build_report(params: Params, *, track: bool = True) -> ReportResult:
 def log_report(params: Params, fingerprint: str, files: list[Path]) -> str:
     """Log the files under 'report/' in the report's MLflow parent run (found again by its key)."""
     run_id = tracking.start_parent_run(params, name="report", tags={tracking.TAG_PARENT_KEY: "report:" + fingerprint})
-    handle = tracking.run_handle(params, run_id)
-    for path in files:
-        handle.log_artifact(path, "report")
+    with tracking.run_span(params, run_id):  # RUNNING while its files upload
+        handle = tracking.run_handle(params, run_id)
+        for path in files:
+            handle.log_artifact(path, "report")
     return run_id

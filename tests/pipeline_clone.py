@@ -29,10 +29,15 @@ STAGES = [
 ]
 
 
-def run_ok(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
+def run_env() -> dict[str, str]:
+    """The environment of the CLI runs: no MLFLOW_TRACKING_URI, this venv's `python` first."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` in dvc.yaml = this venv
-    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return env
+
+
+def run_ok(args: list[str], cwd: Path, stdout_only: bool = False) -> str:
+    r = subprocess.run(args, cwd=cwd, env=run_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout if stdout_only else r.stdout + r.stderr
 

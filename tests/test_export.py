@@ -1,9 +1,11 @@
 """core.export: the submission zips of Ref-YouTube-VOS valid and MeViS valid, on the synthetic twins.
 
 The twins are written by the real writers (core.data.synthetic.twins) at params.raw_ytvos /
-params.raw_mevis, with a few quirks added by hand (a listed frame without its JPEG, an empty
-expression, a listed video missing on disk); the model is a tiny untrained CVLS with a
-vocabulary built from the twin's train sentences like extraction builds it."""
+params.raw_mevis, with a few defects added by hand (a listed frame without its JPEG, an empty
+expression, a listed video missing on disk, skipped under data.allow_skip missing_video); the
+model is a tiny untrained CVLS with a vocabulary built from the twin's train sentences like
+extraction builds it. Such a split cannot be submitted whole: the export fails, or writes the
+partial zip with allow_incomplete (what the fixture does, to look at it)."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from .conftest import tiny_params
 
 CPU = torch.device("cpu")
 VALID_VIDEOS = 2
-GHOST = "ghost_video"  # listed in ytvos valid's meta_expressions.json, no JPEG folder
+GHOST = "ghost_video"  # listed in valid's meta_expressions.json, no JPEG folder
 # the first valid video's quirks: a listed frame whose JPEG is deleted, a JPEG that is not listed,
 # and the hand-checked frame after both (JPEG position 2, position 1 among the predicted frames)
 REMOVED = {"ytvos": "00010", "mevis": "00002"}
@@ -93,6 +95,7 @@ def _params(outputs: Path, dataset: str, **overrides: object) -> Params:
         "data.synthetic.train_videos": 4,
         "data.synthetic.test_videos": 2,
         "eval.batch_size": 4,  # 6 frames a video: batches of 4 and 2
+        "data.allow_skip": ["missing_video"],  # the ghost video: skipped and counted, not an error
         **overrides,
     }
     return tiny_params(outputs, **changes)
@@ -104,7 +107,7 @@ def _edit(path: Path, fn) -> None:
     path.write_text(json.dumps(doc))
 
 
-def _build(tmp: Path, dataset: str) -> Case:
+def _build(tmp: Path, dataset: str, defects: bool = True) -> Case:
     params = _params(tmp / "outputs", dataset)
     scenes = plan.plan_dataset(params)
     valid = plan.plan_valid(params, VALID_VIDEOS)
@@ -114,30 +117,29 @@ def _build(tmp: Path, dataset: str) -> Case:
         twins.generate_ytvos(root, scenes, valid)
         train = [e.text for v in ytvos.read_ytvos(root, SkipLedger()) for e in v.expressions]
 
-        def quirks(doc: dict) -> None:
-            doc["videos"][first]["expressions"]["9"] = {"exp": "  "}  # empty: kept, predicted
-            doc["videos"][GHOST] = {"expressions": {"0": {"exp": "a red ball"}}, "frames": ["00000"]}
-            doc["videos"][first]["frames"].remove(UNLISTED[dataset])
-
-        _edit(ytvos.meta_expressions_path(root, "valid"), quirks)
+        meta = ytvos.meta_expressions_path(root, "valid")
     else:
         root = params.raw_mevis
         twins.generate_mevis(root, scenes, valid, seed=params.data.synthetic.seed)
         train = [e.text for v in mevis.read_mevis(root, SkipLedger()) for e in v.expressions]
 
-        def quirks(doc: dict) -> None:
-            doc["videos"][first]["expressions"]["9"] = {"exp": "  "}  # empty: kept, predicted
-            doc["videos"][first]["frames"].remove(UNLISTED[dataset])
+        meta = mevis.meta_path(root, "valid")
 
-        _edit(mevis.meta_path(root, "valid"), quirks)
-    _jpeg(dataset, root, first, REMOVED[dataset]).unlink()
+    def quirks(doc: dict) -> None:
+        doc["videos"][first]["expressions"]["9"] = {"exp": "  "}  # empty: kept, predicted
+        doc["videos"][GHOST] = {"expressions": {"0": {"exp": "a red ball"}}, "frames": ["00000"]}
+        doc["videos"][first]["frames"].remove(UNLISTED[dataset])
+
+    if defects:
+        _edit(meta, quirks)
+        _jpeg(dataset, root, first, REMOVED[dataset]).unlink()
     vocab = Vocab.build(train, params.data.vocab_size)  # as extraction builds it: the train sentences
     torch.manual_seed(0)
     model = on_device(build_model(params, vocab, init=False), CPU, params.train).eval()  # untrained; no start weights
     with torch.no_grad():  # widen its logits (small at init), so its masks are neither empty nor full (asserted)
         model.decoder.net[-1].weight.mul_(50.0)
         model.decoder.net[-1].bias.fill_(-2.0)
-    result = export.export_predictions(params, model, vocab, CPU, tmp / "run" / "export")
+    result = export.export_predictions(params, model, vocab, CPU, tmp / "run" / "export", allow_incomplete=defects)
     return Case(dataset, params, root, vocab, model, result, first)
 
 
@@ -163,7 +165,52 @@ def _expected_members(c: Case) -> list[str]:
     return out
 
 
+def _member(c: Case, vid: str, exp_id: str, name: str) -> str:
+    if c.dataset == "ytvos":
+        return ytvos.prediction_path(Path(), vid, exp_id, name).as_posix()
+    return f"{vid}/{exp_id}/{name.removesuffix('.jpg')}.png"
+
+
+def _listed(c: Case) -> list[str]:
+    """From the valid meta file itself: every expression x every listed frame, in file order (what
+    an evaluation server expects, JPEG or not)."""
+    return [_member(c, vid, e, name) for vid, v in c.meta().items() for e in v["expressions"] for name in v["frames"]]
+
+
 # ---------------------------------------------------------------------------------------------
+
+
+def test_an_incomplete_submission_is_one_line_and_writes_nothing(case: Case, tmp_path: Path) -> None:
+    """A listed frame without its JPEG and a listed video missing on disk (skipped, allowed):
+    the export names how many masks are missing and the first one, and keeps the previous zip."""
+    out = tmp_path / "export"
+    previous = out / case.result.path.name
+    out.mkdir()
+    previous.write_bytes(b"an earlier zip")
+    with pytest.raises(DataError) as err:
+        export.export_predictions(case.params, case.model, case.vocab, CPU, out)
+    listed = _listed(case)
+    missing = [m for m in listed if m not in set(case.members())]
+    first = f"{case.prefix}{case.first}/0/{REMOVED[case.dataset]}.png"
+    assert missing[0] == first and f"{GHOST}/0/00000.png" in missing[-1]
+    meta = ytvos.meta_expressions_path(case.root, "valid") if case.dataset == "ytvos" else case.meta_mevis()
+    assert str(err.value) == (
+        f"{meta}: submission not written: {len(missing)} of the {len(listed)} masks {previous.name} must hold "
+        f"are missing (the first: {first} (no JPEG {case.jpeg(case.first, REMOVED[case.dataset])})); "
+        "to write the partial zip anyway, pass --allow-incomplete"
+    )
+    assert previous.read_bytes() == b"an earlier zip" and list(out.iterdir()) == [previous]
+    # the fixture's own export passed allow_incomplete: the partial zip, said in its summary's last line
+    r = case.result
+    assert (r.listed, len(r.missing), r.masks) == (len(listed), len(missing), len(listed) - len(missing))
+    assert r.summary().splitlines()[-1] == f"INCOMPLETE (--allow-incomplete): {r.incomplete()}"
+
+
+@pytest.mark.parametrize("dataset", ["ytvos", "mevis"])
+def test_a_complete_split_gets_every_listed_mask(dataset: str, tmp_path: Path) -> None:
+    c = _build(tmp_path, dataset, defects=False)
+    assert sorted(c.members()) == sorted(_listed(c)) and c.result.missing == []
+    assert c.result.listed == c.result.masks and "INCOMPLETE" not in c.result.summary()
 
 
 def test_zip_members_are_exactly_the_submission_layout(case: Case) -> None:
@@ -204,13 +251,14 @@ def test_quirks_are_skipped_and_counted(case: Case) -> None:
     for name in (REMOVED[case.dataset], UNLISTED[case.dataset]):
         assert first and not [m for m in first if m.endswith(f"/{name}.png")]
     skipped = {k: v["count"] for k, v in case.result.skipped.items()}
-    if case.dataset == "ytvos":
-        assert skipped == {"ytvos_frame_without_jpeg": 1, "ytvos_empty_expression": 1, "ytvos_video_not_on_disk": 1}
-        assert not [m for m in members if GHOST in m]
-    else:
-        assert skipped == {"mevis_frame_without_jpeg": 1, "mevis_empty_expression": 1}
+    assert skipped == {"frame_without_image": 1, "missing_video": 1}  # the same rules for both datasets
+    assert not [m for m in members if GHOST in m]
+    # the empty expression is not skipped: kept (noted), predicted on every frame with a JPEG
+    assert {k: v["count"] for k, v in case.result.kept.items()} == {"empty_sentence": 1}
     empty = [m for m in members if m.startswith(f"{case.prefix}{case.first}/9/")]
-    assert len(empty) == len(case.meta()[case.first]["frames"]) - 1  # the empty expression: every frame with a JPEG
+    assert len(empty) == len(case.meta()[case.first]["frames"]) - 1
+    lines = case.result.summary().splitlines()
+    assert "  kept empty_sentence: 1 (predicted)" in lines and not [x for x in lines if "skipped empty" in x]
 
 
 def _hand_prediction(c: Case, vid: str, frame: str, text: str) -> np.ndarray:
@@ -317,16 +365,16 @@ def test_the_zip_appears_atomically(case: Case, tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(export, "png_bytes", interrupt_in(final.parent, old))
     with pytest.raises(KeyboardInterrupt):
-        export.export_predictions(case.params, case.model, case.vocab, CPU, final.parent)
+        export.export_predictions(case.params, case.model, case.vocab, CPU, final.parent, allow_incomplete=True)
     assert final.read_bytes() == old and [p.name for p in final.parent.iterdir()] == [final.name]
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     monkeypatch.setattr(export, "png_bytes", interrupt_in(fresh, None))
     with pytest.raises(KeyboardInterrupt):
-        export.export_predictions(case.params, case.model, case.vocab, CPU, fresh)
+        export.export_predictions(case.params, case.model, case.vocab, CPU, fresh, allow_incomplete=True)
     assert list(fresh.iterdir()) == []  # no zip, no partial file, no temp left
     monkeypatch.setattr(export, "png_bytes", real)
-    again = export.export_predictions(case.params, case.model, case.vocab, CPU, fresh)
+    again = export.export_predictions(case.params, case.model, case.vocab, CPU, fresh, allow_incomplete=True)
     assert again.path.read_bytes() == old  # same model and data: the same bytes
     assert not case.model.training  # run in eval mode, its mode restored
 
@@ -337,7 +385,7 @@ def test_export_run_exports_a_finished_run_into_its_folder(case: Case, tmp_path:
     save_checkpoint(run_dir / "model.pt", {"model": case.model.state_dict()})
     params = case.params
     case.vocab.save(params.processed / "vocab.json")  # the twin was never extracted: the store's vocabulary
-    result = export.export_run(params, run_dir, CPU)
+    result = export.export_run(params, run_dir, CPU, allow_incomplete=True)
     assert result.path == export.export_path(run_dir, params) == run_dir / "export" / case.result.path.name
     assert result.path.read_bytes() == case.result.path.read_bytes()
     assert (result.videos, result.masks, result.skipped) == (case.result.videos, case.result.masks, case.result.skipped)

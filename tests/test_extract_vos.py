@@ -91,11 +91,14 @@ def build_ytvos(root: Path) -> Path:
     return root
 
 
-YTVOS_QUIRKS = {
+# what extraction skips and counts (core.data.defects): two quirks, and two problems of the
+# classes the tests allow in data.allow_skip (otherwise each is a one-line error)
+ALLOWED = ("empty_sentence", "missing_video")
+YTVOS_SKIPS = {
     "referent_never_visible": 1,  # yt0 "the ghost car"
-    "ytvos_empty_expression": 1,  # yt0 "   "
-    "ytvos_frame_without_jpeg": 1,  # yt1 00099
-    "ytvos_video_not_on_disk": 1,  # gone
+    "empty_sentence": 1,  # yt0 "   "
+    "frame_without_image": 1,  # yt1 00099
+    "missing_video": 1,  # gone
 }
 
 
@@ -107,6 +110,7 @@ def ytvos_params(tmp_path: Path, **overrides: object):
         "data.ytvos_root": str(root),
         "data.offline_test_fraction": 0.25,
         "data.window": 1,
+        "data.allow_skip": list(ALLOWED),
         **overrides,
     }
     return tiny_params(tmp_path / "out", **settings)
@@ -159,12 +163,12 @@ def test_ytvos_masks_frames_and_classes_match_the_written_dataset(ytvos_store):
 
 def test_ytvos_quirks_are_counted_in_the_summary(ytvos_store):
     p, summary = ytvos_store
-    ledger = SkipLedger()
+    ledger = SkipLedger(allowed=frozenset(ALLOWED))
     list(read_ytvos(p.raw_ytvos, ledger))
-    assert dict(ledger.counts) == YTVOS_QUIRKS  # every reader quirk ...
+    assert dict(ledger.counts) == YTVOS_SKIPS  # every reader skip ...
     # ... is in the summary, with extraction's own count: object 2 is absent in frame 8 of each video
     assert {k: v["count"] for k, v in summary["skipped"].items()} == {
-        **YTVOS_QUIRKS,
+        **YTVOS_SKIPS,
         "referent_absent_in_frame": N_YTVOS,
     }
     st = open_split(p.processed, "train")
@@ -207,7 +211,7 @@ def test_ytvos_changed_jpeg_is_decoded_again(tmp_path, monkeypatch):
 
 def test_frame_count_of_a_jpeg_folder(tmp_path):
     root = build_ytvos(tmp_path)
-    video = next(iter(read_ytvos(root, SkipLedger())))
+    video = next(iter(read_ytvos(root, SkipLedger(allowed=frozenset(ALLOWED)))))
     assert chunks_mod.frame_count(video) == YT
     assert chunks_mod.wanted_frames(video, 1) == ([0, 1, 3, 4, 5, 7, 8], {0, 4, 8})
 
@@ -273,14 +277,14 @@ OBJECTS = {  # video -> anno_id -> bool [T, H, W], as written
 UNIONS = {"m0": [(1, 2), (1, 3)], "u0": [(41, 42)]}
 FRAME_SEED = {"m0": 0, "m1": 1, "m2": 2, "m3": 3, "u0": 4, "u1": 5}  # the k of _m_frames(k)
 
-MEVIS_QUIRKS = {
-    "mevis_empty_expression": 1,
+MEVIS_SKIPS = {
+    "empty_sentence": 1,  # allowed in data.allow_skip
     "mevis_expression_without_target": 1,
     "mevis_anno_id_not_in_mask_dict": 1,
     "mevis_target_always_null": 1,
     "referent_never_visible": 1,  # the blinking box
     "video_without_sentences": 1,  # m3
-    "mevis_frame_without_jpeg": 1,  # m1 00005
+    "frame_without_image": 1,  # m1 00005
 }
 
 
@@ -309,7 +313,8 @@ def mevis_truth() -> dict[str, dict[int, dict[int, np.ndarray]]]:
 def mevis_store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mevis")
     root = build_mevis(tmp / "mevis")
-    p = tiny_params(tmp / "out", **{"data.source": "real", "data.dataset": "mevis", "data.mevis_root": str(root)})
+    settings = {"data.source": "real", "data.dataset": "mevis", "data.mevis_root": str(root)}
+    p = tiny_params(tmp / "out", **settings, **{"data.allow_skip": ["empty_sentence"]})
     return p, extract(p)
 
 
@@ -377,12 +382,12 @@ def test_mevis_multi_object_target_is_the_union(mevis_store):
 
 def test_mevis_quirks_are_counted_in_the_summary(mevis_store):
     p, summary = mevis_store
-    ledger = SkipLedger()
+    ledger = SkipLedger(allowed=frozenset({"empty_sentence"}))
     for split in ("train", "valid_u"):
         list(read_mevis(p.raw_mevis, ledger, split))
-    assert dict(ledger.counts) == MEVIS_QUIRKS
+    assert dict(ledger.counts) == MEVIS_SKIPS
     # extraction's own count: the early box of m2 and of u1 is gone in their chosen frame 5
-    assert {k: v["count"] for k, v in summary["skipped"].items()} == {**MEVIS_QUIRKS, "referent_absent_in_frame": 2}
+    assert {k: v["count"] for k, v in summary["skipped"].items()} == {**MEVIS_SKIPS, "referent_absent_in_frame": 2}
 
 
 # ---------------------------------------------------------------- params and roots
@@ -415,7 +420,7 @@ def test_missing_root_folder_is_one_line_naming_the_key(tmp_path, dataset, key):
 def test_synthetic_source_reads_the_raw_folder(tmp_path):
     p = tiny_params(tmp_path, **{"data.dataset": "mevis"})
     build_mevis(p.raw_mevis)
-    splits = [split for split, _ in read_sources(p, SkipLedger())]
+    splits = [split for split, _ in read_sources(p, SkipLedger(allowed=frozenset({"empty_sentence"})))]
     assert splits == ["train"] * 3 + ["test"] * 2
 
 

@@ -202,14 +202,14 @@ def test_two_machines_differing_in_operational_keys_share_the_queue_and_the_runs
     assert a.digest(("data", "eval")) == b.digest(("data", "eval"))
     main = run_variant(a, name="main")  # machine a: the main run (the full model, seed 0)
     assert not main.reused
-    rows_b = {variant: rec for variant, _, rec in run_suite(b, n_jobs=1)}  # machine b works the queue
+    rows_b = {variant: rec for variant, _, rec in run_suite(b, n_jobs=1)[0]}  # machine b works the queue
     assert rows_b["CCL+RHIC+LCF"].reused and rows_b["CCL+RHIC+LCF"].run_id == main.run_id  # a's run
     assert not rows_b["Baseline"].reused  # trained by b
     trained = _training_runs(a)
     tags = MlflowClient(tracking.tracking_uri(a)).get_run(main.run_id).data.tags
     assert tags["cvls.profiles"] == "profiles/tiny.yaml"  # the layers the params came from
     assert trained == {main.run_hash: [main.run_id], rows_b["Baseline"].run_hash: [rows_b["Baseline"].run_id]}
-    rows_a = {variant: rec for variant, _, rec in run_suite(a, n_jobs=1)}  # a joins the same queue: all done
+    rows_a = {variant: rec for variant, _, rec in run_suite(a, n_jobs=1)[0]}  # a joins the same queue: all done
     assert _training_runs(a) == trained  # nothing trained again
     assert {v: (r.run_id, r.run_hash) for v, r in rows_a.items()} == {
         v: (r.run_id, r.run_hash) for v, r in rows_b.items()

@@ -149,7 +149,7 @@ def test_video_folder_missing(tmp_path):
     root = build(tmp_path)
     with open(ann(root), "a") as f:
         f.write("ghost,a ghost\n")
-    videos = _raises_then_counts(root, "missing_video", r"Rename_Images/\*/ghost: no folder")
+    videos = _raises_then_counts(root, "missing_video", r"Rename_Images/\*/ghost: frame folder not found \(video")
     assert [v.video_id for v in videos] == ["j1", "r2"]
 
 

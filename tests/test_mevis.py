@@ -100,14 +100,11 @@ def patch_json(path: Path, fn) -> None:
 
 
 def build(root: Path, split: str = "train") -> Path:
+    """specs() with every quirk (a listed frame without a JPEG, ...), no bad input: v2's empty
+    expression 0 is taken out (an empty_sentence problem where masks are read)."""
     write_split(root, split, specs())
     (root / split / "JPEGImages" / "v2" / "00001.jpg").unlink()  # a listed frame without a JPEG
-    patch_json(
-        meta_file(root, split),
-        lambda d: d["videos"].update(
-            ghost={"frames": ["00000"], "expressions": {"0": {"exp": "a", "obj_id": [0], "anno_id": [11]}}}
-        ),
-    )
+    patch_json(meta_file(root, split), lambda d: d["videos"]["v2"]["expressions"].pop("0"))
     return root
 
 
@@ -192,25 +189,44 @@ def test_every_quirk_counted(tmp_path):
     ledger = SkipLedger()
     assert [v.video_id for v in read_mevis(root, ledger)] == ["v1", "v2"]
     assert dict(ledger.counts) == {
-        mevis.VIDEO_NOT_ON_DISK: 1,  # ghost
-        mevis.FRAME_WITHOUT_JPEG: 1,  # v2/00001
-        mevis.EMPTY_EXPRESSION: 1,  # v2/0
+        "frame_without_image": 1,  # v2/00001
         mevis.ANNO_ID_NOT_IN_MASK_DICT: 1,  # v2/3
         mevis.EXPRESSION_WITHOUT_TARGET: 1,  # v2/4
         mevis.TARGET_ALWAYS_NULL: 1,  # v2/2
-        mevis.REFERENT_NEVER_VISIBLE: 1,  # v2/5
-        mevis.VIDEO_WITHOUT_SENTENCES: 1,  # v3
+        "referent_never_visible": 1,  # v2/5
+        "video_without_sentences": 1,  # v3
     }
-    assert set(ledger.counts) == set(mevis.QUIRKS)
+    assert set(ledger.counts) == set(mevis.QUIRKS) and not ledger.notes
     ex = {k: v[0] for k, v in ledger.examples.items()}
-    assert ex[mevis.VIDEO_NOT_ON_DISK].startswith(f"{root / 'train/JPEGImages/ghost'}: folder not found")
-    assert ex[mevis.FRAME_WITHOUT_JPEG].startswith(f"{root / 'train/JPEGImages/v2/00001.jpg'}:")
-    assert ex[mevis.EMPTY_EXPRESSION].startswith(f"{meta_file(root)}:v2/0:")
+    assert ex["frame_without_image"].startswith(f"{root / 'train/JPEGImages/v2/00001.jpg'}:")
     assert ex[mevis.ANNO_ID_NOT_IN_MASK_DICT].startswith(f"{meta_file(root)}:v2/3: anno_id 99 not in")
     assert ex[mevis.EXPRESSION_WITHOUT_TARGET].startswith(f"{meta_file(root)}:v2/4:")
     assert ex[mevis.TARGET_ALWAYS_NULL].startswith(f"{meta_file(root)}:v2/2: anno_id [22] null in all 6 frames")
-    assert ex[mevis.REFERENT_NEVER_VISIBLE].startswith(f"{meta_file(root)}:v2/5: anno_id [23]")
-    assert ex[mevis.VIDEO_WITHOUT_SENTENCES] == f"{meta_file(root)}:v3: no expressions"
+    assert ex["referent_never_visible"].startswith(f"{meta_file(root)}:v2/5: anno_id [23]")
+    assert ex["video_without_sentences"] == f"{meta_file(root)}:v3: no expressions"
+
+
+def test_empty_expression_and_video_not_on_disk_are_problems(tmp_path):
+    """The rules every reader shares (core.data.defects): empty_sentence, missing_video."""
+    root = build(tmp_path)
+    patch_json(meta_file(root), lambda d: d["videos"]["v2"]["expressions"].update({"0": {"exp": "  ", **_CAT}}))
+    with pytest.raises(DataError, match=rf"{meta_file(root)}:v2/0: empty sentence \(to skip") as err:
+        list(read_mevis(root, SkipLedger()))
+    assert err.value.problem_class == "empty_sentence"
+    ledger = SkipLedger(allowed=frozenset({"empty_sentence"}))
+    v1, v2 = read_mevis(root, ledger)
+    assert ledger.counts["empty_sentence"] == 1 and "v2/0" not in {e.source.rsplit(":", 1)[1] for e in v2.expressions}
+    root = build(tmp_path / "b")
+    ghost = {"frames": ["00000"], "expressions": {"0": {"exp": "a", "obj_id": [0], "anno_id": [11]}}}
+    patch_json(meta_file(root), lambda d: d["videos"].update(ghost=ghost))
+    with pytest.raises(DataError, match=r"JPEGImages/ghost: frame folder not found \(video listed in") as err:
+        list(read_mevis(root, SkipLedger()))
+    assert err.value.problem_class == "missing_video"
+    ledger = SkipLedger(allowed=frozenset({"missing_video"}))
+    assert [v.video_id for v in read_mevis(root, ledger)] == ["v1", "v2"] and ledger.counts["missing_video"] == 1
+
+
+_CAT = {"obj_id": [0], "anno_id": [21]}
 
 
 def test_frames_per_video_and_decoding(tmp_path):
@@ -238,7 +254,7 @@ def test_valid_u_has_masks_and_is_the_test_split(tmp_path):
     assert (v1.split, v1.source) == ("test", root / "valid_u/JPEGImages/v1")
     assert v1.expressions[0].source == f"{meta_file(root, 'valid_u')}:v1/0"
     assert v1.frames[0].instance_ids == (11, 12, virtual_id([11, 12]))
-    assert sum(ledger.counts.values()) == 8
+    assert sum(ledger.counts.values()) == 6
 
 
 def test_valid_split_without_masks(tmp_path):
@@ -266,11 +282,8 @@ def test_valid_split_without_masks(tmp_path):
     assert [q.exp_id for q in v2.expressions] == ["0", "1", "2", "3", "4", "5", "6"]
     assert v2.expressions[0].text == ""
     assert read_image_frames(v2.source, v2.frame_indices).shape == (5, H, W, 3)
-    assert dict(ledger.counts) == {
-        mevis.FRAME_WITHOUT_JPEG: 1,
-        mevis.EMPTY_EXPRESSION: 1,
-        mevis.VIDEO_WITHOUT_SENTENCES: 1,
-    }
+    assert dict(ledger.counts) == {"frame_without_image": 1, "video_without_sentences": 1}  # skipped
+    assert dict(ledger.notes) == {"empty_sentence": 1}  # kept, predicted
     with pytest.raises(DataError, match=r"valid/mask_dict.json: required MeViS file not found; .*read_mevis_valid"):
         list(read_mevis(tmp_path, SkipLedger(), split="valid"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .pipeline_clone import STAGES, TWIN_VARIANTS, clone_project, run_ok
+from .pipeline_clone import STAGES, TWIN_VARIANTS, clone_project, run_env, run_ok
 
 # CI time: the stages after `evaluate` do not depend on the dataset's reader (they read the
 # processed store and the runs' metrics), so MeViS runs the whole pipeline to its J&F report and
@@ -55,6 +55,37 @@ def test_dvc_repro_on_a_synthetic_twin_reports_jf_and_exports_valid(tmp_path_fac
     with zipfile.ZipFile(zip_path) as z:
         names = [n for n in z.namelist() if n.endswith(".png")]
     assert names and all(n.count("/") == (3 if dataset == "ytvos" else 2) for n in names)
+    if dataset == "ytvos":  # CI time: the command is the same for both (tests/test_export.py: each dataset)
+        _check_incomplete_export(project, dataset, zip_path, len(names))
+
+
+def _check_incomplete_export(project: Path, dataset: str, zip_path: Path, complete: int) -> None:
+    """A listed frame's JPEG gone: `--export` fails in one line (how many masks are missing, the
+    first) and keeps the zip; `--allow-incomplete` writes the partial zip and says so last."""
+    import subprocess
+    import zipfile
+
+    from core.data import mevis, ytvos
+
+    raw = project / "outputs" / "raw" / dataset
+    meta = ytvos.meta_expressions_path(raw, "valid") if dataset == "ytvos" else mevis.meta_path(raw, "valid")
+    vid, entry = next(iter(json.loads(meta.read_text())["videos"].items()))
+    frame, n_exps = entry["frames"][0], len(entry["expressions"])
+    jpeg = ytvos.frame_path(raw, "valid", vid, frame) if dataset == "ytvos" else mevis.frames_dir(raw, "valid", vid)
+    jpeg = jpeg if dataset == "ytvos" else jpeg / mevis.jpeg_name(frame)
+    jpeg.unlink()
+    before = zip_path.read_bytes()
+    cmd = [sys.executable, "-m", "core.evaluate", "--export"]
+    r = subprocess.run(cmd, cwd=project, env=run_env(), capture_output=True, text=True, timeout=600)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith(f"error: {meta}: submission not written: {n_exps} of the "), last
+    assert "(the first: " in last and f"no JPEG {jpeg}" in last and last.endswith("pass --allow-incomplete")
+    assert zip_path.read_bytes() == before
+    r = subprocess.run([*cmd, "--allow-incomplete"], cwd=project, env=run_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1].startswith(f"INCOMPLETE (--allow-incomplete): {n_exps} of the ")
+    with zipfile.ZipFile(zip_path) as z:
+        assert len([n for n in z.namelist() if n.endswith(".png")]) == complete - n_exps
 
 
 def _check_jf_report(outputs: Path) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
+import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +25,7 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from core import runs, tracking
+from core import procs, runs, tracking
 from core.errors import UserError
 from core.study import (
     LAMBDA_SENSITIVITY,
@@ -134,12 +137,18 @@ def test_sequential_study_runs_each_point_once_and_writes_outputs(sequential):
             assert float(r[col]) == pytest.approx(t.user_attrs["row"][col])
     info = json.loads((out / "rhic_ratio.json").read_text())
     assert info["study"] == result.study_name and info["n_complete"] == 2 and info["missing"] == []
-    assert info["trained"] + info["reused"] == 2 and info["best"]["point"] in ("1:3", "1:1")
+    # this invocation trained both (no other process works this storage); reused = an identical
+    # FINISHED run found by config hash (here: none, or the full model's run of another test)
+    assert info["trained_here"] + info["reused"] == 2 and info["trained_elsewhere"] == 0
+    assert info["trained_here"] >= 1 and info["best"]["point"] in ("1:3", "1:1")
 
-    # the same command again: nothing new is enqueued or trained
-    again = run_study(RHIC_RATIO, p, storage=url)
+    # the same command again: nothing new is enqueued or trained, and its summary says so
+    lines: list[str] = []
+    again = run_study(RHIC_RATIO, p, storage=url, echo=lines.append)
     assert again.study_name == result.study_name and again.enqueued == 0 and again.ok
     assert len(open_study(url, result.study_name, 30)[0].trials) == 2
+    assert (again.info["trained_here"], again.info["reused"], again.info["trained_elsewhere"]) == (0, 2, 0)
+    assert lines[-1].startswith("2/2 trials complete (0 trained here, 2 reused, 0 trained elsewhere)")
 
 
 def test_each_trial_is_an_mlflow_run_nested_under_the_study_parent(sequential):
@@ -217,6 +226,80 @@ def test_a_trial_abandoned_before_its_first_heartbeat_is_retried(tiny_store, tmp
     )
 
 
+def _claimed(study, storage, owner: str) -> int:
+    """Pop a trial as a worker does (heartbeat, claim) for `owner` ('host:pid:start'); its number."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trial = study.ask()
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number
+    )
+    storage.record_heartbeat(trial_id)
+    host, pid, _ = owner.rsplit(":", 2)
+    trial.set_user_attr("claim", {"worker": f"{host}:{pid}:0", "trial": trial.number, "owner": owner})
+    return trial.number
+
+
+def _fake_runs(monkeypatch, tmp_path) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr(
+        runs,
+        "run_variant",
+        lambda params, **kw: (
+            calls.append(params.train.seed) or runs.RunRecord(None, "h", tmp_path, False, {"val": {"mAP": 1.0}}, [])
+        ),
+    )
+    return calls
+
+
+def test_a_trial_of_a_dead_process_on_this_host_is_retried_at_once(tiny_store, tmp_path, monkeypatch, caplog):
+    """Its owner (host, pid, start) is gone: no waiting for its heartbeat to go stale (here it
+    would take 1200 s)."""
+    p = _params(tiny_store, **{"studies.lambdas": [0.5], "studies.seeds": [0, 1], "studies.heartbeat_s": 600})
+    url = _url(tmp_path)
+    study, _ = create_study(LAMBDA_SENSITIVITY, p, url, "dead-here")
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = f"{socket.gethostname()}:{dead.pid}:{procs.process_start(dead.pid)}"
+    dead.kill()
+    dead.wait()
+    _, storage = open_study(url, "dead-here", 600)
+    number = _claimed(study, storage, owner)
+    calls = _fake_runs(monkeypatch, tmp_path)
+    caplog.set_level(logging.INFO, logger="cvls")
+    with _deadline(60):
+        res = run_worker(WorkerContext("lambda_sensitivity", p, url, "dead-here", None))
+    assert sorted(calls) == [0, 1] and res.missing == []
+    study, _ = open_study(url, "dead-here", 600)
+    _assert_each_pair_once(study, LAMBDA_SENSITIVITY, p)
+    assert study.trials[number].state == TrialState.FAIL
+    assert f"trial {number}: its worker {owner} on this host is gone; retrying it now" in caplog.messages
+    assert not [m for m in caplog.messages if m.startswith("waiting for")]
+
+
+def test_a_trial_held_on_another_host_is_waited_out_with_one_line(tiny_store, tmp_path, monkeypatch, caplog):
+    """Which trial, since when, held by whom, and how long at most; said once, then retried when
+    its heartbeat goes stale (grace 2 s here)."""
+    p = _params(tiny_store, **{"studies.lambdas": [0.5], "studies.seeds": [2], "studies.heartbeat_s": 1})
+    url = _url(tmp_path)
+    study, _ = create_study(LAMBDA_SENSITIVITY, p, url, "remote")
+    _, storage = open_study(url, "remote", 1)
+    number = _claimed(study, storage, "gpu-node-7:4242:123456")
+    calls = _fake_runs(monkeypatch, tmp_path)
+    caplog.set_level(logging.INFO, logger="cvls")
+    with _deadline(60):
+        res = run_worker(WorkerContext("lambda_sensitivity", p, url, "remote", None))
+    assert calls == [2] and res.missing == []
+    waits = [m for m in caplog.messages if m.startswith("waiting for")]
+    assert len(waits) == 1, waits
+    since = open_study(url, "remote", 1)[0].trials[number].datetime_start.strftime("%Y-%m-%d %H:%M:%S")
+    assert re.fullmatch(
+        rf"waiting for trial {number} \(0\.5 seed 2\), RUNNING since {since} on gpu-node-7:4242:123456: until it "
+        r"finishes there or, if that worker is dead, at most [0-2] s more \(last heartbeat [0-2] s ago\); "
+        r"then it is retried here",
+        waits[0],
+    ), waits[0]
+
+
 def test_bad_storage_and_missing_store_are_one_line_errors(tiny_store, tmp_path):
     p = _params(tiny_store)
     with pytest.raises(UserError, match="bogus://nowhere"):
@@ -253,9 +336,10 @@ def test_killed_study_resumes_each_point_once(tiny_store, tmp_path):
         proc.wait()
         log.close()
     assert _states(tmp_path / "optuna.db").count("COMPLETE") == 1
-    # restarted (here in-process) with a 2 s heartbeat: the killed trial goes stale and is retried
+    # restarted (here in-process): its killed trial's owner is gone from this host, so it is retried
+    # at once (with a 600 s heartbeat, waiting for it to go stale would outlast the deadline)
     with _deadline(180):
-        again = run_study(LAMBDA_SENSITIVITY, p.replace(**{"studies.heartbeat_s": 2}), storage=url)
+        again = run_study(LAMBDA_SENSITIVITY, p.replace(**{"studies.heartbeat_s": 600}), storage=url)
     assert again.ok and again.enqueued == 0, again.problems
     study = _only_study(url)
     _assert_each_pair_once(study, LAMBDA_SENSITIVITY, p)
@@ -306,3 +390,7 @@ def test_concurrent_workers_run_each_point_once(tiny_store, tmp_path):
         assert [r.info.status for r in trained] == ["FINISHED"], h
     info = json.loads((p.outputs / "studies" / "lambda_sensitivity.json").read_text())
     assert info["n_complete"] == 2 and all(s["mean_val_mAP"] is not None for s in info["points"])
+    # each invocation counts what it trained itself and what the other trained meanwhile
+    by_other = sum(t.user_attrs["claim"]["worker"].split(":")[1] == str(other.pid) for t in complete)
+    assert (mine.info["trained_here"], mine.info["trained_elsewhere"]) == (2 - by_other, by_other)
+    assert f"({by_other} trained here, 0 reused, {2 - by_other} trained elsewhere)" in out

@@ -186,6 +186,40 @@ def test_nested_run_and_parent_find_or_create(tmp_path):
     assert client.get_run(parent).data.tags["cvls.parent_key"] == "ablation-1"
 
 
+def test_a_parent_run_spans_its_children_and_is_reopened_on_resume(tmp_path):
+    """RUNNING from `start_parent_run` to the end of its `run_span` (after the children), then
+    FINISHED; found again and reopened by the next invocation, which ends it later still; an
+    interrupted span ends it KILLED."""
+    p = make_params(tmp_path)
+    client = client_for(p)
+    key = {"cvls.parent_key": "suite-1"}
+    parent = tracking.start_parent_run(p, name="suite", tags=key)
+    assert client.get_run(parent).info.status == "RUNNING"
+    with tracking.run_span(p, parent):
+        with tracking.tracked_run(p, name="child", run_hash=None, tags={}, parent_run_id=parent) as child:
+            time.sleep(0.05)
+    first, kid = client.get_run(parent).info, client.get_run(child.run_id).info
+    assert first.status == "FINISHED" and first.start_time <= kid.start_time and first.end_time >= kid.end_time
+
+    again = tracking.start_parent_run(p, name="suite", tags=key)  # a resumed suite: the same parent, open
+    assert again == parent and client.get_run(parent).info.status == "RUNNING"
+    with pytest.raises(KeyboardInterrupt), tracking.run_span(p, parent):
+        time.sleep(0.05)
+        raise KeyboardInterrupt
+    last = client.get_run(parent)
+    assert last.info.status == "KILLED" and last.data.tags["error"].startswith("KeyboardInterrupt")
+    assert last.info.start_time == first.start_time and last.info.end_time > first.end_time
+
+
+def test_the_experiment_is_tagged_a_training_experiment_and_the_link_opens_its_runs(tmp_path):
+    p = make_params(tmp_path)
+    exp_id = tracking.init_tracking(p)
+    assert client_for(p).get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    link = tracking.ui_link(p)
+    assert link.endswith(f"http://127.0.0.1:5000/#/experiments/{exp_id}?workflowType=machine_learning")
+    assert f"--backend-store-uri {tracking.tracking_uri(p)}" in link
+
+
 def test_config_hash_tracks_only_model_determining_sections(tmp_path):
     base = make_params(tmp_path)
     h = tracking.config_hash(base, "fp")

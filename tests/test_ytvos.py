@@ -228,31 +228,22 @@ def test_every_quirk_is_counted(tmp_path):
 
     def edit(doc):
         v1 = doc["videos"]["v1"]
-        v1["expressions"]["2"] = {"exp": "   ", "obj_id": "1"}  # empty text
         v1["expressions"]["3"] = {"exp": "a ghost", "obj_id": "9"}  # no such object
         v1["frames"].append("00025")  # no JPEG
         doc["videos"]["v2"]["expressions"]["1"] = {"exp": "a fish", "obj_id": "4"}  # object in no frame
-        doc["videos"]["gone"] = {"expressions": {"0": {"exp": "a bus", "obj_id": "1"}}, "frames": ["00000"]}
 
     _edit_json(exprs_file(root), edit)
     fish = {"4": {"category": "fish", "frames": []}}
     _edit_json(meta_path(root), lambda d: d["videos"]["v2"]["objects"].update(fish))
     ledger = SkipLedger()
     v1, v2 = read_ytvos(root, ledger)
-    assert dict(ledger.counts) == {
-        "ytvos_empty_expression": 1,
-        "referent_never_visible": 2,
-        "ytvos_frame_without_jpeg": 1,
-        "ytvos_video_not_on_disk": 1,
-    }
-    assert set(ytvos.QUIRKS) == set(ledger.counts)
+    assert dict(ledger.counts) == {"referent_never_visible": 2, "frame_without_image": 1}
+    assert set(ytvos.QUIRKS) == set(ledger.counts) and not ledger.notes
     assert [e.text for e in v1.expressions] == ["a cat walking", "the dog"]
     assert [e.text for e in v2.expressions] == ["a person"]
     assert v2.classes == {2: "person", 4: "fish"}  # every object of meta.json
     ex = ledger.examples
-    assert ex["ytvos_empty_expression"] == [f"{exprs_file(root)}:v1/2: empty expression"]
-    assert "frame '00025' of video 'v1'" in ex["ytvos_frame_without_jpeg"][0]
-    assert "video 'gone' has no folder" in ex["ytvos_video_not_on_disk"][0]
+    assert "frame '00025' of video 'v1'" in ex["frame_without_image"][0]
     assert ex["referent_never_visible"] == [
         f"{exprs_file(root)}:v1/3: object 9 of 'v1' is not an object of {meta_path(root)}",
         f"{exprs_file(root)}:v2/1: object 4 of 'v2' is in none of its 3 chosen annotated frames "
@@ -260,12 +251,17 @@ def test_every_quirk_is_counted(tmp_path):
     ]
 
 
-def test_video_whose_expressions_all_drop_is_not_yielded(tmp_path):
+def test_empty_expression_and_video_not_on_disk_are_problems(tmp_path):
+    """The rules every reader shares (core.data.defects): empty_sentence, missing_video."""
     root = build(tmp_path)
-    _edit_json(exprs_file(root), lambda d: d["videos"]["v2"]["expressions"]["0"].update(exp=""))
-    ledger = SkipLedger()
-    assert [v.video_id for v in read_ytvos(root, ledger)] == ["v1"]
-    assert dict(ledger.counts) == {"ytvos_empty_expression": 1}
+    _edit_json(exprs_file(root), lambda d: d["videos"]["v2"]["expressions"]["0"].update(exp=" "))
+    videos = _raises_then_counts(root, "empty_sentence", rf"{exprs_file(root)}:v2/0: empty sentence \(to skip")
+    assert [v.video_id for v in videos] == ["v1"]  # v2's only expression dropped
+    root = build(tmp_path / "b")
+    gone = {"expressions": {"0": {"exp": "a bus", "obj_id": "1"}}, "frames": ["00000"]}
+    _edit_json(exprs_file(root), lambda d: d["videos"].update(gone=gone))
+    videos = _raises_then_counts(root, "missing_video", r"JPEGImages/gone: frame folder not found \(video listed in")
+    assert [v.video_id for v in videos] == ["v1", "v2"]
 
 
 # ---- bad input ---------------------------------------------------------------------------
@@ -358,7 +354,7 @@ def test_png_without_its_jpeg_and_folder_without_jpegs(tmp_path):
     root = build(tmp_path / "b")
     for p in (root / "train" / "JPEGImages" / "v2").iterdir():
         p.unlink()
-    videos = _raises_then_counts(root, "missing_video", r"JPEGImages/v2: no JPEG frames")
+    videos = _raises_then_counts(root, "missing_video", r"JPEGImages/v2: no \.jpg/\.jpeg frames")
     assert [v.video_id for v in videos] == ["v1"]
 
 
@@ -401,7 +397,8 @@ def test_valid_split_without_masks(tmp_path):
     assert q1.frame_names == ("00000", "00005", "00010") and q1.frame_indices == (0, 1, 2)
     assert q1.expressions == (Query("0", "a red car", f"{where}:q1/0"), Query("1", "", f"{where}:q1/1"))
     assert q2.frame_names == ("00000", "00010") and q2.frame_indices == (0, 1)  # 00005 has no JPEG
-    assert dict(ledger.counts) == {"ytvos_empty_expression": 1, "ytvos_frame_without_jpeg": 1}
+    assert dict(ledger.counts) == {"frame_without_image": 1}  # skipped: the frame
+    assert dict(ledger.notes) == {"empty_sentence": 1}  # kept: the submission needs its masks
     frames = read_image_frames(q2.source, q2.frame_indices)
     assert np.abs(frames[:, 0, 0, 0].astype(int) - [20, 60]).max() <= 3
     assert prediction_path(tmp_path / "out", "q1", "1", "00005") == tmp_path / "out/Annotations/q1/1/00005.png"

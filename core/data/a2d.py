@@ -39,8 +39,9 @@ Documented quirks are always skipped and counted in the ledger (`SkipLedger.quir
     duplicate_instance_id    an h5 listing one instance id twice (the later copy is dropped)
 
 Bad input goes through `SkipLedger.problem` (raises `DataError` unless the class is in
-data.allow_skip): missing_video, bad_h5, mask_size, bad_annotation, empty_sentence. A missing
-root, videoset.csv or a2d_annotation.txt always raises.
+data.allow_skip), by the rules every reader shares (core.data.defects): missing_video (a
+listed video without its mp4), bad_h5, mask_size, bad_annotation, empty_sentence. A missing or
+unreadable root, videoset.csv or a2d_annotation.txt always raises.
 
 `core.data.a2d_write` writes the same layout (the synthetic generator and the tests).
 """
@@ -55,13 +56,13 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
+from core.data import defects
 from core.data.ground_truth import read_ground_truth
 from core.data.images import is_jpeg_folder, read_image_frames
 from core.data.jhmdb import read_png_frames
 from core.data.textfile import csv_records, parse_csv_line, read_lines
 from core.data.types import Expression, Frame, SkipLedger, Split, Video, visible_instances
 from core.data.video import read_frames
-from core.errors import DataError
 
 VIDEOSET = Path("Release") / "videoset.csv"
 CLIPS = Path("Release") / "clips320H"
@@ -132,12 +133,9 @@ def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
     checked to exist, not decoded. Classes and attributes come from GROUND_TRUTH when it is
     there, else stay None.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: A2D Sentences root not found (data.a2d_root)")
+    root = defects.require_folder(Path(root), "A2D Sentences root", " (data.a2d_root)")
     for rel in (VIDEOSET, ANNOTATIONS):
-        if not (root / rel).is_file():
-            raise DataError(f"{root / rel}: required A2D Sentences file not found")
+        defects.require_file(root / rel, "required A2D Sentences file")
     ground_truth = read_ground_truth(root / GROUND_TRUTH)
     videoset = _read_videoset(root / VIDEOSET, ledger)
     missed = _read_missed(root / MISSED)
@@ -160,7 +158,7 @@ def read_a2d(root: Path, ledger: SkipLedger) -> Iterator[Video]:
         if vid not in expressions:
             # in videoset.csv but without a single annotation row: not a sample, counted so
             # the ledger explains every video
-            ledger.quirk("video_without_sentences", vid)
+            ledger.quirk(defects.VIDEO_WITHOUT_SENTENCES, vid)
             continue
         exprs = expressions[vid]
         if not exprs:
@@ -223,7 +221,7 @@ def _int(text: str) -> int:
 
 def _read_missed(path: Path) -> set[str]:
     """Excluded video ids; the file is optional (no file = nothing excluded)."""
-    if not path.is_file():
+    if defects.optional_file(path, "A2D Sentences file") is None:
         return set()
     return {line.strip() for line in read_lines(path) if line.strip()}
 
@@ -259,17 +257,15 @@ def _read_annotations(
         if vid not in videoset:
             ledger.problem("bad_annotation", f"{where}: video {vid!r} is not in {VIDEOSET}")
             continue
-        if not text:
-            ledger.problem("empty_sentence", f"{where}: empty sentence for video {vid!r} instance {inst}")
+        if not text and defects.empty_sentence(ledger, where, True, f" for video {vid!r} instance {inst}"):
             continue
         out[vid].append(Expression(text=text, referent=int(inst), source=where))
     return out
 
 
 def _read_video(root: Path, row: VideosetRow, exprs: list[Expression], ledger: SkipLedger) -> Video | None:
-    mp4 = video_path(root, row.vid)
-    if not mp4.is_file():
-        ledger.problem("missing_video", f"{mp4}: video file not found (video {row.vid!r} has {len(exprs)} sentences)")
+    mp4 = defects.video_file(video_path(root, row.vid), ledger, f"{root / VIDEOSET}")
+    if mp4 is None:
         return None
     frames = _read_frames(root, row, ledger)
     if not frames:
@@ -281,7 +277,7 @@ def _read_video(root: Path, row: VideosetRow, exprs: list[Expression], ledger: S
             kept.append(e)
         else:
             ledger.quirk(
-                "referent_never_visible",
+                defects.REFERENT_NEVER_VISIBLE,
                 f"{e.source}: instance {e.referent} of {row.vid!r} is in none of its {len(frames)} annotated frames",
             )
     if not kept:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import procs
 from core.data.a2d import load_frames
 from core.data.images import JPEG_SUFFIXES, frame_files, is_jpeg_folder
 from core.data.types import SkipLedger, Video
@@ -175,6 +176,7 @@ def chunk_for(video: Video, cache: Path, size: int, window: int, ledger: SkipLed
 
 def _worker_init() -> None:
     torch.set_num_threads(1)  # parallel across videos; intra-op threads on tiny frames only contend
+    procs.watch_launcher()  # an extraction killed outright takes its decoders with it
 
 
 def _chunk_job(

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.data import defects
 from core.data.types import Video
 from core.errors import DataError
 from core.io import write_json
@@ -68,7 +69,7 @@ class GroundTruth:
 def read_ground_truth(path: Path) -> GroundTruth | None:
     """The file at `path`, validated; None when there is none (the real releases)."""
     path = Path(path)
-    if not path.is_file():
+    if defects.optional_file(path, "synthetic ground-truth file") is None:
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

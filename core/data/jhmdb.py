@@ -20,9 +20,10 @@ masked frames, deterministically.
 Quirk (always skipped, counted): jhmdb_unmasked_trailing_frames - a video with more pngs
 than mask frames; the trailing frames have no ground truth and are dropped. Also
 referent_never_visible (the actor's mask is empty in every chosen frame), as for A2D.
-Bad input goes through `SkipLedger.problem`: missing_video, bad_h5 (the .mat file),
-mask_size, bad_annotation, empty_sentence. A missing root, Rename_Images folder or
-annotation file always raises.
+Bad input goes through `SkipLedger.problem`, by the rules every reader shares
+(core.data.defects): missing_video (no frame folder, or no png in it), corrupt_video (an
+unreadable first png), bad_h5 (the .mat file), mask_size, bad_annotation, empty_sentence. A
+missing or unreadable root, Rename_Images folder or annotation file always raises.
 
 The writers at the bottom produce the same layout; every file is written atomically.
 """
@@ -41,6 +42,7 @@ import scipy.io
 from PIL import Image
 from scipy.io.matlab import MatReadError
 
+from core.data import defects
 from core.data.ground_truth import read_ground_truth
 from core.data.textfile import csv_records
 from core.data.types import Expression, Frame, SkipLedger, Video
@@ -103,13 +105,9 @@ def read_jhmdb(root: Path, ledger: SkipLedger, frames_per_video: int = 3) -> Ite
     attributes from GROUND_TRUTH when it is there, else None)."""
     if frames_per_video < 1:
         raise ValueError(f"frames_per_video must be >= 1, got {frames_per_video}")
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: J-HMDB Sentences root not found (data.jhmdb_root)")
-    if not (root / ANNOTATIONS).is_file():
-        raise DataError(f"{root / ANNOTATIONS}: required J-HMDB Sentences file not found")
-    if not (root / IMAGES).is_dir():
-        raise DataError(f"{root / IMAGES}: J-HMDB frame folder not found")
+    root = defects.require_folder(Path(root), "J-HMDB Sentences root", " (data.jhmdb_root)")
+    defects.require_file(root / ANNOTATIONS, "required J-HMDB Sentences file")
+    defects.require_folder(root / IMAGES, "J-HMDB frame folder")
     ground_truth = read_ground_truth(root / GROUND_TRUTH)
     sentences = _read_annotations(root / ANNOTATIONS, ledger)
     actions = _index_actions(root)
@@ -136,8 +134,7 @@ def _read_annotations(path: Path, ledger: SkipLedger) -> dict[str, list[Expressi
             ledger.problem("bad_annotation", f"{where}: malformed annotation line (no video id)")
             continue
         vid, text = rec["video_id"], rec["query"]
-        if not text:
-            ledger.problem("empty_sentence", f"{where}: empty sentence for video {vid!r}")
+        if not text and defects.empty_sentence(ledger, where, True, f" for video {vid!r}"):
             continue
         out.setdefault(vid, []).append(Expression(text=text, referent=ACTOR_ID, source=where))
     return out
@@ -147,15 +144,17 @@ def _read_video(
     root: Path, vid: str, actions: list[str], exprs: list[Expression], n_frames: int, ledger: SkipLedger
 ) -> Video | None:
     if len(actions) != 1:
-        what = "no folder" if not actions else f"{len(actions)} folders ({', '.join(actions)})"
-        ledger.problem("missing_video", f"{root / IMAGES}/*/{vid}: {what} for video {vid!r} of {exprs[0].source}")
+        what = "frame folder not found" if not actions else f"{len(actions)} frame folders ({', '.join(actions)})"
+        ledger.problem(defects.MISSING_VIDEO, f"{root / IMAGES}/*/{vid}: {what} (video listed in {exprs[0].source})")
         return None
     action = actions[0]
     folder = frames_dir(root, action, vid)
-    numbers = sorted(int(m.group(1)) for p in folder.iterdir() if (m := PNG_NAME_RE.match(p.name)))
+    pngs = defects.video_frames(folder, ledger, exprs[0].source, (".png",))
+    if pngs is None:
+        return None
+    numbers = sorted(int(m.group(1)) for p in pngs if (m := PNG_NAME_RE.match(p.name)))
     if not numbers or numbers != list(range(1, len(numbers) + 1)):
-        what = "no %05d.png frames" if not numbers else "frame files are not numbered 1..N without gaps"
-        ledger.problem("missing_video", f"{folder}: {what}")
+        ledger.problem(defects.MISSING_VIDEO, f"{folder}: frame files are not %05d.png numbered 1..N without gaps")
         return None
     part_mask = _read_part_mask(mask_path(root, action, vid), ledger)
     if part_mask is None:
@@ -165,8 +164,9 @@ def _read_video(
 
 def _read_part_mask(path: Path, ledger: SkipLedger) -> np.ndarray | None:
     """part_mask as H x W x T (a single-frame 2-D array gets T = 1)."""
-    if not path.is_file():
-        ledger.problem("bad_h5", f"{path}: puppet mask file not found")
+    wrong = defects.what_is_wrong(path)
+    if wrong is not None:
+        ledger.problem(defects.BAD_MASK, f"{path}: puppet mask file {wrong}")
         return None
     try:
         mat = _load_mat(path)
@@ -209,14 +209,10 @@ def _build_video(
     ledger: SkipLedger,
 ) -> Video | None:
     mat = mask_path(root, folder.parent.name, vid)
-    try:
-        with Image.open(folder / f"{numbers[0]:05d}.png") as img:  # header only, no decode
-            width, height = img.size
-    except OSError as err:
-        ledger.problem(
-            "missing_video", f"{folder / f'{numbers[0]:05d}.png'}: unreadable image ({type(err).__name__}: {err})"
-        )
+    size = defects.first_frame_size(folder / f"{numbers[0]:05d}.png", ledger)  # header only, no decode
+    if size is None:
         return None
+    height, width = size
     h, w, t = part_mask.shape
     if (h, w) != (height, width):
         ledger.problem("mask_size", f"{mat}: mask is {h}x{w} (HxW) but the frames in {folder} are {height}x{width}")
@@ -236,7 +232,7 @@ def _build_video(
     if not any(f.masks.any() for f in frames):
         for e in exprs:
             ledger.quirk(
-                "referent_never_visible",
+                defects.REFERENT_NEVER_VISIBLE,
                 f"{e.source}: the actor of {vid!r} is in none of its {len(frames)} chosen frames",
             )
         return None

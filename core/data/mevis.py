@@ -49,29 +49,29 @@ prediction export: per video its id, JPEG folder, frame names and their JPEG pos
 and its expressions with their exp_id (`MevisQueryVideo`). The MeViS submission format is
 one png per (video, expression, frame): <vid>/<exp_id>/<frame name>.png.
 
-Documented quirks (always skipped and counted in the ledger, `SkipLedger.quirk`):
+Defects follow the rules every reader shares (core.data.defects): a listed video without its
+JPEGImages folder, or with no JPEG in it, is missing_video; an unreadable first JPEG is
+corrupt_video; an empty (blank) expression is empty_sentence where masks are read, and kept
+(text "", the server wants a mask for every exp_id) and noted by read_mevis_valid; a listed
+frame whose JPEG is missing is the frame_without_image quirk (the frame is never chosen; the
+others keep their JPEG positions); referent_never_visible (an expression whose target is empty
+in every chosen frame) and video_without_sentences (a video with no expression at all) are the
+quirks every reader counts. MeViS's own quirks (always skipped and counted, `SkipLedger.quirk`):
 
-    mevis_video_not_on_disk          a video of meta_expressions without a JPEGImages/<vid> folder
-    mevis_frame_without_jpeg         a listed frame whose JPEG is missing (the frame is never
-                                     chosen; the others keep their JPEG positions)
-    mevis_empty_expression           an expression whose text is empty or blank (dropped where
-                                     masks are read; kept, text "", by read_mevis_valid)
     mevis_expression_without_target  an expression with an empty anno_id list
     mevis_anno_id_not_in_mask_dict   an expression naming an anno_id that mask_dict lacks
                                      (the expression is dropped; its other objects stay
                                      instances of the video)
     mevis_target_always_null         an expression whose objects are null in every frame
-    referent_never_visible           an expression whose target is empty in every chosen
-                                     frame (as for A2D / J-HMDB)
-    video_without_sentences          a video with no expression at all
 
-Bad input: a missing root, split folder, meta_expressions.json or (read_mevis) mask_dict.json,
-a file that is not JSON or not of the shape above, always raises a one-line `DataError` naming
-the file. Per video, through `SkipLedger.problem` (raises unless allowed in data.allow_skip):
-bad_annotation (a malformed video or expression entry of meta_expressions.json), bad_h5 (a
-malformed mask_dict entry: not a list of one RLE-or-null per frame, an RLE that does not
-decode to its size; bad_h5 is the mask-file class, as J-HMDB uses it for its .mat), mask_size
-(an RLE whose size is not the JPEG size), missing_video (a first JPEG that cannot be read).
+Bad input: a missing or unreadable root, split folder, meta_expressions.json or (read_mevis)
+mask_dict.json, a file that is not JSON or not of the shape above, always raises a one-line
+`DataError` naming the file and what it is (not found, a symbolic link loop, a folder, ...). Per
+video, through `SkipLedger.problem` (raises unless allowed in data.allow_skip): bad_annotation (a
+malformed video or expression entry of meta_expressions.json), bad_h5 (a malformed mask_dict
+entry: not a list of one RLE-or-null per frame, an RLE that does not decode to its size; bad_h5
+is the mask-file class, as J-HMDB uses it for its .mat), mask_size (an RLE whose size is not the
+JPEG size).
 
 `core.data.mevis_write` writes the same layout (the synthetic generator and the tests).
 """
@@ -89,7 +89,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from core.data.images import frame_files, image_size
+from core.data import defects
 from core.data.jhmdb import chosen_indices
 from core.data.types import Expression, Frame, SkipLedger, Split, Video
 from core.errors import DataError
@@ -103,24 +103,17 @@ SPLITS: dict[str, Split] = {"train": "train", "valid_u": "test", "valid": "test"
 MASKED_SPLITS = ("train", "valid_u")  # the release's splits with a mask_dict.json
 VIRTUAL_ID_BASE = 2**40  # virtual (union) instance ids lie in [VIRTUAL_ID_BASE, 2 * VIRTUAL_ID_BASE)
 
-# quirk names (see the module docstring)
-VIDEO_NOT_ON_DISK = "mevis_video_not_on_disk"
-FRAME_WITHOUT_JPEG = "mevis_frame_without_jpeg"
-EMPTY_EXPRESSION = "mevis_empty_expression"
+# quirk names (see the module docstring): MeViS's own, then those every reader shares
 EXPRESSION_WITHOUT_TARGET = "mevis_expression_without_target"
 ANNO_ID_NOT_IN_MASK_DICT = "mevis_anno_id_not_in_mask_dict"
 TARGET_ALWAYS_NULL = "mevis_target_always_null"
-REFERENT_NEVER_VISIBLE = "referent_never_visible"
-VIDEO_WITHOUT_SENTENCES = "video_without_sentences"
 QUIRKS = (
-    VIDEO_NOT_ON_DISK,
-    FRAME_WITHOUT_JPEG,
-    EMPTY_EXPRESSION,
+    defects.FRAME_WITHOUT_IMAGE,
     EXPRESSION_WITHOUT_TARGET,
     ANNO_ID_NOT_IN_MASK_DICT,
     TARGET_ALWAYS_NULL,
-    REFERENT_NEVER_VISIBLE,
-    VIDEO_WITHOUT_SENTENCES,
+    defects.REFERENT_NEVER_VISIBLE,
+    defects.VIDEO_WITHOUT_SENTENCES,
 )
 
 
@@ -268,9 +261,8 @@ def read_mevis(
     root = Path(root)
     meta, videos = _open_meta(root, split)
     masks_file = mask_dict_path(root, split)
-    if not masks_file.is_file():
-        hint = "; the valid split has no masks: read it with read_mevis_valid" if split == "valid" else ""
-        raise DataError(f"{masks_file}: required MeViS file not found{hint}")
+    hint = "; the valid split has no masks: read it with read_mevis_valid" if split == "valid" else ""
+    defects.require_file(masks_file, "required MeViS file", hint)
     mask_dict = _read_mask_dict(masks_file)
     for vid, entry in videos.items():
         video = _read_video(root, split, meta, masks_file, mask_dict, vid, entry, frames_per_video, ledger)
@@ -286,8 +278,8 @@ def read_mevis_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
 
     Only "exp" is required of an expression (obj_id / anno_id are ignored). A video is yielded
     when it has a folder, at least one JPEG of a listed frame and one expression. An empty
-    expression is counted (mevis_empty_expression) and KEPT with text "", as Ref-YouTube-VOS's
-    valid reader keeps it: the server wants a mask for every exp_id.
+    expression is KEPT with text "" and noted (empty_sentence), as Ref-YouTube-VOS's valid reader
+    keeps it: the server wants a mask for every exp_id.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown MeViS split {split!r} (expected one of {', '.join(SPLITS)})")
@@ -309,7 +301,7 @@ def read_mevis_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
                 ledger.problem("bad_annotation", f"{where}: expression must be an object with a string 'exp'")
                 continue
             if not e["exp"].strip():  # kept: a submission needs a mask for every exp_id
-                ledger.quirk(EMPTY_EXPRESSION, f"{where}: empty expression text (kept: the submission needs it)")
+                defects.empty_sentence(ledger, where, masked=False)
             queries.append(MevisQuery(exp_id=exp_id, text=e["exp"].strip(), source=where))
         if not queries or not positions:
             continue
@@ -329,10 +321,8 @@ def read_mevis_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
 
 
 def _open_meta(root: Path, split: str) -> tuple[Path, dict[str, Any]]:
-    if not root.is_dir():
-        raise DataError(f"{root}: MeViS root not found")
-    if not split_dir(root, split).is_dir():
-        raise DataError(f"{split_dir(root, split)}: MeViS split folder not found")
+    defects.require_folder(root, "MeViS root", " (data.mevis_root)")
+    defects.require_folder(split_dir(root, split), "MeViS split folder")
     meta = meta_path(root, split)
     doc = _load_json(meta)
     if not isinstance(doc, dict) or not isinstance(doc.get("videos"), dict):
@@ -342,8 +332,7 @@ def _open_meta(root: Path, split: str) -> tuple[Path, dict[str, Any]]:
 
 
 def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(f"{path}: required MeViS file not found")
+    defects.require_file(path, "required MeViS file")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -394,7 +383,7 @@ def _parse_video_entry(meta: Path, vid: str, entry: Any, ledger: SkipLedger) -> 
         ledger.problem("bad_annotation", f"{where}: 'expressions' must be an object {{<exp_id>: ...}}")
         return None
     if not exps:
-        ledger.quirk(VIDEO_WITHOUT_SENTENCES, f"{where}: no expressions")
+        ledger.quirk(defects.VIDEO_WITHOUT_SENTENCES, f"{where}: no expressions")
         return None
     return frames, [(k, exps[k]) for k in sorted(exps, key=_exp_order)]
 
@@ -402,17 +391,18 @@ def _parse_video_entry(meta: Path, vid: str, entry: Any, ledger: SkipLedger) -> 
 def _locate_frames(
     root: Path, split: str, vid: str, frames: list[str], ledger: SkipLedger
 ) -> tuple[Path, dict[int, int]] | None:
-    """(JPEG folder, {listed position: position in the sorted JPEG list}) for frames with a JPEG."""
+    """(JPEG folder, {listed position: position in the sorted JPEG list}) for frames with a JPEG;
+    None (missing_video, `defects.video_frames`) for a video without its folder or any JPEG."""
     folder = frames_dir(root, split, vid)
-    if not folder.is_dir():
-        ledger.quirk(VIDEO_NOT_ON_DISK, f"{folder}: folder not found ({len(frames)} listed frames)")
+    jpegs = defects.video_frames(folder, ledger, f"{meta_path(root, split)}")
+    if jpegs is None:
         return None
-    order = {p.name: k for k, p in enumerate(frame_files(folder))}
+    order = {p.name: k for k, p in enumerate(jpegs)}
     positions = {}
     for p, name in enumerate(frames):
         k = order.get(jpeg_name(name))
         if k is None:
-            ledger.quirk(FRAME_WITHOUT_JPEG, f"{folder / jpeg_name(name)}: listed frame without a JPEG")
+            ledger.quirk(defects.FRAME_WITHOUT_IMAGE, f"{folder / jpeg_name(name)}: listed frame without a JPEG")
         else:
             positions[p] = k
     return folder, positions
@@ -421,12 +411,7 @@ def _locate_frames(
 def _frame_size(
     folder: Path, frames: list[str], positions: dict[int, int], ledger: SkipLedger
 ) -> tuple[int, int] | None:
-    first = folder / jpeg_name(frames[min(positions)])
-    try:
-        return image_size(first)
-    except DataError as err:
-        ledger.problem("missing_video", err.detail)
-        return None
+    return defects.first_frame_size(folder / jpeg_name(frames[min(positions)]), ledger)
 
 
 def _parse_expression(where: str, e: Any, owner: dict[int, int], ledger: SkipLedger) -> tuple[str, tuple] | None:
@@ -517,7 +502,7 @@ def _read_video(
         held = [a for a in aids if a in mask_dict]
         instances.update(held)
         if not text:
-            ledger.quirk(EMPTY_EXPRESSION, f"{where}: empty expression text")
+            defects.empty_sentence(ledger, where, masked=True)  # raises, or drops it when allowed
         elif not aids:
             ledger.quirk(EXPRESSION_WITHOUT_TARGET, f"{where}: empty anno_id list")
         elif len(held) < len(aids):
@@ -566,7 +551,7 @@ def _read_video(
         ref = e.anno_ids[0] if len(e.anno_ids) == 1 else virtual_id(e.anno_ids)
         if not any(decoded[p][a].any() for p in chosen for a in e.anno_ids):
             ledger.quirk(
-                REFERENT_NEVER_VISIBLE,
+                defects.REFERENT_NEVER_VISIBLE,
                 f"{e.source}: anno_id {list(e.anno_ids)} of {vid!r} is in none of its {len(chosen)} chosen frames",
             )
             continue

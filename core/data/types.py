@@ -74,18 +74,24 @@ class SkipLedger:
     """Counts everything skipped on purpose, by reason, with a few examples each.
 
     Two kinds of skip: documented dataset quirks (always skipped, always counted), and
-    problem classes the user allowed in `data.allow_skip` (otherwise they raise).
+    problem classes the user allowed in `data.allow_skip` (otherwise they raise). Apart from
+    them, `notes`: defects that were KEPT (e.g. an empty sentence of a split without masks,
+    still predicted), counted so that nothing kept is ever reported as skipped. The rules:
+    core.data.defects.
     """
 
     allowed: frozenset[str] = frozenset()
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: Counter = field(default_factory=Counter)
+    note_examples: dict[str, list[str]] = field(default_factory=dict)
 
     def quirk(self, reason: str, detail: str) -> None:
-        self.counts[reason] += 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < 5:
-            ex.append(detail)
+        _count(self.counts, self.examples, reason, [detail])
+
+    def note(self, reason: str, detail: str) -> None:
+        """A defect that was kept (not skipped): counted apart from the skips."""
+        _count(self.notes, self.note_examples, reason, [detail])
 
     def problem(self, problem_class: str, message: str) -> None:
         """Raise a `DataError` unless `problem_class` is allowed, else count it.
@@ -102,11 +108,22 @@ class SkipLedger:
         self.quirk(problem_class, message)
 
     def merge(self, other: "SkipLedger") -> None:
-        """Add the counts and examples of `other` (a worker process's ledger)."""
+        """Add the counts, notes and examples of `other` (a worker process's ledger)."""
         for reason, n in other.counts.items():
-            self.counts[reason] += n
-            ex = self.examples.setdefault(reason, [])
-            ex.extend(other.examples.get(reason, [])[: max(0, 5 - len(ex))])
+            _count(self.counts, self.examples, reason, other.examples.get(reason, []), n)
+        for reason, n in other.notes.items():
+            _count(self.notes, self.note_examples, reason, other.note_examples.get(reason, []), n)
 
     def as_dict(self) -> dict[str, dict]:
+        """The skips: reason -> {"count", "examples"}."""
         return {k: {"count": v, "examples": self.examples.get(k, [])} for k, v in sorted(self.counts.items())}
+
+    def notes_dict(self) -> dict[str, dict]:
+        """What was kept though noted: reason -> {"count", "examples"}."""
+        return {k: {"count": v, "examples": self.note_examples.get(k, [])} for k, v in sorted(self.notes.items())}
+
+
+def _count(counts: Counter, examples: dict[str, list[str]], reason: str, details: list[str], n: int = 1) -> None:
+    counts[reason] += n
+    ex = examples.setdefault(reason, [])
+    ex.extend(details[: max(0, 5 - len(ex))])

@@ -43,27 +43,20 @@ a prediction export: the frames to predict (meta_expressions' "frames" that have
 their positions) and every expression with its exp_id. `prediction_path` gives the file the
 submission format wants for one (video, expression, frame): Annotations/<vid>/<exp_id>/<frame>.png.
 
-Documented quirks, always skipped and counted in the ledger (`SkipLedger.quirk`):
-
-    referent_never_visible     an expression whose object is in none of the video's chosen
-                               annotated frames (meta.json lists it in no annotated frame, or
-                               it is no object of meta.json at all); the name A2D and J-HMDB use
-    ytvos_empty_expression     an expression whose text is empty (or blank); dropped in train,
-                               KEPT (text "") in valid/test, where a submission needs a mask
-                               for every expression id
-    ytvos_frame_without_jpeg   a frame listed in meta_expressions.json without a JPEG (one
-                               count per frame; the frame is not used)
-    ytvos_video_not_on_disk    a video of meta_expressions.json without a JPEGImages folder
-                               (one count per video, nothing else of it is read)
-
-Bad input goes through `SkipLedger.problem` (raises `DataError` unless the class is in
-data.allow_skip; the class names are the shared ones): bad_annotation (a malformed entry of
-meta.json / meta_expressions.json, a video missing from meta.json), bad_h5 (a missing
-Annotations folder, an unreadable mask PNG, one that is not an id map, or one with values
-that are not object ids of meta.json), mask_size (a PNG of another size than the frames),
-missing_video (a JPEGImages folder without JPEGs, an annotation PNG without its JPEG),
-corrupt_video (an unreadable first JPEG). A missing root, a missing or unparseable
-meta.json / meta_expressions.json, or one without a "videos" object always raises.
+Defects follow the rules every reader shares (core.data.defects): a listed video without its
+JPEGImages folder, or with no JPEG in it, is missing_video; an unreadable first JPEG is
+corrupt_video; an empty (blank) expression is empty_sentence in train, and in valid/test is kept
+(text "", a submission needs a mask for every expression id) and noted; a frame listed in
+meta_expressions.json without its JPEG is the frame_without_image quirk (counted per frame; the
+frame is not used); an expression whose object is in none of the video's chosen annotated frames
+(meta.json lists it in no annotated frame, or it is no object of meta.json at all) is the
+referent_never_visible quirk. Also through `SkipLedger.problem` (raises `DataError` unless the
+class is in data.allow_skip): bad_annotation (a malformed entry of meta.json /
+meta_expressions.json, a video missing from meta.json), bad_h5 (a missing Annotations folder, an
+unreadable mask PNG, one that is not an id map, or one with values that are not object ids of
+meta.json), mask_size (a PNG of another size than the frames), missing_video (an annotation PNG
+without its JPEG). A missing or unreadable root, meta.json or meta_expressions.json, one that is
+not JSON, or one without a "videos" object always raises.
 
 `core.data.ytvos_write` writes the same layout (the synthetic twin and the tests).
 """
@@ -79,8 +72,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from core.data import defects
 from core.data.ground_truth import GroundTruth, read_ground_truth
-from core.data.images import PNG_SUFFIXES, frame_files, image_size
+from core.data.images import PNG_SUFFIXES, frame_files
 from core.data.jhmdb import chosen_indices
 from core.data.types import Expression, Frame, SkipLedger, Video, visible_instances
 from core.errors import DataError
@@ -97,11 +91,7 @@ PNG_SUFFIX = ".png"
 # PNG modes whose pixel values are object ids: palette (the release) or plain grey levels
 ID_MODES = ("P", "L", "I", "I;16")
 
-QUIRK_REFERENT_NEVER_VISIBLE = "referent_never_visible"
-QUIRK_EMPTY_EXPRESSION = "ytvos_empty_expression"
-QUIRK_FRAME_WITHOUT_JPEG = "ytvos_frame_without_jpeg"
-QUIRK_VIDEO_NOT_ON_DISK = "ytvos_video_not_on_disk"
-QUIRKS = (QUIRK_REFERENT_NEVER_VISIBLE, QUIRK_EMPTY_EXPRESSION, QUIRK_FRAME_WITHOUT_JPEG, QUIRK_VIDEO_NOT_ON_DISK)
+QUIRKS = (defects.REFERENT_NEVER_VISIBLE, defects.FRAME_WITHOUT_IMAGE)  # its documented quirks
 
 
 # --------------------------------------------------------------------------------------
@@ -148,7 +138,7 @@ class Query:
     """One expression of a video without masks (valid / test), keyed by its exp_id."""
 
     exp_id: str
-    text: str  # "" for an empty expression (counted as ytvos_empty_expression, still exported)
+    text: str  # "" for an empty expression (noted as empty_sentence, still exported)
     source: str  # "<meta_expressions.json>:<vid>/<exp_id>"
     referent: int | None = None  # obj_id when the file gives one (the valid release does not)
 
@@ -218,15 +208,12 @@ def read_ytvos_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
     root = _check_root(root)
     exprs_file = meta_expressions_path(root, split)
     for vid, raw in _load_videos(exprs_file).items():
-        folder = frames_dir(root, split, vid)
-        if not folder.is_dir():
-            ledger.quirk(QUIRK_VIDEO_NOT_ON_DISK, f"{exprs_file}: video {vid!r} has no folder {folder}")
-            continue
         entry = _parse_entry(exprs_file, vid, raw, ledger, need_referent=False)
         if entry is None:
             continue
         listed, exprs = entry
-        jpegs = _jpegs(folder, ledger)
+        folder = frames_dir(root, split, vid)
+        jpegs = defects.video_frames(folder, ledger, f"{exprs_file}")
         if jpegs is None:
             continue
         position = {p.stem: i for i, p in enumerate(jpegs)}
@@ -234,11 +221,11 @@ def read_ytvos_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
         queries = []
         for exp_id, text, referent, where in exprs:
             if not text:
-                ledger.quirk(QUIRK_EMPTY_EXPRESSION, f"{where}: empty expression (kept: the submission needs it)")
+                defects.empty_sentence(ledger, where, masked=False)  # kept: the submission needs it
             queries.append(Query(exp_id=exp_id, text=text, source=where, referent=referent))
         if not names or not queries:
             continue  # nothing to predict; its frames (if any) were counted
-        size = _video_size(jpegs[0], ledger)
+        size = defects.first_frame_size(jpegs[0], ledger)
         if size is None:
             continue
         yield UnannotatedVideo(
@@ -259,16 +246,12 @@ def read_ytvos_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> It
 
 
 def _check_root(root: Path) -> Path:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: Ref-YouTube-VOS root not found (data.ytvos_root)")
-    return root
+    return defects.require_folder(Path(root), "Ref-YouTube-VOS root", " (data.ytvos_root)")
 
 
 def _load_videos(path: Path) -> dict[str, Any]:
     """The "videos" object of a meta file; anything unreadable is a one-line DataError naming it."""
-    if not path.is_file():
-        raise DataError(f"{path}: required Ref-YouTube-VOS file not found")
+    defects.require_file(path, "required Ref-YouTube-VOS file")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -350,22 +333,6 @@ def _parse_objects(path: Path, vid: str, raw: Any, ledger: SkipLedger) -> dict[i
 # --------------------------------------------------------------------------------------
 
 
-def _jpegs(folder: Path, ledger: SkipLedger) -> list[Path] | None:
-    jpegs = frame_files(folder)
-    if not jpegs:
-        ledger.problem("missing_video", f"{folder}: no JPEG frames")
-        return None
-    return jpegs
-
-
-def _video_size(first: Path, ledger: SkipLedger) -> tuple[int, int] | None:
-    try:
-        return image_size(first)
-    except DataError as err:
-        ledger.problem("corrupt_video", err.detail)
-        return None
-
-
 def _listed_with_jpeg(
     path: Path, vid: str, folder: Path, listed: list[str], position: dict[str, int], ledger: SkipLedger
 ) -> list[str]:
@@ -376,7 +343,7 @@ def _listed_with_jpeg(
             out.append(name)
         else:
             detail = f"{path}: frame {name!r} of video {vid!r} has no {folder / (name + JPEG_SUFFIX)}"
-            ledger.quirk(QUIRK_FRAME_WITHOUT_JPEG, detail)
+            ledger.quirk(defects.FRAME_WITHOUT_IMAGE, detail)
     return sorted(out, key=lambda n: position[n])
 
 
@@ -391,23 +358,19 @@ def _read_video(
     frames_per_video: int,
     ledger: SkipLedger,
 ) -> Video | None:
-    folder = frames_dir(root, split, vid)
-    if not folder.is_dir():
-        ledger.quirk(QUIRK_VIDEO_NOT_ON_DISK, f"{exprs_file}: video {vid!r} has no folder {folder}")
-        return None
     entry = _parse_entry(exprs_file, vid, raw, ledger, need_referent=True)
     if entry is None:
         return None
     listed, parsed = entry
-    jpegs = _jpegs(folder, ledger)
+    folder = frames_dir(root, split, vid)
+    jpegs = defects.video_frames(folder, ledger, f"{exprs_file}")
     if jpegs is None:
         return None
     position = {p.stem: i for i, p in enumerate(jpegs)}
     _listed_with_jpeg(exprs_file, vid, folder, listed, position, ledger)  # counts the missing ones
     exprs = []
     for _, text, referent, source in parsed:
-        if not text:
-            ledger.quirk(QUIRK_EMPTY_EXPRESSION, f"{source}: empty expression")
+        if not text and defects.empty_sentence(ledger, source, masked=True):
             continue
         assert referent is not None  # need_referent
         exprs.append(Expression(text=text, referent=referent, source=source))
@@ -419,7 +382,7 @@ def _read_video(
     objects = _parse_objects(meta_file, vid, objects_doc[vid], ledger)
     if objects is None:
         return None
-    size = _video_size(jpegs[0], ledger)
+    size = defects.first_frame_size(jpegs[0], ledger)
     if size is None:
         return None
     candidates = _annotated_names(root, split, vid, position, ledger)
@@ -446,7 +409,7 @@ def _read_video(
         else:
             n = len(set(objects[e.referent][1]) & set(candidates))
             why = f"in none of its {len(frames)} chosen annotated frames (meta.json: in {n} annotated frames)"
-        ledger.quirk(QUIRK_REFERENT_NEVER_VISIBLE, f"{e.source}: object {e.referent} of {vid!r} is {why}")
+        ledger.quirk(defects.REFERENT_NEVER_VISIBLE, f"{e.source}: object {e.referent} of {vid!r} is {why}")
     if not kept:
         return None
     return Video(

@@ -26,15 +26,22 @@ machines against the same storage):
   (possible only on a backend without a lock) is PRUNED the same way. Workers never ask the
   sampler for new points; they stop when every pair is COMPLETE (the budget: grid x seeds
   COMPLETE trials), waiting meanwhile on pairs RUNNING elsewhere.
-- Resume: RDBStorage heartbeats (params.studies.heartbeat_s, grace 2x); a RUNNING trial whose
-  worker died goes stale, is marked FAIL and re-enqueued (max 3 retries), and the MLflow runs it
-  left RUNNING (tags study + trial) are marked KILLED (`end_stale_runs`), on whichever machine
-  notices; a run killed mid-way resumes from its checkpoint (core.train) when it is retried on
-  the machine that holds it. A worker stopped by Ctrl-C or SIGTERM marks its trial FAIL and its
-  run KILLED itself. A trial that raised is FAIL and is enqueued again by the next invocation.
-- MLflow: one parent run per study (`study <name>`, found again on resume via cvls.parent_key);
+- Resume: a claimed trial records its worker (host:pid:start, core.procs). A RUNNING trial whose
+  worker died on THIS host is marked FAIL and re-enqueued at once (max 3 retries); one held on
+  another host is waited out by RDBStorage heartbeats (params.studies.heartbeat_s, grace 2x),
+  each waiting worker saying once which trial, since when, held by whom and for how long at
+  most. The MLflow runs a dead worker left RUNNING (tags study + trial) are marked KILLED
+  (`end_stale_runs`), on whichever machine notices; a run killed mid-way resumes from its
+  checkpoint (core.train) when it is retried on the machine that holds it. A worker stopped by
+  Ctrl-C or SIGTERM, or whose study process is gone (core.procs' lifeline), marks its trial FAIL
+  and its run KILLED itself. A trial that raised is FAIL and is enqueued again by the next invocation.
+- MLflow: one parent run per study (`study <name>`, found again on resume via cvls.parent_key),
+  RUNNING while the study works and until its outputs are written, so it spans its children;
   each trial's run (or a light reference run when the config was trained elsewhere) is nested
   under it with tags study, trial, variant, study_point.
+- Summary: what this invocation did with each (point, seed): trained here, reused (COMPLETE
+  before it started, or a FINISHED run of the same config) or trained elsewhere (another process
+  on the same storage meanwhile) (`core.study.outputs.origin`).
 - Outputs (atomic) in <outputs>/studies/: <kind>.csv (one row per (point, seed)), <kind>.png/.svg
   (val and test mAP vs the swept value, mean line + seeds + min-max band), <kind>.json summary;
   the ablation's are core/ablation.py's <outputs>/ablation/ tables.

@@ -25,7 +25,9 @@ ATTR_ROW = "row"
 ATTR_POINT = "point"
 ATTR_SEED = "seed"
 ATTR_DUPLICATE = "duplicate_of"
-ATTR_CLAIM = "claim"  # {"worker": host:pid:index, "trial": number}, set once the first heartbeat is stored
+# {"worker": host:pid:index, "trial": number, "owner": host:pid:start (core.procs)}, set once
+# the first heartbeat is stored
+ATTR_CLAIM = "claim"
 SEED_RANGE = (-(2**31), 2**31 - 1)
 
 

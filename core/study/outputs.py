@@ -10,7 +10,7 @@ from core.config import Params
 from core.io import atomic_path, write_csv, write_json
 from core.results import METRIC_COLUMNS, STUDY_COLUMNS
 from core.study.figure import study_figure
-from core.study.grid import ATTR_ROW, StudyKind, grid, pair_of
+from core.study.grid import ATTR_CLAIM, ATTR_ROW, StudyKind, grid, pair_of
 from core.study.storage import display_url
 
 log = logging.getLogger("cvls")
@@ -57,6 +57,33 @@ def collect_rows(kind: StudyKind, params: Params, study: Any) -> list[dict[str, 
     return rows
 
 
+ORIGINS = ("trained_here", "reused", "trained_elsewhere")
+
+
+def origin(trial: Any, before: set[int], host: str, pids: set[int]) -> str:
+    """Where one invocation got a COMPLETE trial's row (one of ORIGINS): trained by its own
+    workers (host, pids); reused (COMPLETE before it started, in `before`, or a FINISHED run of
+    the same config); or trained meanwhile by another process on the same storage."""
+    row = trial.user_attrs.get(ATTR_ROW) or {}
+    if trial.number in before or row.get("reused"):
+        return "reused"
+    claim = trial.user_attrs.get(ATTR_CLAIM) or {}
+    parts = str(claim.get("worker", "")).rsplit(":", 2)  # host:pid:index
+    mine = len(parts) == 3 and parts[0] == host and parts[1].isdigit() and int(parts[1]) in pids
+    return "trained_here" if mine else "trained_elsewhere"
+
+
+def invocation_counts(
+    rows: list[dict[str, Any]], study: Any, before: set[int], host: str, pids: set[int]
+) -> dict[str, int]:
+    """ORIGINS -> how many of `rows` (collect_rows) this invocation got that way."""
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    counts = dict.fromkeys(ORIGINS, 0)
+    for r in rows:
+        counts[origin(by_number[r["trial"]], before, host, pids)] += 1
+    return counts
+
+
 def summarize_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per point (grid order): seeds, mean/min/max of val and test mAP."""
     out: dict[str, dict[str, Any]] = {}
@@ -77,8 +104,17 @@ def summarize_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return res
 
 
-def write_outputs(kind: StudyKind, params: Params, study: Any, url: str, *, failed_workers: int = 0) -> dict[str, Any]:
-    """<outputs>/studies/<kind>.csv, .png, .svg and .json (atomic); returns the JSON summary."""
+def write_outputs(
+    kind: StudyKind,
+    params: Params,
+    study: Any,
+    url: str,
+    *,
+    counts: dict[str, int],
+    failed_workers: int = 0,
+) -> dict[str, Any]:
+    """<outputs>/studies/<kind>.csv, .png, .svg and .json (atomic); returns the JSON summary.
+    `counts`: this invocation's rows by origin (`invocation_counts`)."""
     from optuna.trial import TrialState
 
     rows = collect_rows(kind, params, study)
@@ -111,8 +147,8 @@ def write_outputs(kind: StudyKind, params: Params, study: Any, url: str, *, fail
         "n_complete": len(rows),
         "n_pruned_duplicates": sum(s == TrialState.PRUNED for s in states),
         "n_failed": sum(s == TrialState.FAIL for s in states),
-        "trained": sum(not r["reused"] for r in rows),
-        "reused": sum(bool(r["reused"]) for r in rows),
+        # this invocation: trained here / reused / trained elsewhere (the queue's history is in the csv)
+        **{k: counts[k] for k in ORIGINS},
         "missing": [{"point": p, "seed": s} for p, s in all_pairs if (p, s) not in done],
         "failed_workers": failed_workers,
         "best": None

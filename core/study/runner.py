@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,7 +17,7 @@ from core.config import Params
 from core.errors import Terminated, UserError
 from core.runtime import cpu_cores, worker_gpus
 from core.study.grid import ATTR_ROW, FULL_VARIANT, KINDS, StudyKind, base_params, grid, pair_of, study_name
-from core.study.outputs import summary_table, write_outputs
+from core.study.outputs import collect_rows, invocation_counts, summary_table, write_outputs
 from core.study.storage import (
     absolute_sqlite,
     backend_of,
@@ -33,7 +35,8 @@ log = logging.getLogger("cvls")
 
 @dataclass
 class QueueResult:
-    """A study's queue after this invocation: the study, where it lives, its MLflow parent."""
+    """A study's queue after this invocation: the study, where it lives, its MLflow parent, and
+    what this invocation did (`counts`: the grid's COMPLETE rows by `core.study.outputs.ORIGINS`)."""
 
     study: Any
     url: str
@@ -43,6 +46,7 @@ class QueueResult:
     enqueued: int
     failed_workers: int
     problems: list[str]
+    counts: dict[str, int]
 
 
 @dataclass
@@ -67,7 +71,8 @@ def run_queue(
 ) -> QueueResult:
     """Create/resume the study's queue of (point, seed) trials and work it with n_jobs worker
     processes (1: in this process; on a machine with several GPUs, one GPU each) until every pair
-    is COMPLETE. Safe on several machines at once against the same storage."""
+    is COMPLETE. Safe on several machines at once against the same storage. The MLflow parent is
+    left RUNNING: the caller ends it once its table is written (`tracking.run_span`)."""
     from optuna.trial import TrialState
 
     from core.train import run_fingerprint
@@ -95,24 +100,39 @@ def run_queue(
         parent = _parent_run(kind, base, name, url, title)
     problems: list[str] = []
     failed_workers = 0
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    pids: set[int] = set()  # this invocation's worker processes
     complete = {pair_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    if {gp.pair for gp in points} <= complete:
-        echo("every trial is already COMPLETE: nothing to run")
-    elif n_jobs <= 1:
-        res = run_worker(WorkerContext(kind.name, params, url, name, parent))
-        if res.failed:
-            problems.append(f"trials {res.failed} failed")
-    else:
-        failed_workers = _fan_out(kind, params, url, name, parent, n_jobs, problems)
-    study, _ = open_study(url, name, params.studies.heartbeat_s)
-    return QueueResult(study, url, name, base, parent, enqueued, failed_workers, problems)
+    try:
+        if {gp.pair for gp in points} <= complete:
+            echo("every trial is already COMPLETE: nothing to run")
+        elif n_jobs <= 1:
+            pids.add(os.getpid())
+            res = run_worker(WorkerContext(kind.name, params, url, name, parent))
+            if res.failed:
+                problems.append(f"trials {res.failed} failed")
+        else:
+            failed_workers = _fan_out(kind, params, url, name, parent, n_jobs, problems, pids)
+        study, _ = open_study(url, name, params.studies.heartbeat_s)
+        counts = invocation_counts(collect_rows(kind, params, study), study, before, socket.gethostname(), pids)
+    except BaseException as err:
+        tracking.end_run(base, parent, err)
+        raise
+    return QueueResult(study, url, name, base, parent, enqueued, failed_workers, problems, counts)
 
 
 def _fan_out(
-    kind: StudyKind, params: Params, url: str, name: str, parent: str, n_jobs: int, problems: list[str]
+    kind: StudyKind,
+    params: Params,
+    url: str,
+    name: str,
+    parent: str,
+    n_jobs: int,
+    problems: list[str],
+    pids: set[int],
 ) -> int:
     """n_jobs spawned workers, the CPU threads split between them, one GPU each where there are
-    several; returns how many exited non-zero (each named in `problems`)."""
+    several; adds their pids to `pids`; returns how many exited non-zero (each named in `problems`)."""
     threads = max(1, cpu_cores() // n_jobs)
     gpus = worker_gpus(n_jobs, params.train.device)
     mp = multiprocessing.get_context("spawn")
@@ -122,6 +142,7 @@ def _fan_out(
         proc = mp.Process(target=worker_process, args=(wctx,), name=f"{kind.name}-worker-{i}")
         proc.start()
         procs.append(proc)
+        pids.add(proc.pid)
     try:
         for proc in procs:
             proc.join()
@@ -156,25 +177,30 @@ def run_study(
     kind = KINDS[kind] if isinstance(kind, str) else kind
     q = run_queue(kind, params, storage=storage, n_jobs=n_jobs, echo=echo)
     problems = list(q.problems)
-    fetch_rows(params, q.study)
-    info = write_outputs(kind, params, q.study, q.url, failed_workers=q.failed_workers)
+    with tracking.run_span(q.base, q.parent_run_id):  # the parent ends once its table is written
+        fetch_rows(params, q.study)
+        info = write_outputs(kind, params, q.study, q.url, counts=q.counts, failed_workers=q.failed_workers)
+        try:
+            handle = tracking.run_handle(q.base, q.parent_run_id)
+            for fmt in ("csv", "png", "svg", "json"):
+                handle.log_artifact(Path(info["files"][fmt]), "study")
+        except Exception as err:  # noqa: BLE001 - the outputs are on disk; MLflow is a convenience here
+            log.warning("could not attach the study outputs to MLflow run %s: %s", q.parent_run_id, one_line(err))
     if info["missing"]:
         problems.append("not complete: " + ", ".join(f"{m['point']} seed {m['seed']}" for m in info["missing"]))
-    try:
-        handle = tracking.run_handle(q.base, q.parent_run_id)
-        for fmt in ("csv", "png", "svg", "json"):
-            handle.log_artifact(Path(info["files"][fmt]), "study")
-    except Exception as err:  # noqa: BLE001 - the outputs are on disk; MLflow is a convenience here
-        log.warning("could not attach the study outputs to MLflow run %s: %s", q.parent_run_id, one_line(err))
     echo(summary_table(info))
     best = info["best"]
     echo(
-        f"{info['n_complete']}/{info['grid']['size']} trials complete "
-        f"({info['trained']} trained, {info['reused']} reused)"
+        f"{info['n_complete']}/{info['grid']['size']} trials complete ({counts_line(q.counts)})"
         + (f"; best {best['point']} (mean val mAP {best['mean_val_mAP']:.1f})" if best else "")
         + f"; outputs in {params.outputs / 'studies'}"
     )
     return StudyResult(q.name, display_url(q.url), q.parent_run_id, q.enqueued, info, not problems, problems)
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    """'3 trained here, 7 reused, 0 trained elsewhere' (`QueueResult.counts`)."""
+    return ", ".join(f"{n} {origin.replace('_', ' ')}" for origin, n in counts.items())
 
 
 def fetch_rows(params: Params, study: Any) -> None:
@@ -232,6 +258,7 @@ def main(kind_name: str, argv: Sequence[str] | None = None) -> int:
         f"Optuna grid study: {kind.title} (full model, {kind.key})", "studies.n_jobs", argv
     )
     result = run_study(kind, params, storage=storage, n_jobs=n_jobs)
+    print(f"MLflow: {tracking.ui_link(params)}")
     if not result.ok:
         import sys
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import socket
 import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from core import tracking
+from core import procs, tracking
 from core.config import Params
 from core.dburl import driver_url
 from core.errors import UserError
@@ -204,7 +205,9 @@ def recover_trials(study: Any, storage: Any, url: str) -> list[int]:
     """Mark dead workers' trials FAIL and re-enqueue them (RetryHeartbeatStaleTrialCallback, max 3
     retries); the numbers of the trials failed. Call under `storage_lock`.
 
-    - heartbeat older than the grace period: Optuna's fail_stale_trials;
+    - claimed by a process of THIS host that no longer runs (the claim's owner, core.procs):
+      at once, without waiting for its heartbeat to go stale;
+    - heartbeat older than the grace period (a worker on another host): Optuna's fail_stale_trials;
     - RUNNING without this claim's ATTR_CLAIM: its worker died between the pop and its first
       heartbeat, a trial Optuna never sees as stale. Claims are atomic under the lock, so on a
       locked backend such a trial is abandoned at once; elsewhere after the grace period.
@@ -212,7 +215,6 @@ def recover_trials(study: Any, storage: Any, url: str) -> list[int]:
     import datetime as dt
 
     import optuna
-    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
@@ -223,27 +225,82 @@ def recover_trials(study: Any, storage: Any, url: str) -> list[int]:
     failed = sorted(before - {t.number for t in running})
     locked = _locks(url)
     grace = dt.timedelta(seconds=2 * storage.get_heartbeat_interval())
-    callback = storage.get_heartbeat_stale_trial_callback()
-    study_id = storage.get_study_id_from_name(study.study_name)
     for t in running:
         claim = t.user_attrs.get(ATTR_CLAIM)
         if isinstance(claim, dict) and claim.get("trial") == t.number:
+            if procs.owner_gone(claim.get("owner")):
+                why = f"its worker {claim['owner']} on this host is gone"
+                if _fail_and_retry(study, storage, t.number, why):
+                    failed.append(t.number)
             continue
         if not locked and (t.datetime_start is None or dt.datetime.now() - t.datetime_start < grace):
             continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        try:
-            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue
-        log.warning("trial %d was abandoned by a dead worker before its first heartbeat; retrying it", t.number)
-        failed.append(t.number)
-        if callback is not None:
-            import copy
-
-            callback(study, copy.deepcopy(storage.get_trial(trial_id)))
+        if _fail_and_retry(study, storage, t.number, "its worker died before its first heartbeat"):
+            failed.append(t.number)
     return failed
+
+
+def _fail_and_retry(study: Any, storage: Any, number: int, why: str) -> bool:
+    """A RUNNING trial whose worker is known dead: FAIL, then Optuna's retry callback re-enqueues
+    it; False when it finished meanwhile."""
+    import copy
+
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:
+        return False
+    log.warning("trial %d: %s; retrying it now", number, why)
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if callback is not None:
+        callback(study, copy.deepcopy(storage.get_trial(trial_id)))
+    return True
+
+
+def heartbeat_age_s(storage: Any, trial_id: int) -> float | None:
+    """Seconds since the trial's last heartbeat, by the database's clock (as Optuna judges
+    staleness); None when unknown (no beat yet, or Optuna's tables changed)."""
+    try:
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        session = storage.scoped_session()
+        try:
+            now = session.execute(sqlalchemy.func.now()).scalar()
+            beat = models.TrialHeartbeatModel.where_trial_id(trial_id, session)
+        finally:
+            session.close()
+        if beat is None or now is None:
+            return None
+        return (now.replace(tzinfo=None) - beat.heartbeat).total_seconds()
+    except Exception:  # noqa: BLE001 - Optuna internals: the message then gives the bound alone
+        return None
+
+
+def wait_line(study: Any, storage: Any, trial: Any) -> str:
+    """One line for a trial this worker waits on: which, since when, who holds it, how long at most."""
+    grace = 2 * storage.get_heartbeat_interval()
+    claim = trial.user_attrs.get(ATTR_CLAIM) or {}
+    holder = str(claim.get("owner") or claim.get("worker") or "a worker that has not claimed it yet")
+    pair = pair_of(trial)
+    what = f"trial {trial.number}" + (f" ({pair[0]} seed {pair[1]})" if pair else "")
+    since = trial.datetime_start.strftime("%Y-%m-%d %H:%M:%S") if trial.datetime_start else "an unknown time"
+    head = f"waiting for {what}, RUNNING since {since} on {holder}"
+    if procs.owner_host(holder) == socket.gethostname():
+        return f"{head} (alive on this host): until it finishes"
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number
+    )
+    age = heartbeat_age_s(storage, trial_id)
+    if age is None:
+        bound = f"at most {grace} s after its last heartbeat"
+    else:
+        bound = f"at most {max(0.0, grace - age):.0f} s more (last heartbeat {age:.0f} s ago)"
+    return f"{head}: until it finishes there or, if that worker is dead, {bound}; then it is retried here"
 
 
 def end_stale_runs(params: Params, study_name: str, trials: list[int]) -> None:

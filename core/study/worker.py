@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from core import tracking
+from core import procs, tracking
 from core.cli import run_main
 from core.config import Params
 from core.errors import UserError
@@ -31,7 +31,7 @@ from core.study.grid import (
     pair_of,
     trial_params,
 )
-from core.study.storage import end_stale_runs, one_line, open_study, recover_trials, storage_lock
+from core.study.storage import end_stale_runs, one_line, open_study, recover_trials, storage_lock, wait_line
 
 log = logging.getLogger("cvls")
 
@@ -78,9 +78,10 @@ def _heartbeat(storage: Any, trial_id: int, interval: int) -> Iterator[None]:
         thread.join()
 
 
-def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, int]] | None | str:
+def _claim(study: Any, storage: Any, worker: str, held: list[Any]) -> tuple[Any, int, tuple[str, int]] | None | str:
     """Under the lock: pop one WAITING trial. Returns (trial, trial_id, pair); None when nothing is
-    WAITING; 'skip' when the popped trial was a duplicate (told PRUNED, never trained).
+    WAITING; 'skip' when the popped trial was a duplicate (told PRUNED, never trained). The popped
+    trial is in `held` from the moment ask() returns it until it is told (here, or by the caller).
 
     A WAITING pair outside the current grid (enqueued by a run with more seeds/points, same
     shared config) is run too: queued work is never dropped; the table shows the grid only."""
@@ -92,6 +93,7 @@ def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, 
     with warnings.catch_warnings():  # ask() warns that heartbeats are meant for optimize(); we beat ourselves
         warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
         trial = study.ask()
+    held.append(trial)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(study.study_name), trial.number
     )
@@ -101,6 +103,7 @@ def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, 
     if pair is None:  # ask() created it: the queue emptied between the check and the pop
         trial.set_user_attr(ATTR_DUPLICATE, "none")
         study.tell(trial, state=TrialState.PRUNED)
+        held.clear()
         log.info("trial %d pruned: no grid pair (created while the queue was empty)", trial.number)
         return "skip"
     live = [
@@ -111,6 +114,7 @@ def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, 
     if live:
         trial.set_user_attr(ATTR_DUPLICATE, live[0].number)
         study.tell(trial, state=TrialState.PRUNED)
+        held.clear()
         log.info(
             "trial %d pruned: point %s seed %d already has trial %d (%s)",
             trial.number,
@@ -120,7 +124,8 @@ def _claim(study: Any, storage: Any, worker: str) -> tuple[Any, int, tuple[str, 
             live[0].state.name,
         )
         return "skip"
-    trial.set_user_attr(ATTR_CLAIM, {"worker": worker, "trial": trial.number})  # the claim is complete
+    claim = {"worker": worker, "trial": trial.number, "owner": procs.owner()}
+    trial.set_user_attr(ATTR_CLAIM, claim)  # the claim is complete
     return trial, trial_id, pair
 
 
@@ -141,47 +146,61 @@ def run_worker(ctx: WorkerContext) -> WorkerResult:
     worker = f"{socket.gethostname()}:{os.getpid()}:{ctx.index}"
     result = WorkerResult()
     poll = max(0.5, min(5.0, hb / 2))
-    while True:
-        with storage_lock(ctx.url):
-            stale = recover_trials(study, storage, ctx.url)  # dead workers' trials -> FAIL + re-enqueued
-            claimed = _claim(study, storage, worker)
-        end_stale_runs(params, ctx.study_name, stale)  # ...and their MLflow runs KILLED
-        if claimed == "skip":
-            continue
-        if claimed is None:
-            trials = study.get_trials(deepcopy=False)
-            complete = {pair_of(t) for t in trials if t.state == TrialState.COMPLETE}
-            running = {pair_of(t) for t in trials if t.state == TrialState.RUNNING}
-            if set(points) <= complete:
-                break  # the budget: every (point, seed) COMPLETE once
-            if set(points) & running:
-                time.sleep(poll)  # another worker's trial (or a dead one, until it goes stale)
+    announced: set[int] = set()  # the trials this worker said it waits on (one line each)
+    held: list[Any] = []  # the trial popped and not told yet: told FAIL on Ctrl-C / SIGTERM wherever it lands
+    try:
+        while True:
+            held.clear()
+            with storage_lock(ctx.url):
+                stale = recover_trials(study, storage, ctx.url)  # dead workers' trials -> FAIL + re-enqueued
+                claimed = _claim(study, storage, worker, held)
+            end_stale_runs(params, ctx.study_name, stale)  # ...and their MLflow runs KILLED
+            if claimed == "skip":
                 continue
-            result.missing = sorted(set(points) - complete)
-            break  # what is left has only FAIL trials: retried by the next invocation
-        trial, trial_id, pair = claimed  # type: ignore[misc]
-        gp = points.get(pair) or GridPoint(pair[0], kind.x_of(pair[0]), pair[1])
-        try:
-            with _heartbeat(storage, trial_id, hb):
-                trial.suggest_float(kind.param, *kind.param_range)
-                trial.suggest_int("seed", *SEED_RANGE)
-                value, row = _run_trial(kind, base, gp, trial.number, ctx, run_variant)
-                trial.set_user_attr(ATTR_ROW, row)
-        except KeyboardInterrupt:
-            _tell_safely(study, trial, state=TrialState.FAIL)
-            raise
-        except Exception as err:  # noqa: BLE001 - one failed point must not stop the others
-            log.error("trial %d (%s %s seed %d) failed: %s", trial.number, kind.name, gp.point, gp.seed, one_line(err))
+            if claimed is None:
+                trials = study.get_trials(deepcopy=False)
+                complete = {pair_of(t) for t in trials if t.state == TrialState.COMPLETE}
+                running = {pair_of(t) for t in trials if t.state == TrialState.RUNNING}
+                if set(points) <= complete:
+                    break  # the budget: every (point, seed) COMPLETE once
+                if set(points) & running:
+                    for t in trials:  # another worker's trial (or a dead one on another host, until it goes stale)
+                        if t.state == TrialState.RUNNING and pair_of(t) in points and t.number not in announced:
+                            announced.add(t.number)
+                            log.info("%s", wait_line(study, storage, t))
+                    time.sleep(poll)
+                    continue
+                result.missing = sorted(set(points) - complete)
+                break  # what is left has only FAIL trials: retried by the next invocation
+            trial, trial_id, pair = claimed  # type: ignore[misc]
+            gp = points.get(pair) or GridPoint(pair[0], kind.x_of(pair[0]), pair[1])
             try:
-                trial.set_user_attr("error", one_line(err))
-            except Exception:  # noqa: BLE001
-                pass
+                with _heartbeat(storage, trial_id, hb):
+                    trial.suggest_float(kind.param, *kind.param_range)
+                    trial.suggest_int("seed", *SEED_RANGE)
+                    value, row = _run_trial(kind, base, gp, trial.number, ctx, run_variant)
+                    trial.set_user_attr(ATTR_ROW, row)
+            except Exception as err:  # noqa: BLE001 - one failed point must not stop the others
+                log.error(
+                    "trial %d (%s %s seed %d) failed: %s", trial.number, kind.name, gp.point, gp.seed, one_line(err)
+                )
+                try:
+                    trial.set_user_attr("error", one_line(err))
+                except Exception:  # noqa: BLE001
+                    pass
+                _tell_safely(study, trial, state=TrialState.FAIL)
+                held.clear()
+                result.failed.append(trial.number)
+                continue
+            told = _tell_safely(study, trial, values=value)
+            held.clear()
+            if told:
+                result.ran.append(trial.number)
+                log.info("trial %d: %s %s seed %d -> val mAP %.2f", trial.number, kind.name, gp.point, gp.seed, value)
+    except KeyboardInterrupt:
+        for trial in held:
             _tell_safely(study, trial, state=TrialState.FAIL)
-            result.failed.append(trial.number)
-            continue
-        if _tell_safely(study, trial, values=value):
-            result.ran.append(trial.number)
-            log.info("trial %d: %s %s seed %d -> val mAP %.2f", trial.number, kind.name, gp.point, gp.seed, value)
+        raise
     return result
 
 
@@ -242,4 +261,4 @@ def worker_process(ctx: WorkerContext) -> None:
         res = run_worker(ctx)
         return 1 if res.failed or res.missing else 0
 
-    run_main(main)
+    run_main(main, lifeline=True)  # a study process killed outright takes its workers with it
