@@ -84,10 +84,23 @@ def table3_page(params: Params, inp: ReportInputs, an: Analysis, num: Numbers) -
             f"(q < α); {NA} below it or not told apart from it, where a share of the gap to the ceiling means nothing.",
             size=SMALL,
         )
+    if an.primary:
+        page.text(verdict_line(an, proto), size=SMALL)
     page.text(power_text(an, num, proto), size=SMALL, gap=0.2)
     page.text(f"({next(letters)}) Precision at IoU thresholds (P@K: % of pairs with IoU ≥ K)", weight="bold", size=10)
     page.table(tables.precision(an, inp.variants, full(inp.results), num, proto))
     return page
+
+
+def verdict_line(an: Analysis, proto) -> str:
+    """The primary family's verdicts in one paragraph (their numbers: the verdicts page)."""
+    family = "the steps" if all(t.kind == "step" for t in an.primary) else "each row against the Baseline"
+    parts = [f"{t.a} → {t.b}: {t.verdict(an.alpha)}" for t in an.primary]
+    return (
+        f"Verdicts on {proto.short(an.primary_metric)}, {family}, Holm-adjusted (next page: Δ, intervals, p, d): "
+        + "; ".join(parts)
+        + ". helps / hurts: adjusted p < α; no evidence: not, and the test had 80% power for a difference of d."
+    )
 
 
 def power_text(an: Analysis, num: Numbers, proto) -> str:
@@ -266,7 +279,10 @@ def sweep_note(sw: SweepAnalysis, an: Analysis) -> str:
     else:
         how = "the seed variance pooled over the points, plus the test videos"
     missing = f" {sw.without_samples} run(s) have no per-sample table: no bar there." if sw.without_samples else ""
-    return f"{seeds}; bars: the {1 - an.alpha:.0%} interval, {how}.{missing}"
+    return (
+        f"{seeds}; bars: the {1 - an.alpha:.0%} interval of each level, {how}. The points share their test videos, "
+        f"so the next page compares each with the default, paired: far tighter than these bars.{missing}"
+    )
 
 
 def fig6_tests_page(params: Params, inp: ReportInputs, an: Analysis, num: Numbers) -> Page:
