@@ -244,7 +244,7 @@ def fig6_page(params: Params, inp: ReportInputs, an: Analysis, num: Numbers) -> 
     )
     for study, df, draw, what, behaviour in studies:
         sw = an.sweeps[study]
-        axs = page.axes(3.5, ncols=2, left=0.6, wspace=0.7)
+        axs = page.axes(3.35, ncols=2, left=0.6, wspace=0.7)
         for ax, metric in zip(axs, (proto.primary, proto.secondary)):
             draw(
                 ax,
@@ -257,7 +257,7 @@ def fig6_page(params: Params, inp: ReportInputs, an: Analysis, num: Numbers) -> 
         page.legend(*figures.take_legend(axs[0]))
         figures.take_legend(axs[1])
         page.text(
-            f"Full CVLS model at each {what} on val and test; {sweep_note(sw, an)} {behaviour}", size=SMALL, gap=0.25
+            f"Full CVLS model at each {what} on val and test; {sweep_note(sw, an)} {behaviour}", size=SMALL, gap=0.12
         )
     return page
 
@@ -273,15 +273,15 @@ def sweep_note(sw: SweepAnalysis, an: Analysis) -> str:
         return f"{seeds}; no interval: {why}."
     if sw.borrowed:
         how = (
-            "one seed per point, so each bar takes Table 3's seed variance and seed × video residual (pooled over its "
-            "rows, same split and metric) and adds the point's own test-video variance"
+            "one seed per point: Table 3's seed variance and seed × video residual (pooled over its rows, same split "
+            "and metric) plus the point's own test-video variance"
         )
     else:
         how = "the seed variance pooled over the points, plus the test videos"
     missing = f" {sw.without_samples} run(s) have no per-sample table: no bar there." if sw.without_samples else ""
     return (
-        f"{seeds}; bars: the {1 - an.alpha:.0%} interval of each level, {how}. The points share their test videos, "
-        f"so the next page compares each with the default, paired: far tighter than these bars.{missing}"
+        f"{seeds}; bars: the {1 - an.alpha:.0%} interval of each level, {how}. The points share their test videos: "
+        f"the next page compares each with the default, paired.{missing}"
     )
 
 
