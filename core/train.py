@@ -38,6 +38,7 @@ from core.data.dataset import FrameDataset, to_device
 from core.data.store import open_split
 from core.diagnostics import gradient_share_names, gradient_shares, shared_parameters
 from core.errors import UserError
+from core.identity import config_hash
 from core.io import file_digest, publish_dir, write_json, write_text
 from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
 from core.losses import cvls_loss, cvls_terms
@@ -230,7 +231,7 @@ def train(
     device = pick_device(params.train.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist_ = init_distributed(device)
     fingerprint = results.data_fingerprint(params)
-    run_hash = tracking.config_hash(params, run_fingerprint(params))
+    run_hash = config_hash(params, run_fingerprint(params))
     run_dir = results.run_dir(params, run_hash)
     info_path = run_dir / results.RUN_INFO
     # one process only: under torchrun the ranks would race the copy (rank 0 reused, the rest training)
