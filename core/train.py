@@ -3,8 +3,9 @@
     python -m core.train [--params params.yaml] [--set key=value ...] [--force] [--no-resume]
     torchrun --nproc_per_node=N -m core.train ...        # DDP (rank 0 logs and checkpoints)
 
-The loop itself (epochs, checkpoints, resume, NaN check) is `core.loop.fit`, shared with the
-pretext. A run is identified by a hash of its resolved config + the data fingerprint. Its folder
+The loop itself (epochs, steps, NaN check) is `core.loop.fit`, shared with the pretext; a CVLS
+run adds the hooks of `core.hooks` (`cvls_hooks`: checkpoints and resume among them). A run is
+identified by a hash of its resolved config + the data fingerprint. Its folder
 `outputs/runs/<hash>/` holds `checkpoint.pt` (model, optimizer, scheduler, RNG states, epoch,
 history; written atomically each epoch) and, once finished, `model.pt`. Asking for a config
 that already has a FINISHED run reuses it; a killed run resumes from its last checkpoint and
@@ -36,11 +37,13 @@ from core.cli import params_from, parser, run_main
 from core.config import Params
 from core.data.dataset import FrameDataset, to_device
 from core.data.store import open_split
+from core.data.vocab import Vocab
 from core.diagnostics import gradient_share_names, gradient_shares, shared_parameters
 from core.errors import UserError
+from core.hooks import Checkpointer, GradShares, LRSchedule, Validation, ValMetrics
 from core.identity import config_hash
 from core.io import file_digest, publish_dir, write_json, write_text
-from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
+from core.loop import Hook, LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
 from core.losses import cvls_loss, cvls_terms
 from core.metrics import summarize
 from core.model import CVLS
@@ -150,14 +153,38 @@ def schedule_of(params: Params) -> Schedule:
         weight_decay=tp.weight_decay,
         grad_clip=tp.grad_clip,
         steps_per_epoch=tp.max_steps_per_epoch,
-        plateau_patience=tp.plateau_patience,
-        plateau_factor=tp.plateau_factor,
-        lr_schedule=tp.lr_schedule,
-        warmup_steps=tp.warmup_steps,
     )
 
 
 # ---------------------------------------------------------------- the run
+def cvls_hooks(
+    params: Params, net: torch.nn.Module, model: CVLS, vocab: Vocab, run_dir: Path, device: torch.device, resume: bool
+) -> list[Hook]:
+    """The CVLS run's hooks around `core.loop.fit`, in their order (`core.hooks`)."""
+    tp = params.train
+
+    def validate() -> float | None:
+        val_loader = clip_loader(params, "val", vocab, False, 0, Dist())
+        return validation_loss(net, val_loader, params, device) if len(val_loader.dataset) else None
+
+    hooks: list[Hook] = [Validation(validate)]
+    if tp.grad_share_every:
+        names = gradient_share_names(shared_parameters(model))
+        hooks.append(GradShares(cvls_probe_loss(net, model, params), names, tp.grad_share_every))
+    hooks.append(
+        LRSchedule(tp.lr_schedule, patience=tp.plateau_patience, factor=tp.plateau_factor, warmup=tp.warmup_steps)
+    )
+    val_frames = FrameDataset(open_split(params.processed, "val"), vocab, params.data)
+    if tp.val_metrics_every and len(val_frames):  # the val split as evaluation scores it
+
+        def val_metrics() -> dict[str, float]:  # the unwrapped model, on rank 0 alone: no DDP collectives
+            return validation_metrics(model, val_frames, params, device)
+
+        hooks.append(ValMetrics(val_metrics, tuple(VAL_METRICS), tp.val_metrics_every))
+    hooks.append(Checkpointer(run_dir / "checkpoint.pt", resume))
+    return hooks
+
+
 def fit_cvls(
     params: Params, run_dir: Path, handle: tracking.RunHandle, dist_: Dist, device: torch.device, resume: bool
 ) -> list[dict[str, float]]:
@@ -173,47 +200,23 @@ def fit_cvls(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not params.loss.ccl,
         )
-
-    def validate() -> float | None:
-        val_loader = clip_loader(params, "val", vocab, False, 0, Dist())
-        return validation_loss(net, val_loader, params, device) if len(val_loader.dataset) else None
-
-    val_frames = FrameDataset(open_split(params.processed, "val"), vocab, params.data)
-
-    def val_metrics() -> dict[str, float]:  # the unwrapped model, on rank 0 alone: no DDP collectives
-        return validation_metrics(model, val_frames, params, device)
-
-    def export() -> None:
+    objective = Objective(model, cvls_step_loss(net, model, params), ("seg", "ccl"), train_mode=net.train)
+    history = fit(
+        objective,
+        schedule_of(params),
+        lambda epoch: clip_loader(params, "train", vocab, True, epoch, dist_),
+        cvls_hooks(params, net, model, vocab, run_dir, device, resume),
+        params,
+        handle,
+        device,
+        is_main=dist_.is_main,
+    )
+    if dist_.is_main:
         save_checkpoint(
             run_dir / "model.pt",
             {"model": model.state_dict(), "pretrained": model.pretrained, "vocab_words": len(vocab.words)},
         )
-
-    objective = Objective(
-        module=model,
-        loss=cvls_step_loss(net, model, params),
-        parts=("seg", "ccl"),
-        export=export,
-        validate=validate,
-        train_mode=net.train,
-        probe_loss=cvls_probe_loss(net, model, params),
-        probes=gradient_share_names(shared_parameters(model)),
-        probe_every=tp.grad_share_every,
-        val_metrics=val_metrics if len(val_frames) else None,  # the val split as evaluation scores it
-        val_metric_names=tuple(VAL_METRICS),
-        val_metrics_every=tp.val_metrics_every,
-    )
-    return fit(
-        objective,
-        schedule_of(params),
-        lambda epoch: clip_loader(params, "train", vocab, True, epoch, dist_),
-        params,
-        run_dir,
-        handle,
-        device,
-        resume=resume,
-        is_main=dist_.is_main,
-    )
+    return history
 
 
 # ---------------------------------------------------------------- a tracked, reusable run
