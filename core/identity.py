@@ -67,6 +67,12 @@ def identity(
     return hashlib.sha256(blob.encode()).hexdigest()[:digits]
 
 
+def config_hash(params: Params, fingerprint: str) -> str:
+    """A run's identity: `RUN`'s keys (no operational one) + its fingerprint
+    (`core.train.run_fingerprint`: the data and the start weights)."""
+    return identity(params, RUN, extra={"data_fingerprint": fingerprint})
+
+
 def _copy(src: dict[str, Any], dst: dict[str, Any], parts: list[str], key: str) -> None:
     if not isinstance(src, dict) or parts[0] not in src:
         raise KeyError(f"identity scope names no params key: {key}")

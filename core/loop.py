@@ -1,46 +1,49 @@
-"""The one training loop: epochs of a resume-safe loader, a step, checkpoints, a history.
+"""The one training loop: epochs of a resume-safe loader, a step, a per-epoch history, and hooks.
 
 Both trainings of the suite run here: a CVLS run (`core.train`, Eq. 4) and the language-free
-pretext (`core.pretext`). What differs between them is an `Objective` (what is optimised, its
-loss, what to save at the end, an optional validation loss for the plateau scheduler, optional
-diagnostics) and a `Schedule` (epochs, an optional total step budget, the lr and its schedule).
-The loop owns everything else: seeding order, resume, the NaN check, checkpoints and the per-epoch history.
+pretext (`core.pretext`). What differs between them is an `Objective` (what is optimised and
+its loss), a `Schedule` (epochs, an optional total step budget, the lr) and their hooks
+(`core.hooks`, after detectron2's `HookBase`): the optional parts of a training, each called at
+fixed points around the loop: checkpointing and resume, the validation loss, the lr schedule,
+the gradient-share probe, the validation metrics. The loop owns the rest: the steps, the NaN
+check, the history and its logging.
 
-Diagnostics (a step's probe, per-epoch validation metrics) only read the run: the weights a run
-ends with are the same with them on or off (CPU, train.deterministic=true).
+One epoch, top to bottom (every hook in list order at each point):
 
-A checkpoint (`<run>/checkpoint.pt`: weights, optimizer, scheduler, RNG states, epoch, history)
-is written atomically at the end of every epoch, so a killed run resumes from its last epoch
-and ends with the same weights as an uninterrupted one (CPU, train.deterministic=true).
+    before_train                     once: the lr plan, resume from a checkpoint
+    before_epoch                     the epoch's probe sums
+    per batch: before_step, the optimisation step, after_step
+    after_epoch(row)                 the row's columns, then the checkpoint (the last hook)
+
+The caller seeds the RNGs and builds the module first (the seeds decide the initial weights),
+and saves what the training produced once `fit` returns.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import Params
 from core.data.dataset import ClipDataset, collate_clips, seed_worker, to_device
 from core.data.store import open_split
 from core.data.vocab import Vocab
 from core.errors import UserError
 from core.results import MetricLogger, log_history
-from core.runtime import Dist, autocast, channels_last, rng_state, set_rng_state
+from core.runtime import Dist, autocast, channels_last
 
 log = logging.getLogger("cvls")
 
 Batch = dict[str, Tensor]
 LossFn = Callable[[Batch], tuple[Tensor, dict[str, Tensor]]]  # on-device batch -> (loss, parts)
+Row = dict[str, float]  # one epoch of the history
 
 
 class Diverged(UserError):
@@ -49,64 +52,65 @@ class Diverged(UserError):
 
 @dataclass
 class Objective:
-    """What one training optimises; everything that differs between a CVLS run and the pretext."""
+    """What one training optimises."""
 
     module: nn.Module  # what is optimised and checkpointed
     loss: LossFn  # called in autocast; may run a wrapper of `module` (DDP)
     parts: tuple[str, ...]  # the names of loss's parts, logged as train_<part>
-    export: Callable[[], None]  # save the finished result (model.pt, backbone.pt)
-    # a validation loss after each epoch, for the plateau lr; None from it = no validation data
-    # (then the epoch's training loss stands in)
-    validate: Callable[[], float | None] | None = None
     train_mode: Callable[[], None] | None = None  # put the trained net in train mode (default: module)
-    # a probe of the step every `probe_every` steps (0 = never; train.grad_share_every): run instead
-    # of `loss`, the same loss from the same forward, its parts plus the diagnostics `probes`. It
-    # must leave the step alone (nothing in .grad, no RNG). Logged as their mean over the epoch's
-    # probed steps (NaN in an epoch without one)
-    probe_loss: LossFn | None = None
-    probes: tuple[str, ...] = ()
-    probe_every: int = 0
-    # learning curves: named validation scores after every `val_metrics_every`-th epoch (0 = never;
-    # train.val_metrics_every), NaN after the others. Logged only: the plateau reads `validate`
-    val_metrics: Callable[[], dict[str, float]] | None = None
-    val_metric_names: tuple[str, ...] = ()
-    val_metrics_every: int = 0
 
 
 @dataclass(frozen=True)
 class Schedule:
     epochs: int
-    lr: float
+    lr: float  # the start lr (a hook may change it: core.hooks.LRSchedule)
     weight_decay: float = 0.0
     grad_clip: float | None = None
     max_steps: int | None = None  # a total step budget (the pretext's pretrain.steps)
     steps_per_epoch: int | None = None  # train.max_steps_per_epoch
-    plateau_patience: int = 0
-    plateau_factor: float = 0.1
-    # plateau: the lr falls by plateau_factor when the validation loss stalls (needs a validation);
-    # cosine: linear warm-up over warmup_steps, then a half cosine to 0 at the last planned step
-    lr_schedule: str = "plateau"
-    warmup_steps: int = 0
 
 
-def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
-    """The lr of optimisation step `step` (0-based) of `total` under linear warm-up + cosine decay.
+@dataclass
+class FitState:
+    """What the hooks see and may change: the training's parts and where it stands."""
 
-    A pure function of the step, so a resumed run continues the same curve with no scheduler state.
-    Step 0 runs at peak/warmup (never at 0: that step would be wasted); the step after the warm-up
-    at peak; the last step (total - 1) just above 0.
-    """
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    decay = max(total - warmup, 1)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, decay) / decay))
+    module: nn.Module
+    opt: torch.optim.Optimizer
+    schedule: Schedule
+    loader: Callable[[int], DataLoader]  # epoch -> its batches
+    hooks: Sequence[Hook]
+    is_main: bool  # the process that logs and checkpoints (rank 0 under DDP)
+    loss: LossFn  # the next step's loss: the objective's, unless a hook swaps it (for that step)
+    epoch: int = 0  # the epoch under way, from 0 (after a resume: the first one left)
+    step: int = 0  # optimisation steps done, over all epochs (before_step/after_step: this step's index)
+    history: list[Row] = field(default_factory=list)
 
 
-def planned_steps(s: Schedule, batches_per_epoch: int) -> int:
-    """The optimisation steps `fit` will take under `s` with `batches_per_epoch` batches an epoch."""
-    per_epoch = min(batches_per_epoch, s.steps_per_epoch) if s.steps_per_epoch else batches_per_epoch
-    total = s.epochs * per_epoch
-    return min(total, s.max_steps) if s.max_steps is not None else total
+class Hook:
+    """An optional part of a training, called by `fit` at fixed points (detectron2's HookBase).
+    Each point does nothing unless a hook overrides it; `state_dict` is what a hook adds to a
+    checkpoint and gets back on resume (`load_state_dict`, given the whole checkpoint)."""
+
+    def before_train(self, state: FitState) -> None:
+        """Once, before the first epoch (of this process: after a resume, the first one left)."""
+
+    def before_epoch(self, state: FitState) -> None:
+        """At the start of epoch `state.epoch`."""
+
+    def before_step(self, state: FitState) -> None:
+        """Before optimisation step `state.step`: may set its lr or swap its loss (`state.loss`)."""
+
+    def after_step(self, state: FitState, parts: dict[str, Tensor]) -> None:
+        """After optimisation step `state.step`, with the parts its loss returned (on the device)."""
+
+    def after_epoch(self, state: FitState, row: Row) -> None:
+        """At the end of epoch `state.epoch`: `row` (already last in `state.history`) takes its columns."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        pass
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -163,128 +167,69 @@ def fit(
     objective: Objective,
     schedule: Schedule,
     loader: Callable[[int], DataLoader],
+    hooks: Sequence[Hook],
     params: Params,
-    run_dir: Path,
     handle: MetricLogger,
     device: torch.device,
     *,
-    resume: bool = True,
     is_main: bool = True,
     desc: str = "epoch",
-) -> list[dict[str, float]]:
-    """Train `objective` to `schedule` on `loader(epoch)`; the per-epoch history.
+) -> list[Row]:
+    """Train `objective` to `schedule` on `loader(epoch)` with `hooks`; the per-epoch history.
 
-    The caller has seeded the RNGs and built `objective.module` (in that order, as the seeds
-    decide the initial weights). Each history row: epoch, step (total), train_loss,
-    train_<part>..., val_loss (with a validation), the probes (with a probe), lr, clips_per_s,
-    the val metrics (with them).
+    Each history row: epoch, step (total), train_loss, train_<part>..., clips_per_s (the epoch's
+    steps alone), then the hooks' columns (val_loss, the probes, lr, the val metrics).
     """
     s = schedule
-    module = objective.module
-    opt = make_optimizer(module, s.lr, s.weight_decay)
-    plateau = None
-    if objective.validate is not None and s.lr_schedule == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=s.plateau_factor, patience=s.plateau_patience
-        )
-    history: list[dict[str, float]] = []
-    start = 0
-    ckpt_path = run_dir / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        module.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if plateau is not None:
-            plateau.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        history, start = ckpt["history"], ckpt["epoch"]
-        log.info("resuming %s from epoch %d/%d", run_dir.name, start, s.epochs)
-        log_history(handle, history)  # a new MLflow run carries the whole curve
-    step = int(history[-1].get("step", 0)) if history else 0  # (rows of older runs lack it)
+    opt = make_optimizer(objective.module, s.lr, s.weight_decay)
+    state = FitState(objective.module, opt, s, loader, hooks, is_main, objective.loss)
+    for hook in hooks:
+        hook.before_train(state)
+    log_history(handle, state.history)  # the rows a resumed run brings: its new MLflow run has the whole curve
     last = channels_last(device, params.train)
-    total = planned_steps(s, len(loader(0))) if s.lr_schedule == "cosine" else 0
-    for epoch in range(start, s.epochs):
-        if s.max_steps is not None and step >= s.max_steps:
+    for epoch in range(state.epoch, s.epochs):
+        if s.max_steps is not None and state.step >= s.max_steps:
             break
-        (objective.train_mode or module.train)()
+        state.epoch = epoch
+        (objective.train_mode or objective.module.train)()
         batches = loader(epoch)
+        for hook in hooks:
+            hook.before_epoch(state)
         sums = torch.zeros(1 + len(objective.parts), device=device)  # loss, parts: no host syncs
-        probe_sums, probed = torch.zeros(len(objective.probes), device=device), 0
         bad = torch.zeros((), dtype=torch.bool, device=device)
         steps, clips, t0 = 0, 0, time.perf_counter()
         bar = tqdm(batches, desc=f"{desc} {epoch + 1}/{s.epochs}", unit="batch", disable=not is_main, leave=False)
         for batch in bar:
             batch = to_device(batch, device, last)
-            if total:
-                for group in opt.param_groups:
-                    group["lr"] = cosine_lr(step, total, s.lr, s.warmup_steps)
-            # by the global step number, so a resumed run probes the same steps
-            probe = objective.probe_loss if objective.probe_every and step % objective.probe_every == 0 else None
-            loss, parts = optimizer_step(probe or objective.loss, opt, batch, params, device, s.grad_clip)
+            state.loss = objective.loss
+            for hook in hooks:
+                hook.before_step(state)
+            loss, parts = optimizer_step(state.loss, opt, batch, params, device, s.grad_clip)
+            for hook in hooks:
+                hook.after_step(state, parts)
             bad |= ~torch.isfinite(loss.detach())
             sums += torch.stack([loss.detach().float(), *(parts[p].float() for p in objective.parts)])
-            if probe is not None:
-                probe_sums += torch.stack([parts[p].float() for p in objective.probes])
-                probed += 1
-            steps, step = steps + 1, step + 1
+            steps, state.step = steps + 1, state.step + 1
             clips += len(batch["frames"])
             if steps % 10 == 0 or steps == len(batches):  # one host sync per 10 steps
                 check_finite(bad, epoch, steps)
                 rate = clips / (time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{float(sums[0]) / steps:.4f}", clips_s=f"{rate:.1f}")
-            if (s.steps_per_epoch and steps >= s.steps_per_epoch) or (s.max_steps and step >= s.max_steps):
+            if (s.steps_per_epoch and steps >= s.steps_per_epoch) or (s.max_steps and state.step >= s.max_steps):
                 break
         check_finite(bad, epoch, steps)
         means = (sums / max(steps, 1)).tolist()
-        row = {"epoch": epoch + 1, "step": step, "train_loss": means[0]}
+        row = {"epoch": epoch + 1, "step": state.step, "train_loss": means[0]}
         row |= {f"train_{p}": v for p, v in zip(objective.parts, means[1:])}
-        if objective.validate is not None:
-            val = objective.validate()
-            row["val_loss"] = means[0] if val is None else val
-            if plateau is not None:
-                plateau.step(row["val_loss"])
-        if objective.probe_loss is not None and objective.probe_every:
-            probe_means = (probe_sums / probed).tolist() if probed else [math.nan] * len(objective.probes)
-            row |= dict(zip(objective.probes, probe_means))
-        row |= {"lr": opt.param_groups[0]["lr"], "clips_per_s": clips / (time.perf_counter() - t0)}
-        if objective.val_metrics is not None and objective.val_metrics_every and is_main:
-            row |= val_metrics(objective, epoch + 1)
-        history.append(row)
+        row["clips_per_s"] = clips / (time.perf_counter() - t0)
+        state.history.append(row)
+        for hook in hooks:
+            hook.after_epoch(state, row)
         if is_main:
             log_history(handle, [row])
-            log.info(
-                "%s %d/%d %s",
-                desc,
-                epoch + 1,
-                s.epochs,
-                " ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")),
-            )
-            state = {
-                "model": module.state_dict(),
-                "optimizer": opt.state_dict(),
-                "rng": rng_state(),
-                "epoch": epoch + 1,
-                "history": history,
-            }
-            if plateau is not None:
-                state["scheduler"] = plateau.state_dict()
-            save_checkpoint(ckpt_path, state)
-    if is_main:
-        objective.export()
-    return history
-
-
-def val_metrics(objective: Objective, epoch: int) -> dict[str, float]:
-    """The objective's validation metrics after `epoch` (1-based), NaN when it is not one of every
-    `val_metrics_every`-th. The RNG states are put back: scoring must not shift the next epoch's
-    augmentation (a DataLoader without a generator draws its base seed from the global RNG)."""
-    assert objective.val_metrics is not None
-    if epoch % objective.val_metrics_every:
-        return {k: math.nan for k in objective.val_metric_names}
-    state = rng_state()
-    scores = objective.val_metrics()
-    set_rng_state(state)
-    return {k: scores.get(k, math.nan) for k in objective.val_metric_names}
+            shown = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
+            log.info("%s %d/%d %s", desc, epoch + 1, s.epochs, shown)
+    return state.history
 
 
 def check_finite(bad: Tensor, epoch: int, step: int) -> None:

@@ -17,8 +17,9 @@ Telling instances apart forces the features to encode colour, shape, size, motio
 position, which is what the sentences talk about, without any sentence. As with ImageNet,
 only the ResNet is kept: `outputs/pretrain/backbone.pt` is a torchvision ResNet state_dict
 that every run loads through the same path as an ImageNet file. The stage is one tracked
-MLflow run trained by the suite's one loop (`core.loop.fit`: checkpointed every epoch, a killed
-stage resumes from its last checkpoint) and reused when its config and data are unchanged.
+MLflow run trained by the suite's one loop (`core.loop.fit`, checkpointed every epoch by its
+`core.hooks.Checkpointer`: a killed stage resumes from its last checkpoint) and reused when its
+config and data are unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from core import results, tracking
 from core.checkpoint import load_vocab, save_checkpoint
 from core.cli import params_from, parser, run_main
 from core.config import Params
+from core.hooks import Checkpointer, LRSchedule
 from core.identity import identity
 from core.io import atomic_path, write_json
 from core.loop import Objective, Schedule, clip_loader, fit
@@ -177,17 +179,12 @@ def fit_pretext(params: Params, run_dir: Path, handle: tracking.RunHandle) -> li
     def loader(epoch: int) -> DataLoader:
         return clip_loader(loader_params, "train", vocab, True, epoch, Dist())
 
-    def export() -> None:  # only the ResNet is kept, in the format an ImageNet file has
-        save_checkpoint(run_dir / "backbone.pt", visual.resnet_state_dict())
-
-    objective = Objective(
-        module=net,
-        loss=lambda batch: pretext_loss(visual, head, batch, pp.tau),
-        parts=("objectness", "identity"),
-        export=export,
-    )
+    objective = Objective(net, lambda batch: pretext_loss(visual, head, batch, pp.tau), ("objectness", "identity"))
     schedule = Schedule(epochs=math.ceil(pp.steps / len(loader(0))), lr=pp.lr, max_steps=pp.steps)
-    return fit(objective, schedule, loader, params, run_dir, handle, device, desc="pretext epoch")
+    hooks = [LRSchedule("constant"), Checkpointer(run_dir / "checkpoint.pt")]
+    history = fit(objective, schedule, loader, hooks, params, handle, device, desc="pretext epoch")
+    save_checkpoint(run_dir / "backbone.pt", visual.resnet_state_dict())  # the ResNet alone, as an ImageNet file
+    return history
 
 
 def main(argv: Sequence[str] | None = None) -> int:

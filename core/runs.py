@@ -16,7 +16,8 @@ from core.config import Params
 from core.errors import UserError
 from core.evaluate import evaluate_run
 from core.results import RUN_INFO, log_history, mlflow_metrics, read_per_sample, run_dir, run_row
-from core.train import evaluated, fetch_run, train
+from core.reuse import evaluated, fetch_run
+from core.train import train
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def log_reference(params: Params, record: RunRecord, *, name: str, tags: dict[st
 
 def local_run(params: Params, run_id: str, run_hash: str) -> Path:
     """The run's folder on this machine with its run.json and evaluation, copied from the tracking
-    server when the run was trained on another machine (`core.train.fetch_run`)."""
+    server when the run was trained on another machine (`core.reuse.fetch_run`)."""
     folder = run_dir(params, run_hash)
     if (folder / RUN_INFO).is_file() and evaluated(folder):
         return folder

@@ -1,24 +1,20 @@
-"""A CVLS training run: the Eq. 4 objective for the loop (core/loop.py), reuse, tracking.
+"""A CVLS training run: the Eq. 4 objective and its hooks for the loop (core/loop.py), tracked.
 
     python -m core.train [--params params.yaml] [--set key=value ...] [--force] [--no-resume]
     torchrun --nproc_per_node=N -m core.train ...        # DDP (rank 0 logs and checkpoints)
 
-The loop itself (epochs, checkpoints, resume, NaN check) is `core.loop.fit`, shared with the
-pretext. A run is identified by a hash of its resolved config + the data fingerprint. Its folder
-`outputs/runs/<hash>/` holds `checkpoint.pt` (model, optimizer, scheduler, RNG states, epoch,
-history; written atomically each epoch) and, once finished, `model.pt`. Asking for a config
-that already has a FINISHED run reuses it; a killed run resumes from its last checkpoint and
-ends with the same weights as an uninterrupted one (CPU, train.deterministic=true).
-
-Reuse crosses machines through the tracking server: a FINISHED, evaluated run trained elsewhere
-(an MLflow server shared by several machines) has its `run.json` and `eval/` artifacts copied into
-this machine's `outputs/runs/<hash>/` (`fetch_run`); its weights stay where they were trained, and
-its evaluation is read from the copied files rather than recomputed.
+The loop itself (epochs, steps, NaN check) is `core.loop.fit`, shared with the pretext; a CVLS
+run adds the hooks of `core.hooks` (`cvls_hooks`). A run is identified by a hash of its resolved
+config + the run fingerprint (`core.identity.config_hash`). Its folder `outputs/runs/<hash>/`
+holds `checkpoint.pt` (model, optimizer, scheduler, RNG states, epoch, history; written
+atomically each epoch) and, once finished, `model.pt` and `run.json`. `train` first looks for a
+FINISHED run of the config, here or on another machine (`core.reuse`), and reuses it; else it
+fits a new one (`fit_run`): a killed run resumes from its last checkpoint and ends with the same
+weights as an uninterrupted one (CPU, train.deterministic=true).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -36,13 +32,17 @@ from core.cli import params_from, parser, run_main
 from core.config import Params
 from core.data.dataset import FrameDataset, to_device
 from core.data.store import open_split
+from core.data.vocab import Vocab
 from core.diagnostics import gradient_share_names, gradient_shares, shared_parameters
 from core.errors import UserError
-from core.io import file_digest, publish_dir, write_json, write_text
-from core.loop import LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
+from core.hooks import Checkpointer, GradShares, LRSchedule, Validation, ValMetrics
+from core.identity import config_hash
+from core.io import file_digest, write_json, write_text
+from core.loop import Hook, LossFn, Objective, Schedule, clip_loader, fit, optimizer_step
 from core.losses import cvls_loss, cvls_terms
 from core.metrics import summarize
 from core.model import CVLS
+from core.reuse import finished_run
 from core.runtime import (
     Dist,
     autocast,
@@ -149,14 +149,38 @@ def schedule_of(params: Params) -> Schedule:
         weight_decay=tp.weight_decay,
         grad_clip=tp.grad_clip,
         steps_per_epoch=tp.max_steps_per_epoch,
-        plateau_patience=tp.plateau_patience,
-        plateau_factor=tp.plateau_factor,
-        lr_schedule=tp.lr_schedule,
-        warmup_steps=tp.warmup_steps,
     )
 
 
-# ---------------------------------------------------------------- the run
+# ---------------------------------------------------------------- fitting a new run
+def cvls_hooks(
+    params: Params, net: torch.nn.Module, model: CVLS, vocab: Vocab, run_dir: Path, device: torch.device, resume: bool
+) -> list[Hook]:
+    """The CVLS run's hooks around `core.loop.fit`, in their order (`core.hooks`)."""
+    tp = params.train
+
+    def validate() -> float | None:
+        val_loader = clip_loader(params, "val", vocab, False, 0, Dist())
+        return validation_loss(net, val_loader, params, device) if len(val_loader.dataset) else None
+
+    hooks: list[Hook] = [Validation(validate)]
+    if tp.grad_share_every:
+        names = gradient_share_names(shared_parameters(model))
+        hooks.append(GradShares(cvls_probe_loss(net, model, params), names, tp.grad_share_every))
+    hooks.append(
+        LRSchedule(tp.lr_schedule, patience=tp.plateau_patience, factor=tp.plateau_factor, warmup=tp.warmup_steps)
+    )
+    val_frames = FrameDataset(open_split(params.processed, "val"), vocab, params.data)
+    if tp.val_metrics_every and len(val_frames):  # the val split as evaluation scores it
+
+        def val_metrics() -> dict[str, float]:  # the unwrapped model, on rank 0 alone: no DDP collectives
+            return validation_metrics(model, val_frames, params, device)
+
+        hooks.append(ValMetrics(val_metrics, tuple(VAL_METRICS), tp.val_metrics_every))
+    hooks.append(Checkpointer(run_dir / "checkpoint.pt", resume))
+    return hooks
+
+
 def fit_cvls(
     params: Params, run_dir: Path, handle: tracking.RunHandle, dist_: Dist, device: torch.device, resume: bool
 ) -> list[dict[str, float]]:
@@ -172,82 +196,41 @@ def fit_cvls(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not params.loss.ccl,
         )
-
-    def validate() -> float | None:
-        val_loader = clip_loader(params, "val", vocab, False, 0, Dist())
-        return validation_loss(net, val_loader, params, device) if len(val_loader.dataset) else None
-
-    val_frames = FrameDataset(open_split(params.processed, "val"), vocab, params.data)
-
-    def val_metrics() -> dict[str, float]:  # the unwrapped model, on rank 0 alone: no DDP collectives
-        return validation_metrics(model, val_frames, params, device)
-
-    def export() -> None:
+    objective = Objective(model, cvls_step_loss(net, model, params), ("seg", "ccl"), train_mode=net.train)
+    history = fit(
+        objective,
+        schedule_of(params),
+        lambda epoch: clip_loader(params, "train", vocab, True, epoch, dist_),
+        cvls_hooks(params, net, model, vocab, run_dir, device, resume),
+        params,
+        handle,
+        device,
+        is_main=dist_.is_main,
+    )
+    if dist_.is_main:
         save_checkpoint(
             run_dir / "model.pt",
             {"model": model.state_dict(), "pretrained": model.pretrained, "vocab_words": len(vocab.words)},
         )
-
-    objective = Objective(
-        module=model,
-        loss=cvls_step_loss(net, model, params),
-        parts=("seg", "ccl"),
-        export=export,
-        validate=validate,
-        train_mode=net.train,
-        probe_loss=cvls_probe_loss(net, model, params),
-        probes=gradient_share_names(shared_parameters(model)),
-        probe_every=tp.grad_share_every,
-        val_metrics=val_metrics if len(val_frames) else None,  # the val split as evaluation scores it
-        val_metric_names=tuple(VAL_METRICS),
-        val_metrics_every=tp.val_metrics_every,
-    )
-    return fit(
-        objective,
-        schedule_of(params),
-        lambda epoch: clip_loader(params, "train", vocab, True, epoch, dist_),
-        params,
-        run_dir,
-        handle,
-        device,
-        resume=resume,
-        is_main=dist_.is_main,
-    )
+    return history
 
 
-# ---------------------------------------------------------------- a tracked, reusable run
-def train(
+def fit_run(
     params: Params,
+    run_hash: str,
+    run_dir: Path,
     *,
-    name: str = "train",
-    tags: dict[str, str] | None = None,
-    parent_run_id: str | None = None,
-    force: bool = False,
-    resume: bool = True,
-    tracking_enabled: bool = True,
+    name: str,
+    tags: dict[str, str],
+    parent_run_id: str | None,
+    resume: bool,
+    tracking_enabled: bool,
+    dist_: Dist,
+    device: torch.device,
 ) -> TrainResult:
-    """Train `params` unless a FINISHED run with the same config hash exists (then reuse it)."""
-    device = pick_device(params.train.device, int(os.environ.get("LOCAL_RANK", "0")))
-    dist_ = init_distributed(device)
+    """Train the run of `run_hash` in `run_dir` (from its checkpoint with `resume`) as a tracked MLflow
+    run; its run.json (run id, environment, history) at the end."""
     fingerprint = results.data_fingerprint(params)
-    run_hash = tracking.config_hash(params, run_fingerprint(params))
-    run_dir = results.run_dir(params, run_hash)
-    info_path = run_dir / results.RUN_INFO
-    # one process only: under torchrun the ranks would race the copy (rank 0 reused, the rest training)
-    if not force and tracking_enabled and dist_.world == 1 and not info_path.is_file():
-        remote = tracking.find_finished_run(params, run_hash)
-        if remote is not None and fetch_run(params, remote, run_dir):
-            log.info(
-                "run %s (config %s) was trained on another machine: its results copied from tracking", remote, run_hash
-            )
-    if not force and info_path.is_file() and ((run_dir / "model.pt").is_file() or evaluated(run_dir)):
-        info = json.loads(info_path.read_text())
-        if not tracking_enabled or tracking.find_finished_run(params, run_hash) == info.get("run_id"):
-            log.info("reusing finished run %s (config %s)", info.get("run_id"), run_hash)
-            return TrainResult(run_hash, run_dir, info.get("run_id"), True, info.get("history", []))
-    if force:
-        for stale in ("checkpoint.pt", "model.pt", "run.json"):
-            (run_dir / stale).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "params.yaml", yaml.safe_dump(params.to_dict(), sort_keys=False))
     env = environment(device, params.train)
@@ -260,7 +243,7 @@ def train(
             "backbone_init": params.model.init,
         }
         | tracking.env_tags(env)
-        | (tags or {})
+        | tags
     )
     with tracking.tracked_run(
         params,
@@ -277,6 +260,7 @@ def train(
             model_pretrained = bool(load_checkpoint(run_dir / "model.pt")["pretrained"])
             handle.set_tags({"pretrained_backbone": str(model_pretrained).lower()})
             handle.log_artifact(run_dir / "params.yaml", "config")
+            info_path = run_dir / results.RUN_INFO
             write_json(
                 info_path,
                 {
@@ -289,33 +273,46 @@ def train(
                     "history": history,
                 },
             )
-            handle.log_artifact(info_path, "run")  # with eval/ (core.evaluate): what `fetch_run` copies
+            handle.log_artifact(info_path, "run")  # with eval/ (core.evaluate): what `core.reuse.fetch_run` copies
     return TrainResult(run_hash, run_dir, handle.run_id, False, history)
 
 
-def evaluated(run_dir: Path) -> bool:
-    """Whether the run's evaluation (core.evaluate) is complete in its folder."""
-    return all((run_dir / "eval" / name).is_file() for name in results.EVAL_FILES)
-
-
-def fetch_run(params: Params, run_id: str, run_dir: Path) -> bool:
-    """Copy a FINISHED, evaluated MLflow run's run.json and eval/ artifacts into `run_dir`, the
-    folder this machine keeps for its config; run.json last, so its presence means the rest is
-    there. False (nothing written) when the run has not all of them: not evaluated yet, or logged
-    before run.json became an artifact; the caller then trains it here."""
-    import tempfile
-
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=run_dir.parent) as tmp:
-        staged = Path(tmp)
-        if not tracking.download_artifacts(params, run_id, [f"run/{results.RUN_INFO}", "eval"], staged):
-            return False
-        if not evaluated(staged):
-            return False
-        run_dir.mkdir(exist_ok=True)
-        publish_dir(staged / "eval", run_dir / "eval")
-        os.replace(staged / "run" / results.RUN_INFO, run_dir / results.RUN_INFO)
-    return True
+# ---------------------------------------------------------------- a tracked, reusable run
+def train(
+    params: Params,
+    *,
+    name: str = "train",
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    force: bool = False,
+    resume: bool = True,
+    tracking_enabled: bool = True,
+) -> TrainResult:
+    """Train `params` unless a FINISHED run with the same config hash exists (then reuse it)."""
+    device = pick_device(params.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist_ = init_distributed(device)
+    run_hash = config_hash(params, run_fingerprint(params))
+    run_dir = results.run_dir(params, run_hash)
+    if force:
+        for stale in ("checkpoint.pt", "model.pt", results.RUN_INFO):
+            (run_dir / stale).unlink(missing_ok=True)
+    else:
+        # fetch in one process only: under torchrun the ranks would race the copy (rank 0 reused, the rest training)
+        info = finished_run(params, run_hash, run_dir, tracking_enabled=tracking_enabled, fetch=dist_.world == 1)
+        if info is not None:
+            return TrainResult(run_hash, run_dir, info.get("run_id"), True, info.get("history", []))
+    return fit_run(
+        params,
+        run_hash,
+        run_dir,
+        name=name,
+        tags=tags or {},
+        parent_run_id=parent_run_id,
+        resume=resume,
+        tracking_enabled=tracking_enabled,
+        dist_=dist_,
+        device=device,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core import tracking
 from core.ablation import variant_params
 from core.config import load_params
+from core.identity import config_hash
 from core.runtime import pin_round_robin
 from core.study import ABLATION, RHIC_RATIO, grid, study_name, trial_params
 from core.study.grid import base_params
@@ -33,9 +33,9 @@ def test_study_trials_share_the_full_model_row_of_the_ablation(params):
     assert (trial.loss.ccl, trial.loss.rhic, trial.loss.lcf, trial.train.epochs) == (True, True, True, 7)
     # the same run identity as the ablation's full-model row (ratio 1:3, seed 0): one run serves both
     row = variant_params(p, "CCL+RHIC+LCF", seed=0)
-    assert tracking.config_hash(trial.replace(**{"train.seed": 0}), "fp") == tracking.config_hash(row, "fp")
+    assert config_hash(trial.replace(**{"train.seed": 0}), "fp") == config_hash(row, "fp")
     # and the main run itself (seed 0 of train.seed): the suite trains no config twice
-    assert tracking.config_hash(row, "fp") == tracking.config_hash(p.replace(**{"train.seed": 0}), "fp")
+    assert config_hash(row, "fp") == config_hash(p.replace(**{"train.seed": 0}), "fp")
 
 
 def test_the_ablation_queue_is_every_variant_by_seed_in_the_params_order(params):

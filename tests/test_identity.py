@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from core import tracking
 from core.ablation import run_suite
 from core.checkpoint import load_vocab
 from core.config import Params, load_params
-from core.identity import OPERATIONAL, RUN, identity
+from core.identity import OPERATIONAL, RUN, config_hash, identity
 from core.loop import clip_loader
 from core.pretext import PRETEXT
 from core.runs import run_variant
@@ -113,7 +114,7 @@ def test_every_key_but_the_operational_ones_changes_the_identities_that_read_it(
     assert after.flat()[key] != before.flat()[key]
     changed = not operational(key)
     assert (identity(after) != identity(before)) == changed  # the whole params' identity
-    assert (tracking.config_hash(after, "fp") != tracking.config_hash(before, "fp")) == (changed and within(key, RUN))
+    assert (config_hash(after, "fp") != config_hash(before, "fp")) == (changed and within(key, RUN))
     assert (identity(after, PRETEXT) != identity(before, PRETEXT)) == (changed and within(key, PRETEXT))
     for name, kind in KINDS.items():
         scope = RUN if kind.sweeps_full_model else (*RUN, "ablation.variants")
@@ -132,6 +133,36 @@ def test_the_operational_list_names_params_keys_and_the_hash_is_sha256_of_sorted
     assert DEFAULT.digest(("loss",)) == identity(DEFAULT, ("loss",))
     with pytest.raises(KeyError, match="no params key: loss.nope"):
         identity(DEFAULT, ("loss.nope",))
+
+
+def test_config_hash_tracks_only_model_determining_sections(tmp_path):
+    base = load_params(ROOT / "params.yaml", [f"paths.outputs={tmp_path}"])
+    h = config_hash(base, "fp")
+    assert re.fullmatch(r"[0-9a-f]{16}", h)
+    # the run's identity under the suite's one rule (the tests above test the rule)
+    assert h == identity(base, RUN, extra={"data_fingerprint": "fp"})
+    assert config_hash(base, "fp") == h
+    assert config_hash(base, "other-fp") != h
+    changed = [
+        ("loss.lcf", not base.loss.lcf),
+        ("loss.rhic_ratio", "7:1"),
+        ("model.channels", base.model.channels * 2),
+        ("train.lr", base.train.lr * 3),
+        ("data.clip_frames", base.data.clip_frames + 1),
+        ("eval.threshold", 0.37),
+    ]
+    for key, value in changed:
+        assert config_hash(base.replace(**{key: value}), "fp") != h, key
+    for key, value in [
+        ("tracking.experiment", "x"),
+        ("tracking.uri", "sqlite:////tmp/x.db"),
+        ("report.simulations", 500),
+        ("ablation.seeds", [7]),
+        ("studies.n_jobs", 3),
+        ("paths.outputs", str(tmp_path / "elsewhere")),
+        ("data.extract_workers", 0),
+    ]:
+        assert config_hash(base.replace(**{key: value}), "fp") == h, key
 
 
 def test_the_run_and_the_queues_follow_the_start_weights(tiny_store, tmp_path):

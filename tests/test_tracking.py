@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import yaml
 
 from core import tracking
 from core.config import load_params
-from core.identity import RUN, identity
+from core.identity import config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_YAML = ROOT / "params.yaml"
@@ -70,7 +69,7 @@ def test_init_tracking_is_idempotent_and_keeps_artifacts_under_outputs(tmp_path,
 
 def test_tracked_run_logs_params_tags_metrics_and_config(tmp_path):
     p = make_params(tmp_path)
-    run_hash = tracking.config_hash(p, "fp-1")
+    run_hash = config_hash(p, "fp-1")
     with tracking.tracked_run(
         p, name="CCL s0", run_hash=run_hash, tags={"cvls.variant": "CCL", "cvls.seed": "0"}
     ) as run:
@@ -218,36 +217,6 @@ def test_the_experiment_is_tagged_a_training_experiment_and_the_link_opens_its_r
     link = tracking.ui_link(p)
     assert link.endswith(f"http://127.0.0.1:5000/#/experiments/{exp_id}?workflowType=machine_learning")
     assert f"--backend-store-uri {tracking.tracking_uri(p)}" in link
-
-
-def test_config_hash_tracks_only_model_determining_sections(tmp_path):
-    base = make_params(tmp_path)
-    h = tracking.config_hash(base, "fp")
-    assert re.fullmatch(r"[0-9a-f]{16}", h)
-    # the run's identity under the suite's one rule (tests/test_identity.py tests the rule)
-    assert h == identity(base, RUN, extra={"data_fingerprint": "fp"})
-    assert tracking.config_hash(base, "fp") == h
-    assert tracking.config_hash(base, "other-fp") != h
-    changed = [
-        ("loss.lcf", not base.loss.lcf),
-        ("loss.rhic_ratio", "7:1"),
-        ("model.channels", base.model.channels * 2),
-        ("train.lr", base.train.lr * 3),
-        ("data.clip_frames", base.data.clip_frames + 1),
-        ("eval.threshold", 0.37),
-    ]
-    for key, value in changed:
-        assert tracking.config_hash(base.replace(**{key: value}), "fp") != h, key
-    for key, value in [
-        ("tracking.experiment", "x"),
-        ("tracking.uri", "sqlite:////tmp/x.db"),
-        ("report.simulations", 500),
-        ("ablation.seeds", [7]),
-        ("studies.n_jobs", 3),
-        ("paths.outputs", str(tmp_path / "elsewhere")),
-        ("data.extract_workers", 0),
-    ]:
-        assert tracking.config_hash(base.replace(**{key: value}), "fp") == h, key
 
 
 def test_git_commit(tmp_path):

@@ -15,7 +15,8 @@ from core import tracking
 from core import train as train_mod
 from core.checkpoint import load_checkpoint
 from core.evaluate import evaluate_run
-from core.loop import Diverged, cosine_lr
+from core.hooks import cosine_lr
+from core.loop import Diverged
 from core.metrics import grounding, summarize
 from core.results import EVAL_FILES, read_per_sample
 from core.runtime import native_cpu_bf16
@@ -63,15 +64,6 @@ def test_killed_run_resumes_to_the_same_weights(tiny_store, monkeypatch, schedul
     assert got.keys() == expected.keys()
     for k in expected:
         assert torch.equal(got[k], expected[k]), k
-
-
-def test_cosine_lr_by_hand():
-    # total 10 steps, 2 of warm-up, peak 1: 1/2, 1, then 0.5 (1 + cos(pi k / 8)) for k = 0..7
-    got = [cosine_lr(i, 10, 1.0, 2) for i in range(10)]
-    want = [0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]
-    assert got == pytest.approx(want)
-    assert got[6] == pytest.approx(0.5) and got[-1] == pytest.approx(0.0380602, abs=1e-6)
-    assert cosine_lr(0, 5, 0.1, 0) == pytest.approx(0.1)  # no warm-up: the first step at the peak
 
 
 def test_a_cosine_run_follows_its_curve_and_ends_near_zero(tiny_store):
