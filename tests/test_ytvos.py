@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.data import ytvos
 from core.data import ytvos_write as yw
-from core.data.a2d import load_frames
+from core.data.frames import load_frames
 from core.data.ground_truth import write_ground_truth
 from core.data.images import frame_files, is_jpeg_folder, read_image_frames
 from core.data.types import SkipLedger

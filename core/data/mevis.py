@@ -37,9 +37,9 @@ How MeViS maps onto the suite's types (`core.data.types`), which give a sentence
   * Video.classes is None: meta_expressions gives no per-object category.
 
 Protocol: `frames_per_video` annotated frames per video (3 by default), spaced uniformly over
-the video's listed frames that have a JPEG (`core.data.jhmdb.chosen_indices`); Frame.index is
+the video's listed frames that have a JPEG (`core.data.frames.chosen_indices`); Frame.index is
 the frame's 0-based position in the sorted JPEG list of its folder (`core.data.images`
-order, which `core.data.a2d.load_frames` decodes); Video.source is the JPEG folder;
+order, which `core.data.frames.load_frames` decodes); Video.source is the JPEG folder;
 Expression.source is "<meta_expressions.json>:<vid>/<exp_id>"; Frame.source is
 "<mask_dict.json>:<vid>/<frame name>". Video.split: train -> "train"; valid_u (and valid, if
 masks are ever supplied) -> "test" (SPLITS).
@@ -90,7 +90,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from core.data import defects
-from core.data.jhmdb import chosen_indices
+from core.data.frames import chosen_indices
 from core.data.types import Expression, Frame, SkipLedger, Split, Video
 from core.errors import DataError
 

@@ -24,12 +24,12 @@ Layout (as distributed, and as public code such as ReferFormer reads it), under 
 
 Frame numbering: a video's frames are its JPEG files in frame order (core.data.images), and
 `Frame.index` is the 0-based POSITION of a frame in that list, never the number in its name
-(00010.jpg is index 2). core.data.a2d.load_frames decodes by the same position.
+(00010.jpg is index 2). core.data.frames.load_frames decodes by the same position.
 
 `read_ytvos` (train, the only split with masks) yields `Video` records, split "train" always:
 which train videos are held out as the offline test set is `offline_split`'s choice (a pure,
 seeded function), not the reader's. Per video, `frames_per_video` annotated frames are chosen
-uniformly among the frames that have an Annotations PNG (core.data.jhmdb.chosen_indices);
+uniformly among the frames that have an Annotations PNG (core.data.frames.chosen_indices);
 then, for each referred object that meta.json lists in some annotated frame but that none of
 the chosen frames shows per meta.json, the middle one of its annotated frames is added, so a
 short-lived object keeps its sentences (a video can thus have more than `frames_per_video`
@@ -73,9 +73,9 @@ import numpy as np
 from PIL import Image
 
 from core.data import defects
+from core.data.frames import chosen_indices
 from core.data.ground_truth import GroundTruth, read_ground_truth
 from core.data.images import PNG_SUFFIXES, frame_files
-from core.data.jhmdb import chosen_indices
 from core.data.types import Expression, Frame, SkipLedger, Video, visible_instances
 from core.errors import DataError
 
