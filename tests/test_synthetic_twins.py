@@ -14,6 +14,7 @@ from PIL import Image
 
 from core.config import Params
 from core.data import mevis, ytvos
+from core.data.rle import decode_rle
 from core.data.synthetic import grammar, plan, render, twins
 from core.data.synthetic.grammar import COLOURS, GroupSentence
 from core.data.synthetic.scene import DatasetPlan, Scene
@@ -209,7 +210,7 @@ def test_mevis_masked_splits_round_trip(tw: Twins) -> None:
             assert len(entries) == scene.frames
             for t, rle in enumerate(entries):
                 want = _mask(scene, masks, t, o.instance_id)
-                got = np.zeros_like(want) if rle is None else mevis.decode_rle(rle)
+                got = np.zeros_like(want) if rle is None else decode_rle(rle)
                 np.testing.assert_array_equal(got, want)
     assert n_groups > 0
     summary = tw.mevis_summary

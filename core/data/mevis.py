@@ -80,17 +80,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from core.data import defects
 from core.data.frames import chosen_indices
+from core.data.rle import decode_rle, rle_size
 from core.data.types import Expression, Frame, SkipLedger, Split, Video
 from core.errors import DataError
 
@@ -147,61 +146,6 @@ def virtual_id(anno_ids: Sequence[int]) -> int:
 
 def is_virtual(instance_id: int) -> bool:
     return VIRTUAL_ID_BASE <= int(instance_id) < 2 * VIRTUAL_ID_BASE
-
-
-def rle_counts(counts: str) -> list[int]:
-    """Run lengths of a compressed COCO RLE string (pycocotools' rleFrString, in Python).
-
-    pycocotools decodes a malformed string silently into a wrong mask; the reader checks the
-    runs here first. Raises ValueError on a character outside the alphabet, a truncated run or
-    a negative run.
-    """
-    out: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x, k, more = 0, 0, True
-        while more:
-            if p >= n:
-                raise ValueError("truncated run")
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"character {counts[p]!r} outside the RLE alphabet")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(out) > 2:
-            x += out[-2]
-        if x < 0:
-            raise ValueError(f"negative run {x}")
-        out.append(x)
-    return out
-
-
-def decode_rle(rle: Any) -> np.ndarray:
-    """A COCO RLE {"size": [h, w], "counts": str} -> bool [h, w]; ValueError when malformed."""
-    size = _rle_size(rle)
-    if size is None:
-        raise ValueError(f'expected {{"size": [h, w], "counts": str}}, got {_short(rle)}')
-    h, w = size
-    total = sum(rle_counts(rle["counts"]))
-    if total != h * w:
-        raise ValueError(f"runs cover {total} pixels, size {h}x{w} has {h * w}")
-    with warnings.catch_warnings():  # pycocotools' cython array wrapper predates numpy 2's copy keyword
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode({"size": [h, w], "counts": rle["counts"].encode("ascii")}).astype(bool)
-
-
-def _rle_size(rle: Any) -> tuple[int, int] | None:
-    """(h, w) of a well-formed RLE dict, else None."""
-    if not isinstance(rle, dict) or set(rle) != {"size", "counts"} or not isinstance(rle["counts"], str):
-        return None
-    size = rle["size"]
-    if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) and v >= 0 for v in size):
-        return None
-    return int(size[0]), int(size[1])
 
 
 # --------------------------------------------------------------------------------------
@@ -454,14 +398,14 @@ def _check_entries(
     for name, rle in zip(frames, entries):
         if rle is None:
             continue
-        rle_size = _rle_size(rle)
-        if rle_size is None:
+        size_of = rle_size(rle)
+        if size_of is None:
             ledger.problem("bad_h5", f'{where} frame {name}: expected {{"size": [h, w], "counts": str}} or null')
             return False
-        if rle_size != size:
+        if size_of != size:
             ledger.problem(
                 "mask_size",
-                f"{where} frame {name}: RLE size {rle_size[0]}x{rle_size[1]} (HxW) but the frames are "
+                f"{where} frame {name}: RLE size {size_of[0]}x{size_of[1]} (HxW) but the frames are "
                 f"{size[0]}x{size[1]}",
             )
             return False
