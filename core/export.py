@@ -25,8 +25,8 @@ giving how many are missing and the first one, and writes nothing; `allow_incomp
 summary's last line says it is INCOMPLETE.
 
 What is predicted (the evaluation protocol, `core.scoring` / `core.metrics`):
-  * the frames: the JPEGs the readers list (`read_ytvos_valid` / `read_mevis_valid`: the
-    listed frames with a JPEG, by their position in the sorted JPEG list), decoded like
+  * the frames: the JPEGs the split's reader lists (`core.data.meta_expressions.read_queries`:
+    the listed frames with a JPEG, by their position in the sorted JPEG list), decoded like
     extraction decodes them (`core.data.images.read_image_frames`, what `load_frames` calls
     for a JPEG folder), resized to data.input_size by extraction's own `resize_frames` and
     normalised by the dataset's `to_device`, i.e. exactly the processed store's frames;
@@ -53,13 +53,11 @@ is a `corrupt_video` problem (raises unless data.allow_skip has it; skipped whol
 from __future__ import annotations
 
 import io
-import json
 import logging
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -73,6 +71,7 @@ from core.data import mevis, ytvos
 from core.data.chunks import resize_frames
 from core.data.dataset import encode_texts, to_device
 from core.data.images import read_image_frames
+from core.data.meta_expressions import QueryVideo, frame_stem, jpeg_name, load_videos
 from core.data.types import SkipLedger
 from core.data.vocab import Vocab
 from core.errors import DataError, UserError
@@ -95,33 +94,12 @@ PNG_SUFFIX = ".png"
 # --------------------------------------------------------------------------------------
 
 
-class _Query(Protocol):
-    exp_id: str
-    text: str
-
-
-class _QueryVideo(Protocol):
-    """What both readers yield (ytvos.UnannotatedVideo, mevis.MevisQueryVideo) and export reads."""
-
-    video_id: str
-    source: Path
-    frame_names: tuple[str, ...]
-    frame_indices: tuple[int, ...]
-    expressions: Sequence[_Query]
-
-
-def _mevis_stem(name: str) -> str:
-    """A MeViS frame name as listed ('00000' or '00000.jpg') -> the PNG's stem ('00000')."""
-    jpeg = mevis.jpeg_name(name)
-    return jpeg[: -len(mevis.JPEG_SUFFIX)]
-
-
 @dataclass(frozen=True)
 class Layout:
     """One dataset's submission: where its split without masks is, how to read it, and the zip's layout."""
 
     dataset: str  # data.dataset
-    read: Callable[[Path, SkipLedger], Iterable[_QueryVideo]]  # reader of its `valid` split
+    read: Callable[[Path, SkipLedger], Iterable[QueryVideo]]  # reader of its `valid` split
     zip_root: str | None  # the folder every member sits in, or None (members at the zip's root)
     frame_stem: Callable[[str], str]  # a reader's frame name -> the PNG's name without .png
     meta: Callable[[Path], Path]  # root -> the split's meta_expressions.json (what it lists)
@@ -141,7 +119,7 @@ LAYOUTS: dict[str, Layout] = {
         "ytvos",
         lambda root, ledger: ytvos.read_ytvos_valid(root, ledger, SPLIT),
         ytvos.ANNOTATION_DIR,
-        str,
+        frame_stem,
         lambda root: ytvos.meta_expressions_path(root, SPLIT),
         lambda root, vid, name: ytvos.frame_path(root, SPLIT, vid, name),
     ),
@@ -149,9 +127,9 @@ LAYOUTS: dict[str, Layout] = {
         "mevis",
         lambda root, ledger: mevis.read_mevis_valid(root, ledger, SPLIT),
         None,
-        _mevis_stem,
+        frame_stem,
         lambda root: mevis.meta_path(root, SPLIT),
-        lambda root, vid, name: mevis.frames_dir(root, SPLIT, vid) / mevis.jpeg_name(name),
+        lambda root, vid, name: mevis.frames_dir(root, SPLIT, vid) / jpeg_name(name),
     ),
 }
 
@@ -160,7 +138,7 @@ def listed_masks(layout: Layout, root: Path) -> tuple[list[tuple[str, str, str]]
     """What the split's meta file asks a submission for: (video, exp_id, frame name) of every
     expression x every listed frame (a frame listed twice once), in file order; and the videos
     whose entry is too malformed to say (no "frames" list or "expressions" object)."""
-    videos = json.loads(layout.meta(root).read_text(encoding="utf-8"))["videos"]  # the reader checked it
+    videos = load_videos(layout.meta(root), DATASET_NAMES[layout.dataset])  # the reader checked it
     listed, unlisted = [], []
     for vid, entry in videos.items():
         frames = entry.get("frames") if isinstance(entry, dict) else None
@@ -270,7 +248,7 @@ class ExportResult:
 
 
 def _video_masks(
-    model: CVLS, video: _QueryVideo, layout: Layout, params: Params, vocab: Vocab, device: torch.device
+    model: CVLS, video: QueryVideo, layout: Layout, params: Params, vocab: Vocab, device: torch.device
 ) -> Iterator[tuple[str, bytes]]:
     """(zip member, PNG) of every (expression, frame) of one video, frame batch by frame batch."""
     tokens, lengths = encode_texts([q.text for q in video.expressions], vocab, params.data.max_tokens)

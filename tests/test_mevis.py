@@ -307,7 +307,7 @@ def test_missing_or_unreadable_files_always_raise(tmp_path):
     meta_file(root).write_text("{not json")
     _one_line_error(root, "train/meta_expressions.json: not readable JSON")
     meta_file(root).write_text('{"video": {}}')
-    _one_line_error(root, r"train/meta_expressions.json: expected \{\"videos\"")
+    _one_line_error(root, r"train/meta_expressions.json: expected an object \{\"videos\"")
     meta_file(root).unlink()
     _one_line_error(root, "train/meta_expressions.json: required MeViS file not found")
     with pytest.raises(DataError, match="meta_expressions.json: not readable JSON"):

@@ -103,10 +103,11 @@ def test_ytvos_valid_has_frames_and_expressions_only(tw: Twins) -> None:
     videos = list(ytvos.read_ytvos_valid(tw.ytvos_root, ledger))
     assert not ledger.counts
     assert [v.video_id for v in videos] == [s.video_id for s in tw.valid]
+    listed = json.loads(ytvos.meta_expressions_path(tw.ytvos_root, "valid").read_text())["videos"]
     for v in videos:
         scene = tw.scenes[v.video_id]
         assert [q.text for q in v.expressions] == [x.text for x in scene.sentences]
-        assert all(q.referent is None for q in v.expressions)
+        assert all("obj_id" not in e for e in listed[v.video_id]["expressions"].values())  # no referent
         assert v.frame_indices == tuple(range(scene.frames))
     assert not (tw.ytvos_root / "valid" / ytvos.ANNOTATION_DIR).exists()
     assert not ytvos.meta_path(tw.ytvos_root, "valid").exists()

@@ -59,7 +59,7 @@ import numpy as np
 from core.data import defects
 from core.data.ground_truth import read_ground_truth
 from core.data.textfile import csv_records, parse_csv_line, read_lines
-from core.data.types import Expression, Frame, SkipLedger, Split, Video, visible_instances
+from core.data.types import Expression, Frame, SkipLedger, Split, Video
 
 VIDEOSET = Path("Release") / "videoset.csv"
 CLIPS = Path("Release") / "clips320H"
@@ -252,16 +252,12 @@ def _read_video(root: Path, row: VideosetRow, exprs: list[Expression], ledger: S
     frames = _read_frames(root, row, ledger)
     if not frames:
         return None
-    visible = visible_instances(frames)
-    kept = []
-    for e in exprs:
-        if e.referent in visible:
-            kept.append(e)
-        else:
-            ledger.quirk(
-                defects.REFERENT_NEVER_VISIBLE,
-                f"{e.source}: instance {e.referent} of {row.vid!r} is in none of its {len(frames)} annotated frames",
-            )
+    kept = defects.visible_referents(
+        exprs,
+        frames,
+        ledger,
+        lambda e: f"instance {e.referent} of {row.vid!r} is in none of its {len(frames)} annotated frames",
+    )
     if not kept:
         return None
     return Video(

@@ -37,7 +37,7 @@ from core.data.mevis import read_mevis
 from core.data.store import SPLITS
 from core.data.types import SkipLedger, Video
 from core.data.vocab import Vocab, tokenize
-from core.data.ytvos import _load_videos, meta_expressions_path, offline_split, read_ytvos
+from core.data.ytvos import listed_videos, offline_split, read_ytvos
 from core.errors import DataError
 from core.io import hash_file, staged_dir, write_json
 from core.sections import DATASET_NAMES, DATASET_ROOTS
@@ -221,7 +221,7 @@ def ytvos_test_videos(params: Params, root: Path) -> set[str]:
     """The Ref-YouTube-VOS train videos held out as the offline test split: `offline_split` over
     every video LISTED in meta_expressions/train (not only the usable ones, so a video skipped
     for a quirk or an allowed problem never moves another video between train and test)."""
-    listed = _load_videos(meta_expressions_path(root, "train"))
+    listed = listed_videos(root)
     return offline_split(listed, params.data.offline_test_fraction, params.data.offline_seed)
 
 

@@ -201,15 +201,13 @@ def _build_video(
         Frame(index=i, instance_ids=(ACTOR_ID,), masks=(part_mask[:, :, i] > 0)[None], source=str(mat))
         for i in chosen_indices(t, n_frames)
     )
-    if not any(f.masks.any() for f in frames):
-        for e in exprs:
-            ledger.quirk(
-                defects.REFERENT_NEVER_VISIBLE,
-                f"{e.source}: the actor of {vid!r} is in none of its {len(frames)} chosen frames",
-            )
+    kept = defects.visible_referents(
+        exprs, frames, ledger, lambda e: f"the actor of {vid!r} is in none of its {len(frames)} chosen frames"
+    )
+    if not kept:
         return None
     return Video(
-        video_id=vid, split="test", source=folder, height=height, width=width, frames=frames, expressions=tuple(exprs)
+        video_id=vid, split="test", source=folder, height=height, width=width, frames=frames, expressions=tuple(kept)
     )
 
 

@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from core.data.mevis import IMAGES, JPEG_SUFFIX, mask_dict_path, meta_path
+from core.data.meta_expressions import JPEG_SUFFIX
+from core.data.mevis import IMAGES, mask_dict_path, meta_path
 from core.data.rle import encode_masks
 from core.io import atomic_path, write_json, write_text
 
