@@ -96,6 +96,11 @@ def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def is_names(v: Any) -> bool:
+    """A list of frame names (non-empty strings)."""
+    return isinstance(v, list) and all(isinstance(n, str) and n for n in v)
+
+
 def short(v: Any) -> str:
     """A JSON value for a message, cut at 80 characters."""
     text = repr(v)
@@ -115,8 +120,7 @@ def parse_video(path: Path, vid: str, raw: Any, ledger: SkipLedger) -> tuple[lis
     """(listed frame names, [(exp_id, raw expression)] in exp_id order) of a well-formed entry."""
     frames = raw.get("frames") if isinstance(raw, dict) else None
     exps = raw.get("expressions") if isinstance(raw, dict) else None
-    names = isinstance(frames, list) and all(isinstance(n, str) and n for n in frames)
-    if not names or not isinstance(exps, dict):
+    if not is_names(frames) or not isinstance(exps, dict):
         got = f"keys {sorted(raw)}" if isinstance(raw, dict) else f"a JSON {type(raw).__name__}"
         ledger.problem(
             defects.BAD_ANNOTATION,

@@ -209,10 +209,6 @@ def _obj_id(raw: Any) -> int | None:
     return None
 
 
-def _is_names(raw: Any) -> bool:
-    return isinstance(raw, list) and all(isinstance(n, str) and n for n in raw)
-
-
 def _expression(source: str, e: Any, ledger: SkipLedger) -> Expression | None:
     """A train expression: its text and its object (obj_id, required); None (bad_annotation) when malformed."""
     text = mx.expression_text(source, e, ledger)
@@ -235,7 +231,7 @@ def _parse_objects(path: Path, vid: str, raw: Any, ledger: SkipLedger) -> dict[i
     for key, obj in raw["objects"].items():
         k = _obj_id(key)
         ok = isinstance(obj, dict) and isinstance(obj.get("category"), str) and obj["category"]
-        if k is None or k == 0 or not ok or not _is_names(obj.get("frames")):
+        if k is None or k == 0 or not ok or not mx.is_names(obj.get("frames")):
             ledger.problem(
                 "bad_annotation",
                 f'{where}.objects[{key!r}]: expected a positive integer id with {{"category": <name>, '
