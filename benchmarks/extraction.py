@@ -58,11 +58,15 @@ def main() -> int:
     params = load_params(
         args.params,
         stores.data_overrides(
-            ctx, "data.source=real", f"data.a2d_root={data.raw_a2d}", "data.jhmdb_root=null", f"paths.outputs={work}"
+            ctx,
+            "data.source=real",
+            f"data.a2d_root={data.raw_root('a2d')}",
+            "data.jhmdb_root=null",
+            f"paths.outputs={work}",
         ),
     )
     allowed = frozenset(params.data.allow_skip) | {"missing_video"}
-    files = [v.source for v in read_a2d(params.raw_a2d, SkipLedger(allowed=allowed))]
+    files = [v.source for v in read_a2d(params.raw_root("a2d"), SkipLedger(allowed=allowed))]
     frames = bare_decode(files, rgb=None)
     summaries: list[dict] = []
 

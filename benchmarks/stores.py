@@ -52,7 +52,7 @@ def ensure_raw(params: Params) -> Params:
     """Generate the synthetic raw dataset under params.outputs when missing (the generate stage)."""
     from core.data.synthetic import generate
 
-    if params.data.source == "synthetic" and not params.raw_a2d.is_dir():
+    if params.data.source == "synthetic" and not params.raw_dataset.is_dir():
         if params.outputs.parent == BENCH_DATA:  # drop this profile's data of an older params.yaml
             for stale in BENCH_DATA.glob(params.outputs.name.rsplit("-", 1)[0] + "-*"):
                 shutil.rmtree(stale)

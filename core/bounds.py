@@ -40,7 +40,7 @@ from core.data.store import SplitStore, open_split
 from core.io import write_json
 from core.metrics import batch_scores, iou, sample_map, summarize_expected
 from core.results import SPLITS, data_fingerprint
-from core.vos_metrics import JF_DATASETS, batch_boundary_f, summarize_pairs
+from core.vos_metrics import batch_boundary_f, summarize_pairs
 
 # the processed store's splits that evaluation scores (the shuffled control is `test` again:
 # neither bound reads the sentence)
@@ -199,7 +199,7 @@ def store_bounds(params: Params) -> dict[str, dict[str, dict[str, float]]]:
     bounds = {}
     for split in STORE_SPLITS:
         if (params.processed / split / "index.json").is_file():
-            b = split_bounds(open_split(params.processed, split), theta, params.data.dataset in JF_DATASETS)
+            b = split_bounds(open_split(params.processed, split), theta, params.dataset_spec.metrics.davis)
             if b:
                 bounds[split] = b
     write_json(path, {"fingerprint": data_fingerprint(params), "threshold": theta, "bounds": bounds})

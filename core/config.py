@@ -17,7 +17,7 @@ root), never against the current directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr, ValidationError, model_validator
 
@@ -25,9 +25,6 @@ from core import layers
 from core.errors import ParamsError
 from core.identity import identity
 from core.sections import (
-    DATASET_NAMES,
-    DATASET_ROOTS,
-    TABLE3_METRICS,
     AblationParams,
     CalibrationParams,
     DataParams,
@@ -42,6 +39,9 @@ from core.sections import (
     TrackingParams,
     TrainParams,
 )
+
+if TYPE_CHECKING:
+    from core.data.spec import DatasetSpec
 
 
 class Params(Section):
@@ -77,7 +77,7 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _primary_metric_of_the_dataset(self) -> "Params":
-        metric, allowed = self.report.primary_metric, TABLE3_METRICS[self.data.dataset]
+        metric, allowed = self.report.primary_metric, self.dataset_spec.metrics.table3
         if metric is not None and metric not in allowed:
             raise ValueError(
                 f"report.primary_metric: {metric!r} is not a Table-3 metric of data.dataset {self.data.dataset!r} "
@@ -98,45 +98,27 @@ class Params(Section):
     def outputs(self) -> Path:
         return self.resolve(self.paths.outputs)
 
-    @property
-    def raw_a2d(self) -> Path:
-        """A2D-layout root read by extraction: the real one, or the generated synthetic one."""
-        if self.data.source == "real":
-            return self.resolve(self.data.a2d_root)  # type: ignore[arg-type]
-        return self.outputs / "raw" / "a2d"
+    def raw_root(self, name: str) -> Path | None:
+        """The root of the layout `name` (a2d, jhmdb, ytvos, mevis): with data.source real, the
+        folder at data.<name>_root (None when unset); with synthetic, <outputs>/raw/<name>, where
+        the generate stage writes the twin."""
+        if self.data.source != "real":
+            return self.outputs / "raw" / name
+        root = getattr(self.data, f"{name}_root")
+        return None if root is None else self.resolve(root)
 
     @property
-    def raw_jhmdb(self) -> Path | None:
-        if self.data.source == "real":
-            return self.resolve(self.data.jhmdb_root) if self.data.jhmdb_root else None
-        return self.outputs / "raw" / "jhmdb"
+    def dataset_spec(self) -> DatasetSpec:
+        """The spec of data.dataset (core.data.registry): how each stage reads, scores and reports it."""
+        from core.data.registry import get  # late: the readers and writers it names import this module
 
-    @property
-    def raw_ytvos(self) -> Path:
-        """Ref-YouTube-VOS root read by extraction (data.dataset: ytvos): the real one, or <outputs>/raw/ytvos."""
-        return self._raw_root("ytvos")
-
-    @property
-    def raw_mevis(self) -> Path:
-        """MeViS root read by extraction (data.dataset: mevis): the real one, or <outputs>/raw/mevis."""
-        return self._raw_root("mevis")
+        return get(self.data.dataset)
 
     @property
     def raw_dataset(self) -> Path:
-        """The root of the dataset extraction reads (data.dataset)."""
-        return self.raw_a2d if self.data.dataset == "a2d" else self._raw_root(self.data.dataset)
-
-    def _raw_root(self, dataset: str) -> Path:
-        if self.data.source != "real":
-            return self.outputs / "raw" / dataset
-        key = DATASET_ROOTS[dataset]
-        root = getattr(self.data, key)
-        if root is None:
-            raise ParamsError(
-                f"data.{key}: not set, but data.source is 'real' and the {DATASET_NAMES[dataset]} root is needed "
-                f"(--set data.{key}=/path/to/it)"
-            )
-        return self.resolve(root)
+        """The root of the dataset extraction reads (data.dataset); a ParamsError naming its key
+        when data.source is real and the key is not set."""
+        return self.dataset_spec.root_of(self)
 
     @property
     def processed(self) -> Path:

@@ -41,7 +41,7 @@ from core.config import Params  # noqa: E402
 from core.data.dataset import FrameDataset, collate_frames, derangement, to_device  # noqa: E402
 from core.data.store import SplitStore, open_split  # noqa: E402
 from core.errors import UserError  # noqa: E402
-from core.export import export_run, submission_layout  # noqa: E402
+from core.export import export_run, submission_spec  # noqa: E402
 from core.io import atomic_path, staged_dir, write_csv, write_json  # noqa: E402
 from core.metrics import intersection_union, iou, predict_mask  # noqa: E402
 from core.model import CVLS  # noqa: E402
@@ -59,7 +59,7 @@ from core.runtime import autocast, channels_last, pick_device  # noqa: E402
 from core.scoring import Features, predict, summarize_rows  # noqa: E402
 from core.strata import pair_strata, strata_metrics  # noqa: E402
 from core.train import train  # noqa: E402
-from core.vos_metrics import JF_DATASETS, JF_KEYS  # noqa: E402
+from core.vos_metrics import JF_KEYS  # noqa: E402
 
 log = logging.getLogger("cvls")
 
@@ -131,7 +131,7 @@ def evaluate_run(
     all_rows: list[dict[str, Any]] = []
     stored = ("val", "test", "test_shuffled", "jhmdb")  # test_shuffled right after the test split, whose maps it reuses
     splits = [s for s in stored if (params.processed / s.removesuffix("_shuffled") / "index.json").is_file()]
-    jf = params.data.dataset in JF_DATASETS
+    jf = params.dataset_spec.metrics.davis
     for split in splits:
         if split != "test_shuffled":  # one split's maps at a time: 3.3 MB a frame at the full size
             features = Features(model)
@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--allow-incomplete goes with --export")
     params = params_from(args)
     if args.export:
-        submission_layout(params)  # a2d has no split to submit: say so before any training
+        submission_spec(params)  # a2d has no split to submit: say so before any training
     result = train(params)  # reuses the finished run; trains only if it does not exist yet
     metrics = evaluate_run(params, result.run_dir, result.run_id)
     print(format_metrics(metrics))
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with atomic_path(args.out / name) as tmp:
                 shutil.copyfile(result.run_dir / "eval" / name, tmp)
         if (params.processed / "test" / "index.json").is_file():  # the report's intervals of the bounds
-            store, jf = open_split(params.processed, "test"), params.data.dataset in JF_DATASETS
+            store, jf = open_split(params.processed, "test"), params.dataset_spec.metrics.davis
             rows = [{"split": "test", **r} for r in pair_bounds(store, params.eval.threshold, jf)]
             write_csv(args.out / BOUND_PAIRS, rows, BOUND_PAIR_COLUMNS)
     if "test" in metrics and "test_shuffled" in metrics:

@@ -25,8 +25,8 @@ giving how many are missing and the first one, and writes nothing; `allow_incomp
 summary's last line says it is INCOMPLETE.
 
 What is predicted (the evaluation protocol, `core.scoring` / `core.metrics`):
-  * the frames: the JPEGs the readers list (`read_ytvos_valid` / `read_mevis_valid`: the
-    listed frames with a JPEG, by their position in the sorted JPEG list), decoded like
+  * the frames: the JPEGs the split's reader lists (`core.data.meta_expressions.read_queries`:
+    the listed frames with a JPEG, by their position in the sorted JPEG list), decoded like
     extraction decodes them (`core.data.images.read_image_frames`, what `load_frames` calls
     for a JPEG folder), resized to data.input_size by extraction's own `resize_frames` and
     normalised by the dataset's `to_device`, i.e. exactly the processed store's frames;
@@ -53,13 +53,11 @@ is a `corrupt_video` problem (raises unless data.allow_skip has it; skipped whol
 from __future__ import annotations
 
 import io
-import json
 import logging
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -69,10 +67,12 @@ from tqdm import tqdm
 
 from core.checkpoint import load_model, load_vocab
 from core.config import Params
-from core.data import mevis, ytvos
+from core.data import registry
 from core.data.chunks import resize_frames
 from core.data.dataset import encode_texts, to_device
 from core.data.images import read_image_frames
+from core.data.meta_expressions import QueryVideo, load_videos
+from core.data.spec import DatasetSpec, Submission
 from core.data.types import SkipLedger
 from core.data.vocab import Vocab
 from core.errors import DataError, UserError
@@ -80,87 +80,23 @@ from core.io import atomic_path
 from core.metrics import predict_mask
 from core.model import CVLS
 from core.runtime import autocast, channels_last, pick_device
-from core.sections import DATASET_NAMES, DATASET_ROOTS
 
 log = logging.getLogger("cvls")
 
 EXPORT_DIR = "export"  # <run_dir>/export/
-SPLIT = "valid"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps (zip's epoch): same inputs, same bytes
-PNG_SUFFIX = ".png"
 
 
 # --------------------------------------------------------------------------------------
-# the per-dataset table
+# data.dataset's split to submit (core.data.registry: its spec's `submission`)
 # --------------------------------------------------------------------------------------
 
 
-class _Query(Protocol):
-    exp_id: str
-    text: str
-
-
-class _QueryVideo(Protocol):
-    """What both readers yield (ytvos.UnannotatedVideo, mevis.MevisQueryVideo) and export reads."""
-
-    video_id: str
-    source: Path
-    frame_names: tuple[str, ...]
-    frame_indices: tuple[int, ...]
-    expressions: Sequence[_Query]
-
-
-def _mevis_stem(name: str) -> str:
-    """A MeViS frame name as listed ('00000' or '00000.jpg') -> the PNG's stem ('00000')."""
-    jpeg = mevis.jpeg_name(name)
-    return jpeg[: -len(mevis.JPEG_SUFFIX)]
-
-
-@dataclass(frozen=True)
-class Layout:
-    """One dataset's submission: where its split without masks is, how to read it, and the zip's layout."""
-
-    dataset: str  # data.dataset
-    read: Callable[[Path, SkipLedger], Iterable[_QueryVideo]]  # reader of its `valid` split
-    zip_root: str | None  # the folder every member sits in, or None (members at the zip's root)
-    frame_stem: Callable[[str], str]  # a reader's frame name -> the PNG's name without .png
-    meta: Callable[[Path], Path]  # root -> the split's meta_expressions.json (what it lists)
-    jpeg: Callable[[Path, str, str], Path]  # (root, video id, listed frame name) -> its JPEG
-
-    def member(self, video_id: str, exp_id: str, frame_name: str) -> str:
-        """The zip member of one (video, expression, frame) mask."""
-        parts = [video_id, exp_id, self.frame_stem(frame_name) + PNG_SUFFIX]
-        return "/".join([self.zip_root, *parts] if self.zip_root else parts)
-
-    def zip_name(self) -> str:
-        return f"{self.dataset}_{SPLIT}_submission.zip"
-
-
-LAYOUTS: dict[str, Layout] = {
-    "ytvos": Layout(
-        "ytvos",
-        lambda root, ledger: ytvos.read_ytvos_valid(root, ledger, SPLIT),
-        ytvos.ANNOTATION_DIR,
-        str,
-        lambda root: ytvos.meta_expressions_path(root, SPLIT),
-        lambda root, vid, name: ytvos.frame_path(root, SPLIT, vid, name),
-    ),
-    "mevis": Layout(
-        "mevis",
-        lambda root, ledger: mevis.read_mevis_valid(root, ledger, SPLIT),
-        None,
-        _mevis_stem,
-        lambda root: mevis.meta_path(root, SPLIT),
-        lambda root, vid, name: mevis.frames_dir(root, SPLIT, vid) / mevis.jpeg_name(name),
-    ),
-}
-
-
-def listed_masks(layout: Layout, root: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
+def listed_masks(sub: Submission, root: Path, title: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """What the split's meta file asks a submission for: (video, exp_id, frame name) of every
     expression x every listed frame (a frame listed twice once), in file order; and the videos
     whose entry is too malformed to say (no "frames" list or "expressions" object)."""
-    videos = json.loads(layout.meta(root).read_text(encoding="utf-8"))["videos"]  # the reader checked it
+    videos = load_videos(sub.meta(root), title)  # the reader checked it
     listed, unlisted = [], []
     for vid, entry in videos.items():
         frames = entry.get("frames") if isinstance(entry, dict) else None
@@ -172,35 +108,30 @@ def listed_masks(layout: Layout, root: Path) -> tuple[list[tuple[str, str, str]]
     return listed, unlisted
 
 
-def submission_layout(params: Params) -> Layout:
-    """The layout of data.dataset; a one-line UserError for a dataset without a split to submit.
+def submission_spec(params: Params) -> DatasetSpec:
+    """The spec of data.dataset, which has a split to submit; else a one-line UserError.
 
     Cheap (reads nothing): call it before training so `--export` on A2D fails at once."""
-    layout = LAYOUTS.get(params.data.dataset)
-    if layout is None:
+    spec = params.dataset_spec
+    if spec.submission is None:
+        with_one = [s for s in registry.DATASETS.values() if s.submission is not None]
+        splits = "/".join(sorted({s.submission.split for s in with_one if s.submission is not None}))
         raise UserError(
-            f"submission export is for data.dataset ytvos or mevis (their {SPLIT} splits have no public masks); "
-            f"data.dataset is {params.data.dataset!r}, whose test masks are public (evaluate instead)"
+            f"submission export is for data.dataset {' or '.join(s.name for s in with_one)} (their {splits} splits "
+            f"have no public masks); data.dataset is {spec.name!r}, whose test masks are public (evaluate instead)"
         )
-    return layout
+    return spec
 
 
-def raw_root(params: Params, layout: Layout) -> Path:
-    """The dataset root the split is read from: data.<dataset>_root (real) or the generated twin."""
-    root = params.raw_ytvos if layout.dataset == "ytvos" else params.raw_mevis
-    if not root.is_dir():
-        name = DATASET_NAMES[layout.dataset]
-        if params.data.source == "real":
-            hint = f"set data.{DATASET_ROOTS[layout.dataset]} to your {name} folder"
-        else:
-            hint = f"generate the synthetic twin first (dvc repro generate, with data.dataset: {layout.dataset})"
-        raise DataError(f"{root}: {name} dataset root not found; {hint}")
-    return root
+def zip_name(spec: DatasetSpec) -> str:
+    """<dataset>_<split>_submission.zip."""
+    assert spec.submission is not None
+    return f"{spec.name}_{spec.submission.split}_submission.zip"
 
 
 def export_path(run_dir: Path, params: Params) -> Path:
     """Where `export_run` writes the zip: <run_dir>/export/<dataset>_valid_submission.zip."""
-    return Path(run_dir) / EXPORT_DIR / submission_layout(params).zip_name()
+    return Path(run_dir) / EXPORT_DIR / zip_name(submission_spec(params))
 
 
 # --------------------------------------------------------------------------------------
@@ -257,7 +188,7 @@ class ExportResult:
 
     def summary(self) -> str:
         lines = [
-            f"submission {self.path}: {DATASET_NAMES[self.dataset]} {self.split}, {self.videos} videos, "
+            f"submission {self.path}: {registry.get(self.dataset).title} {self.split}, {self.videos} videos, "
             f"{self.expressions} expressions, {self.frames} frames, {self.masks} masks"
         ]
         for reason, info in self.skipped.items():
@@ -270,7 +201,7 @@ class ExportResult:
 
 
 def _video_masks(
-    model: CVLS, video: _QueryVideo, layout: Layout, params: Params, vocab: Vocab, device: torch.device
+    model: CVLS, video: QueryVideo, sub: Submission, params: Params, vocab: Vocab, device: torch.device
 ) -> Iterator[tuple[str, bytes]]:
     """(zip member, PNG) of every (expression, frame) of one video, frame batch by frame batch."""
     tokens, lengths = encode_texts([q.text for q in video.expressions], vocab, params.data.max_tokens)
@@ -289,7 +220,7 @@ def _video_masks(
         for q, lg in zip(video.expressions, logits):
             pred = predict_mask(torch.sigmoid(lg.float()).cpu(), original, theta)  # [B, H, W], original size
             for name, m in zip(names, pred):
-                yield layout.member(video.video_id, q.exp_id, name), png_bytes(m)
+                yield sub.member(video.video_id, q.exp_id, name), png_bytes(m)
 
 
 def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -317,24 +248,26 @@ def export_predictions(
     mask that could not be made (unless `allow_incomplete`: then the partial zip is written and
     `ExportResult.missing` names what it lacks).
     """
-    layout = submission_layout(params)
-    root = raw_root(params, layout)
+    spec = submission_spec(params)
+    sub = spec.submission
+    assert sub is not None
+    root = spec.existing_root(params)
     if model.text.num_ids != vocab.num_ids:
         raise UserError(
             f"the vocabulary has {vocab.num_ids} token ids but the model reads {model.text.num_ids}: "
             f"{params.processed / 'vocab.json'} is not the vocabulary it was trained with (re-extract or retrain)"
         )
     ledger = SkipLedger(allowed=frozenset(params.data.allow_skip))
-    path = Path(out) / layout.zip_name()
-    result = ExportResult(path, layout.dataset, SPLIT)
+    path = Path(out) / zip_name(spec)
+    result = ExportResult(path, spec.name, sub.split)
     was_training = model.training
     model.eval()
     written: set[str] = set()
     try:
         with atomic_path(path, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w") as zf:
-            for video in tqdm(layout.read(root, ledger), desc=f"export {layout.dataset} {SPLIT}", unit="video"):
+            for video in tqdm(sub.videos(root, ledger), desc=f"export {spec.name} {sub.split}", unit="video"):
                 try:  # a video's masks reach the zip only once all of them are made
-                    members = list(_video_masks(model, video, layout, params, vocab, device))
+                    members = list(_video_masks(model, video, sub, params, vocab, device))
                 except DataError as err:  # an undecodable JPEG: this video's problem, as in extraction
                     ledger.problem("corrupt_video", err.detail)
                     continue
@@ -346,10 +279,10 @@ def export_predictions(
                 result.frames += len(video.frame_names)
                 result.masks += len(members)
             result.skipped, result.kept = ledger.as_dict(), ledger.notes_dict()
-            _check_complete(result, layout, root, written, ledger)
+            _check_complete(result, spec, root, written, ledger)
             if result.missing and not allow_incomplete:  # raised inside: nothing is published
                 raise DataError(
-                    f"{layout.meta(root)}: submission not written: {result.incomplete()}; "
+                    f"{sub.meta(root)}: submission not written: {result.incomplete()}; "
                     "to write the partial zip anyway, pass --allow-incomplete"
                 )
     finally:
@@ -358,22 +291,23 @@ def export_predictions(
     return result
 
 
-def _check_complete(result: ExportResult, layout: Layout, root: Path, written: set[str], ledger: SkipLedger) -> None:
+def _check_complete(result: ExportResult, spec: DatasetSpec, root: Path, written: set[str], ledger: SkipLedger) -> None:
     """result.listed and result.missing ('<member> (why)') against the split's meta file."""
-    listed, unlisted = listed_masks(layout, root)
+    sub = spec.submission
+    assert sub is not None
+    listed, unlisted = listed_masks(sub, root, spec.title)
     result.listed = len(listed)
-    result.missing = [f"{vid}/* (its entry in {layout.meta(root)} is malformed)" for vid in unlisted]
+    result.missing = [f"{vid}/* (its entry in {sub.meta(root)} is malformed)" for vid in unlisted]
     for vid, exp_id, name in listed:
-        member = layout.member(vid, exp_id, name)
+        member = sub.member(vid, exp_id, name)
         if member not in written:
             result.missing.append(member)
     if result.missing and not unlisted:  # say why the first one is missing
-        vid, _, name = next(t for t in listed if layout.member(*t) == result.missing[0])
-        result.missing[0] += f" ({_why_missing(layout, root, vid, name, ledger)})"
+        vid, _, name = next(t for t in listed if sub.member(*t) == result.missing[0])
+        result.missing[0] += f" ({_why_missing(sub.jpeg(root, vid, name), ledger)})"
 
 
-def _why_missing(layout: Layout, root: Path, vid: str, name: str, ledger: SkipLedger) -> str:
-    jpeg = layout.jpeg(root, vid, name)
+def _why_missing(jpeg: Path, ledger: SkipLedger) -> str:
     if not jpeg.parent.is_dir():
         return f"no folder {jpeg.parent}"
     if not jpeg.is_file():
@@ -386,7 +320,7 @@ def export_run(
     params: Params, run_dir: Path, device: torch.device | None = None, *, allow_incomplete: bool = False
 ) -> ExportResult:
     """`export_predictions` of a finished run's model (<run_dir>/model.pt) into <run_dir>/export/."""
-    submission_layout(params)  # before loading anything
+    submission_spec(params)  # before loading anything
     device = device or pick_device(params.train.device)
     model = load_model(params, Path(run_dir) / "model.pt", device)
     out = Path(run_dir) / EXPORT_DIR

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -59,17 +60,19 @@ class AugmentParams(Section):
     crop_scale_min: float = Field(gt=0.0, le=1.0)
 
 
-DATASETS = ("a2d", "ytvos", "mevis")
-# per dataset: its root key in `data` and its name in messages
-DATASET_ROOTS = {"a2d": "a2d_root", "ytvos": "ytvos_root", "mevis": "mevis_root"}
-DATASET_NAMES = {"a2d": "A2D Sentences", "ytvos": "Ref-YouTube-VOS", "mevis": "MeViS"}
+def _registry() -> ModuleType:
+    """core.data.registry, imported when params are validated: the readers and writers it names
+    import this module."""
+    from core.data import registry
+
+    return registry
 
 
 class DataParams(Section):
     source: Literal["synthetic", "real"]
-    # which benchmark extraction reads: a2d = A2D Sentences (+ J-HMDB zero-shot), ytvos =
-    # Ref-YouTube-VOS (offline test split held out of train), mevis = MeViS (valid_u = test)
-    dataset: Literal[DATASETS]  # type: ignore[valid-type]
+    # which benchmark extraction reads, by its name in core.data.registry: a2d = A2D Sentences (+ J-HMDB
+    # zero-shot), ytvos = Ref-YouTube-VOS (offline test split held out of train), mevis = MeViS (valid_u = test)
+    dataset: str
     a2d_root: Path | None
     jhmdb_root: Path | None
     ytvos_root: Path | None
@@ -87,15 +90,23 @@ class DataParams(Section):
     allow_skip: tuple[Literal[SKIP_CLASSES], ...]  # type: ignore[valid-type]
     augment: AugmentParams
 
+    @field_validator("dataset")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        names = _registry().names()
+        if v not in names:
+            known = [repr(n) for n in names]
+            choices = f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else known[0]
+            raise ValueError(f"Input should be {choices} (got {v!r})")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "DataParams":
-        key = DATASET_ROOTS[self.dataset]  # only the chosen dataset's root is needed
-        if self.source == "real" and getattr(self, key) is None:
-            if self.dataset == "a2d":
-                raise ValueError("source is 'real' but a2d_root is not set")
+        spec = _registry().get(self.dataset)  # only the chosen dataset's root is needed
+        if self.source == "real" and getattr(self, spec.root_key) is None:
             raise ValueError(
-                f"source is 'real' and dataset is {self.dataset!r} but data.{key} is not set "
-                f"(the {DATASET_NAMES[self.dataset]} root)"
+                f"source is 'real' and dataset is {self.dataset!r} but data.{spec.root_key} is not set "
+                f"(the {spec.title} root)"
             )
         return self
 
@@ -234,9 +245,6 @@ class StudyParams(Section):
             if not 0.0 <= x <= 1.0:
                 raise ValueError(f"lambda {x} outside [0, 1]")
         return v
-
-
-TABLE3_METRICS = {"a2d": ("mAP", "overall_iou", "mean_iou"), "ytvos": ("J&F", "J", "F"), "mevis": ("J&F", "J", "F")}
 
 
 class ReportParams(Section):

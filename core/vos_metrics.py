@@ -6,9 +6,9 @@ boundaries of both masks (seg2bmap) matched within ceil(0.008 · image diagonal)
 Per expression: mean J and mean F over all its annotated frames (none skipped, as MeViS).
 Over the set: mean over expressions, J&F = (J + F) / 2, in percent.
 
-Evaluation (`core.evaluate`, on data.dataset in `JF_DATASETS`) scores the protocol's predicted
-masks this way: J of a (frame, expression) pair is its IoU, F comes from `batch_boundary_f`,
-and a split's J / F / J&F is `summarize_pairs` of its scored pairs.
+Evaluation (`core.evaluate`, on a dataset of the DAVIS metric family: core.data.spec) scores
+the protocol's predicted masks this way: J of a (frame, expression) pair is its IoU, F comes
+from `batch_boundary_f`, and a split's J / F / J&F is `summarize_pairs` of its scored pairs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from core.errors import DataError, UserError
 from core.metrics import predict_mask
 
 JF_KEYS = ("J", "F", "J&F")  # the keys `summarize_jf` adds to a split's metrics
-JF_DATASETS = ("ytvos", "mevis")  # data.dataset values whose evaluation reports J&F (DAVIS protocol)
 
 
 def _check_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.config import Params
-from core.sections import DATASET_NAMES
 from core.tracking import git_commit
 from reports import figures, paper, tables, verdicts
 from reports.ablation_pages import TITLES
@@ -27,22 +26,17 @@ PAGE_TITLES = {
     "calibration": TITLES["calibration"],
     "qualitative": "Qualitative: Baseline vs full CVLS",
 }
-# the J&F datasets have no paper Tables 1-2 to compare with
-MAIN_RESULTS_TITLES = {
-    "ytvos": "Main results vs LBDT-4's published Ref-YouTube-VOS numbers (another method)",
-    "mevis": "Main results: J&F on MeViS valid_u (no published context)",
-}
 
 
 def page_titles(proto: Protocol) -> dict[str, str]:
-    """PAGE_TITLES with the dataset's main-results title."""
-    return {**PAGE_TITLES, "main_results": MAIN_RESULTS_TITLES.get(proto.dataset, PAGE_TITLES["main_results"])}
+    """PAGE_TITLES with the dataset's main-results title (a dataset without the paper's Tables 1-2 has its own)."""
+    return {**PAGE_TITLES, "main_results": proto.main_title or PAGE_TITLES["main_results"]}
 
 
 def data_notice(params: Params) -> str:
     proto = protocol(params)
     if not proto.cvls_paper:
-        name = DATASET_NAMES[proto.dataset]
+        name = proto.title
         if params.data.source == "synthetic":
             return (
                 f"DATA IS SYNTHETIC: every number of ours in this report comes from the generated synthetic twin of "
@@ -128,7 +122,7 @@ def title_page(params: Params, inp: ReportInputs, num: Numbers, contents: Sequen
         + (
             "main results of this suite, next to the paper's numbers."
             if proto.cvls_paper
-            else f"main results of this suite on {DATASET_NAMES[proto.dataset]}, in the DAVIS metrics J, F and J&F "
+            else f"main results of this suite on {proto.title}, in the DAVIS metrics J, F and J&F "
             "(the paper has no numbers on this dataset)."
         ),
         gap=0.15,

@@ -1,4 +1,4 @@
-"""What the report shows per dataset (params.data.dataset), in one place.
+"""What the report shows per dataset (params.data.dataset), from its spec (core.data.registry).
 
 A2D Sentences is scored as the CVLS paper scores it (mAP 0.5:0.95, Overall / Mean IoU, over the
 (frame, sentence) pairs), next to the paper's numbers. Ref-YouTube-VOS and MeViS are scored with
@@ -11,10 +11,12 @@ computed from the per-sample rows, and resampled (by test video), is reports.sco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
 from core.config import Params
-from core.sections import DATASET_NAMES
+from core.data import registry
+from core.data.spec import DatasetSpec
+from core.vos_metrics import JF_KEYS
 from reports import paper
 
 JF_LABELS = {"J": "J", "F": "F", "J&F": "J&F"}
@@ -45,6 +47,8 @@ class Protocol:
     context_key: str = "paper/table3"  # its report_numbers.json prefix
     context_note: str = ""  # what the context numbers are, in one sentence
     real_strata_note: str = ""  # which strata real data of this dataset can have
+    title: str = ""  # how the pages name the dataset
+    main_title: str | None = None  # the main-results page's title; None: the paper's Tables 1-2
 
     @property
     def jf(self) -> bool:
@@ -66,42 +70,19 @@ class Protocol:
         return f"{self.unit_name}{'' if n == 1 else 's'}"
 
 
-A2D_REAL_STRATA = (
-    "Real A2D Sentences has no class labels in its sentence h5 files, so no pair can be labelled by distractor "
-    "or attribute: on real data the strata are unavailable."
-)
+@dataclass(frozen=True)
+class Context:
+    """Published numbers shown next to ours: a dataset's `ReportText.context` (core.data.registry).
+    `note` and `main_title` may name the dataset ({title}), its test split ({test_short}) and its
+    primary metric ({primary})."""
 
-A2D = Protocol(
-    dataset="a2d",
-    table3=paper.TABLE3_METRICS,
-    primary="mAP",
-    secondary="mean_iou",
-    unit_name="pair",
-    main_metrics=paper.METRICS,
-    test_split="A2D-format",
-    test_short="A2D-format test",
-    cvls_paper=True,
-    per_variant=paper.TABLE3,
-    context_label="paper",
-    context_key="paper/table3",
-    context_note="Paper: Table 3 of the paper, measured on real A2D Sentences",
-    real_strata_note=A2D_REAL_STRATA,
-)
-
-
-def jf_protocol(dataset: str, **kw: Any) -> Protocol:
-    """The DAVIS protocol of a J&F dataset (core.vos_metrics.JF_DATASETS): J&F, J, F over expressions."""
-    return Protocol(
-        dataset=dataset,
-        table3=("J&F", "J", "F"),
-        primary="J&F",
-        secondary="J",
-        unit_name="expression",
-        main_metrics=("J", "F", "J&F", *paper.METRICS),
-        cvls_paper=False,
-        context_key="context/table3",
-        **kw,
-    )
+    label: str  # the context column's header
+    key: str  # its report_numbers.json prefix
+    note: str  # what the context numbers are, in one sentence
+    main_title: str | None = None  # the main-results page's title; None: PAGE_TITLES's (the paper's Tables 1-2)
+    per_variant: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    reference: Mapping[str, float] = field(default_factory=dict)
+    cvls_paper: bool = False  # the CVLS paper's own numbers (Tables 1-3, with the J-HMDB split)
 
 
 LBDT_NOTE = (
@@ -110,40 +91,67 @@ LBDT_NOTE = (
     "on the real Ref-YouTube-VOS valid set (its evaluation server), not on our offline test split; the CVLS "
     "paper reports no Ref-YouTube-VOS numbers"
 )
-YTVOS = jf_protocol(
-    "ytvos",
-    test_split="offline test split (held-out Ref-YouTube-VOS train videos)",
-    test_short="offline test",
-    reference=paper.LBDT4_YTVOS,
-    context_label="LBDT-4\n(other\nmethod)",
-    context_note=LBDT_NOTE,
-    real_strata_note=(
-        "Real Ref-YouTube-VOS has object categories (meta.json) but no attribute labels, so on real data only "
-        "the distractor strata can exist."
+CONTEXTS = {
+    "cvls": Context(
+        "paper",
+        "paper/table3",
+        "Paper: Table 3 of the paper, measured on real A2D Sentences",
+        per_variant=paper.TABLE3,
+        cvls_paper=True,
     ),
-)
-MEVIS = jf_protocol(
-    "mevis",
-    test_split="MeViS valid_u",
-    test_short="valid_u",
-    context_label="published\n(none)",
-    context_note="Context: none (the CVLS paper reports no MeViS numbers, and the suite cites no other method's)",
-    real_strata_note=(
-        "Real MeViS gives no per-object category or attribute, so no pair can be labelled by distractor or "
-        "attribute: on real data the strata are unavailable."
+    "lbdt4": Context(
+        "LBDT-4\n(other\nmethod)",
+        "context/table3",
+        LBDT_NOTE,
+        main_title="Main results vs LBDT-4's published Ref-YouTube-VOS numbers (another method)",
+        reference=paper.LBDT4_YTVOS,
     ),
-)
-PROTOCOLS = {p.dataset: p for p in (A2D, YTVOS, MEVIS)}
+    "none": Context(
+        "published\n(none)",
+        "context/table3",
+        "Context: none (the CVLS paper reports no {title} numbers, and the suite cites no other method's)",
+        main_title="Main results: {primary} on {title} {test_short} (no published context)",
+    ),
+}
+
+
+def protocol_of(spec: DatasetSpec) -> Protocol:
+    """The report's protocol of a registered dataset: its metric family, its report text and its context."""
+    m, text, ctx = spec.metrics, spec.report, CONTEXTS[spec.report.context]
+    names = {"title": spec.title, "test_short": text.test_short, "primary": m.primary}
+    return Protocol(
+        dataset=spec.name,
+        table3=m.table3,
+        primary=m.primary,
+        secondary=m.secondary,
+        unit_name=m.unit,
+        main_metrics=(*(JF_KEYS if m.davis else ()), *paper.METRICS),
+        test_split=text.test_split,
+        test_short=text.test_short,
+        cvls_paper=ctx.cvls_paper,
+        per_variant=ctx.per_variant,
+        reference=ctx.reference,
+        context_label=ctx.label,
+        context_key=ctx.key,
+        context_note=ctx.note.format(**names),
+        real_strata_note=text.real_strata_note,
+        title=spec.title,
+        main_title=None if ctx.main_title is None else ctx.main_title.format(**names),
+    )
+
+
+A2D = protocol_of(registry.get("a2d"))  # the default dataset's: the page builders' default
 
 
 def protocol(params: Params) -> Protocol:
     """The protocol of params.data.dataset."""
-    return PROTOCOLS[params.data.dataset]
+    return protocol_of(params.dataset_spec)
 
 
 def split_name(params: Params) -> str:
-    """How the pages name the test split, with the synthetic twin named as such on synthetic data."""
+    """How the pages name the test split, with the synthetic twin named as such on synthetic data
+    (the paper's own dataset is the synthetic benchmark's layout: its name says so already)."""
     proto = protocol(params)
-    if proto.dataset == "a2d" or params.data.source != "synthetic":
+    if proto.cvls_paper or params.data.source != "synthetic":
         return proto.test_split
-    return f"{proto.test_split}, of the synthetic twin in the {DATASET_NAMES[proto.dataset]} layout"
+    return f"{proto.test_split}, of the synthetic twin in the {proto.title} layout"

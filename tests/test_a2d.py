@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from core.data import a2d, a2d_write
-from core.data.a2d import VideosetRow, load_frames, read_a2d, video_path
+from core.data.a2d import VideosetRow, read_a2d, video_path
+from core.data.frames import load_frames
 from core.data.ground_truth import write_ground_truth
 from core.data.types import SkipLedger
 from core.data.video import write_mp4

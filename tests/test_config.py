@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from core.config import flatten, load_params
+from core.data import registry
 from core.errors import ParamsError
 from core.sections import parse_ratio
 
@@ -32,7 +33,7 @@ def test_params_yaml_states_every_key():
         ("train.epochs=abc", "train.epochs: Input should be a valid integer"),
         ("train.epochs=0", "train.epochs"),
         ("nosuch.key=1", "nosuch: unknown key"),
-        ("data.source=real", "data: source is 'real' but a2d_root is not set"),
+        ("data.source=real", "data: source is 'real' and dataset is 'a2d' but data.a2d_root is not set"),
         ("studies.lambdas=[0.5, 2]", "lambda 2"),
         ("data.allow_skip=[nonsense]", "data.allow_skip.0"),
         ("model.init=imagenet", "model: init is 'imagenet' but pretrained_weights"),
@@ -72,16 +73,16 @@ def test_real_source_needs_the_root_of_the_chosen_dataset_only(dataset):
     assert f"data: source is 'real' and dataset is '{dataset}' but {key} is not set" in msg and "\n" not in msg
     p = load_params(ROOT / "params.yaml", ["data.source=real", f"data.dataset={dataset}", f"{key}=raw/{dataset}"])
     assert p.data.a2d_root is None and p.raw_dataset == ROOT / "raw" / dataset  # no A2D root needed
-    assert getattr(p, f"raw_{dataset}") == ROOT / "raw" / dataset
+    assert registry.get(dataset).root_of(p) == ROOT / "raw" / dataset
     other = "mevis" if dataset == "ytvos" else "ytvos"
     with pytest.raises(ParamsError, match=rf"^data\.{other}_root: not set"):
-        getattr(p, f"raw_{other}")
+        registry.get(other).root_of(p)
 
 
 def test_default_dataset_is_a2d_and_synthetic_roots_live_under_outputs():
     p = load_params(ROOT / "params.yaml", ["paths.outputs=out"])
-    assert p.data.dataset == "a2d" and p.raw_dataset == p.raw_a2d == ROOT / "out" / "raw" / "a2d"
-    assert p.raw_ytvos == ROOT / "out" / "raw" / "ytvos" and p.raw_mevis == ROOT / "out" / "raw" / "mevis"
+    assert p.data.dataset == "a2d" and p.raw_dataset == p.raw_root("a2d") == ROOT / "out" / "raw" / "a2d"
+    assert [p.raw_root(n) for n in ("ytvos", "mevis")] == [ROOT / "out" / "raw" / n for n in ("ytvos", "mevis")]
     assert p.data.offline_test_fraction == 0.15 and p.data.offline_seed == 0
 
 

@@ -1,7 +1,7 @@
 """core.export: the submission zips of Ref-YouTube-VOS valid and MeViS valid, on the synthetic twins.
 
-The twins are written by the real writers (core.data.synthetic.twins) at params.raw_ytvos /
-params.raw_mevis, with a few defects added by hand (a listed frame without its JPEG, an empty
+The twins are written by the real writers (core.data.synthetic.twins) at params.raw_root("ytvos") /
+params.raw_root("mevis"), with a few defects added by hand (a listed frame without its JPEG, an empty
 expression, a listed video missing on disk, skipped under data.allow_skip missing_video); the
 model is a tiny untrained CVLS with a vocabulary built from the twin's train sentences like
 extraction builds it. Such a split cannot be submitted whole: the export fails, or writes the
@@ -113,13 +113,13 @@ def _build(tmp: Path, dataset: str, defects: bool = True) -> Case:
     valid = plan.plan_valid(params, VALID_VIDEOS)
     first = valid[0].video_id
     if dataset == "ytvos":
-        root = params.raw_ytvos
+        root = params.raw_root("ytvos")
         twins.generate_ytvos(root, scenes, valid)
         train = [e.text for v in ytvos.read_ytvos(root, SkipLedger()) for e in v.expressions]
 
         meta = ytvos.meta_expressions_path(root, "valid")
     else:
-        root = params.raw_mevis
+        root = params.raw_root("mevis")
         twins.generate_mevis(root, scenes, valid, seed=params.data.synthetic.seed)
         train = [e.text for v in mevis.read_mevis(root, SkipLedger()) for e in v.expressions]
 
@@ -332,7 +332,7 @@ def test_a2d_has_no_split_to_submit(tmp_path: Path) -> None:
 
 def test_missing_root_and_mismatched_vocabulary_are_one_line_errors(case: Case, tmp_path: Path) -> None:
     other = _params(tmp_path / "elsewhere", case.dataset)
-    with pytest.raises(DataError, match="dataset root not found; generate the synthetic twin first"):
+    with pytest.raises(DataError, match="dataset root not found; run the generate stage first"):
         export.export_predictions(other, case.model, case.vocab, CPU, tmp_path)
     small = Vocab(case.vocab.words[:3])
     with pytest.raises(UserError, match="not the vocabulary it was trained with"):

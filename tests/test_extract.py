@@ -25,7 +25,7 @@ def test_store_matches_the_raw_dataset(tiny_store):
     """Every stored mask equals the raw h5 mask (resized), and the original-size copy is exact."""
     p = tiny_store
     summary = json.loads((p.processed / "summary.json").read_text())
-    raw = {v.video_id: v for v in read_a2d(p.raw_a2d, SkipLedger())}
+    raw = {v.video_id: v for v in read_a2d(p.raw_root("a2d"), SkipLedger())}
     n_checked = 0
     for split in ("train", "val", "test"):
         st = open_split(p.processed, split)
@@ -43,7 +43,7 @@ def test_store_matches_the_raw_dataset(tiny_store):
     # every split's sentences and pairs add up; the missed video is counted, not stored
     assert summary["skipped"]["missed_video"]["count"] == 1
     ids = {v["id"] for s in ("train", "val", "test") for v in open_split(p.processed, s).videos}
-    missed = (p.raw_a2d / "text_annotations" / "a2d_missed_videos.txt").read_text().split()
+    missed = (p.raw_root("a2d") / "text_annotations" / "a2d_missed_videos.txt").read_text().split()
     assert not ids & set(missed)
 
 
@@ -108,7 +108,7 @@ def test_killed_extraction_leaves_no_complete_looking_store_and_resumes(tmp_path
 
 def _copy_raw(tiny_store, tmp_path):
     p = tiny_params(tmp_path)
-    shutil.copytree(tiny_store.raw_a2d.parent, p.raw_a2d.parent)
+    shutil.copytree(tiny_store.raw_root("a2d").parent, p.raw_root("a2d").parent)
     return p
 
 
@@ -125,8 +125,8 @@ def test_worker_processes_build_the_same_store(tiny_store, tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_corrupt_mp4_names_the_file_or_is_counted(tiny_store, tmp_path, workers):
     p = _copy_raw(tiny_store, tmp_path).replace(**{"data.extract_workers": workers})
-    vid = next(iter(read_a2d(p.raw_a2d, SkipLedger()))).video_id
-    mp4 = a2d.video_path(p.raw_a2d, vid)
+    vid = next(iter(read_a2d(p.raw_root("a2d"), SkipLedger()))).video_id
+    mp4 = a2d.video_path(p.raw_root("a2d"), vid)
     mp4.write_bytes(mp4.read_bytes()[:300])  # truncated
     with pytest.raises(DataError, match=rf"{vid}\.mp4: .*(corrupt|truncated).*data.allow_skip") as err:
         extract(p)
@@ -140,10 +140,10 @@ def test_corrupt_mp4_names_the_file_or_is_counted(tiny_store, tmp_path, workers)
 
 def test_mask_size_differs_from_decoded_frames(tiny_store, tmp_path):
     p = _copy_raw(tiny_store, tmp_path)
-    video = next(iter(read_a2d(p.raw_a2d, SkipLedger())))
+    video = next(iter(read_a2d(p.raw_root("a2d"), SkipLedger())))
     for f in video.frames:  # rewrite every mask of the video 2 px wider than its mp4
         wide = np.ones((len(f.instance_ids), video.height, video.width + 2), bool)
-        a2d_write.write_frame_h5(p.raw_a2d, video.video_id, f.index + 1, f.instance_ids, wide)
+        a2d_write.write_frame_h5(p.raw_root("a2d"), video.video_id, f.index + 1, f.instance_ids, wide)
     with pytest.raises(DataError, match=rf"{video.video_id}\.mp4: decoded frames are .* but the annotations say"):
         extract(p)
     assert extract(p.replace(**{"data.allow_skip": ["mask_size"]}))["skipped"]["mask_size"]["count"] == 1
@@ -151,7 +151,7 @@ def test_mask_size_differs_from_decoded_frames(tiny_store, tmp_path):
 
 def test_missing_root_is_one_clear_error(tmp_path):
     p = tiny_params(tmp_path)
-    with pytest.raises(DataError, match=r"raw/a2d: A2D dataset root not found; run the generate stage"):
+    with pytest.raises(DataError, match=r"raw/a2d: A2D Sentences dataset root not found; run the generate stage"):
         extract(p)
 
 
@@ -160,7 +160,7 @@ def test_excluded_video_changes_nothing_else_in_the_store(tiny_store, tmp_path):
     excluded by id: with it added, valid in every file, the store is byte-identical."""
     p = _copy_raw(tiny_store, tmp_path)
     without = extract(p)
-    root, vid = p.raw_a2d, "e7Kjy13woXg"
+    root, vid = p.raw_root("a2d"), "e7Kjy13woXg"
     donor = next(iter(read_a2d(root, SkipLedger())))  # a valid video, copied under the id
     videoset = root / "Release" / "videoset.csv"
     row = next(line for line in videoset.read_text().splitlines() if line.startswith(f"{donor.video_id},"))
@@ -206,7 +206,7 @@ def test_ground_truth_is_part_of_the_store_identity(tiny_store, tmp_path, monkey
     """A changed class or a removed sidecar is a new fingerprint, with every video's chunk reused."""
     p = _copy_raw(tiny_store, tmp_path)
     before = extract(p)["fingerprint"]
-    sidecar = p.raw_a2d / a2d.GROUND_TRUTH
+    sidecar = p.raw_root("a2d") / a2d.GROUND_TRUTH
     doc = json.loads(sidecar.read_text())
     vid = next(iter(doc["classes"]))
     doc["classes"][vid] = {k: "zeppelin" for k in doc["classes"][vid]}

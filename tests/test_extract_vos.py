@@ -17,6 +17,7 @@ import pytest
 
 from core.data import chunks as chunks_mod
 from core.data import mevis_write as mw
+from core.data import registry
 from core.data import ytvos_write as yw
 from core.data.chunks import resize_frames, resize_masks
 from core.data.extract import extract, read_sources, val_videos
@@ -124,7 +125,7 @@ def ytvos_store(tmp_path_factory):
 
 def test_ytvos_offline_test_split_is_offline_split_of_the_listed_videos(ytvos_store):
     p, summary = ytvos_store
-    listed = json.loads(meta_expressions_path(p.raw_ytvos, "train").read_text())["videos"]
+    listed = json.loads(meta_expressions_path(p.raw_root("ytvos"), "train").read_text())["videos"]
     held_out = offline_split(listed, 0.25, p.data.offline_seed)
     usable = {f"yt{k}" for k in range(N_YTVOS)}
     assert len(held_out) == round(len(listed) * 0.25) == 2
@@ -134,7 +135,7 @@ def test_ytvos_offline_test_split_is_offline_split_of_the_listed_videos(ytvos_st
     assert train == usable - test - val
     assert not (p.processed / "jhmdb").exists() and "jhmdb" not in summary["splits"]
     assert {s: summary["splits"][s]["videos"] for s in SPLITS} == {"train": len(train), "val": 1, "test": len(test)}
-    assert summary["dataset"] == "ytvos" and summary["ytvos_root"] == str(p.raw_ytvos)
+    assert summary["dataset"] == "ytvos" and summary["ytvos_root"] == str(p.raw_root("ytvos"))
     assert summary["test_split"]["fraction"] == 0.25 and summary["test_split"]["seed"] == 0
     assert summary["test_split"]["held_out_listed_videos"] == 2
     assert "a2d_root" not in summary
@@ -164,7 +165,7 @@ def test_ytvos_masks_frames_and_classes_match_the_written_dataset(ytvos_store):
 def test_ytvos_quirks_are_counted_in_the_summary(ytvos_store):
     p, summary = ytvos_store
     ledger = SkipLedger(allowed=frozenset(ALLOWED))
-    list(read_ytvos(p.raw_ytvos, ledger))
+    list(read_ytvos(p.raw_root("ytvos"), ledger))
     assert dict(ledger.counts) == YTVOS_SKIPS  # every reader skip ...
     # ... is in the summary, with extraction's own count: object 2 is absent in frame 8 of each video
     assert {k: v["count"] for k, v in summary["skipped"].items()} == {
@@ -183,7 +184,7 @@ def test_ytvos_quirks_are_counted_in_the_summary(ytvos_store):
 
 def test_ytvos_offline_seed_moves_the_test_split_and_reuses_every_chunk(ytvos_store, tmp_path, monkeypatch):
     p, before = ytvos_store
-    listed = json.loads(meta_expressions_path(p.raw_ytvos, "train").read_text())["videos"]
+    listed = json.loads(meta_expressions_path(p.raw_root("ytvos"), "train").read_text())["videos"]
     seed = next(s for s in range(1, 50) if offline_split(listed, 0.25, s) != offline_split(listed, 0.25, 0))
     monkeypatch.setattr(chunks_mod, "load_frames", lambda *a: pytest.fail("decoded a cached video again"))
     q = p.replace(**{"data.offline_seed": seed, "paths.outputs": str(tmp_path)})
@@ -197,8 +198,8 @@ def test_ytvos_changed_jpeg_is_decoded_again(tmp_path, monkeypatch):
     """The chunk key covers a JPEG folder's files (it once globbed *.png only: a stale chunk)."""
     p = ytvos_params(tmp_path, **{"data.window": 0})
     extract(p)
-    jpeg = frame_files(p.raw_ytvos / "train" / "JPEGImages" / "yt3")[4]
-    yw.write_frames(p.raw_ytvos, "train", "yt3", np.full((1, YH, YW, 3), 250, np.uint8), [jpeg.stem])
+    jpeg = frame_files(p.raw_root("ytvos") / "train" / "JPEGImages" / "yt3")[4]
+    yw.write_frames(p.raw_root("ytvos"), "train", "yt3", np.full((1, YH, YW, 3), 250, np.uint8), [jpeg.stem])
     real, decoded = chunks_mod.load_frames, []
     monkeypatch.setattr(chunks_mod, "load_frames", lambda v, i: decoded.append(v.video_id) or real(v, i))
     extract(p)
@@ -326,7 +327,7 @@ def test_mevis_train_and_valid_u_become_train_val_and_test(mevis_store):
     assert val == val_videos(sorted(train_val), p.data.val_fraction) and len(val) == 1
     assert _stored_ids(p, "train") == train_val - val
     assert not (p.processed / "jhmdb").exists() and set(summary["splits"]) == set(SPLITS)
-    assert summary["dataset"] == "mevis" and summary["mevis_root"] == str(p.raw_mevis)
+    assert summary["dataset"] == "mevis" and summary["mevis_root"] == str(p.raw_root("mevis"))
     assert summary["test_split"] == {"kind": "valid_u"} and summary["virtual_instances"] == 3
 
 
@@ -384,7 +385,7 @@ def test_mevis_quirks_are_counted_in_the_summary(mevis_store):
     p, summary = mevis_store
     ledger = SkipLedger(allowed=frozenset({"empty_sentence"}))
     for split in ("train", "valid_u"):
-        list(read_mevis(p.raw_mevis, ledger, split))
+        list(read_mevis(p.raw_root("mevis"), ledger, split))
     assert dict(ledger.counts) == MEVIS_SKIPS
     # extraction's own count: the early box of m2 and of u1 is gone in their chosen frame 5
     assert {k: v["count"] for k, v in summary["skipped"].items()} == {**MEVIS_SKIPS, "referent_absent_in_frame": 2}
@@ -399,7 +400,7 @@ def test_unset_root_of_the_chosen_dataset_is_one_line_naming_the_key(tmp_path, d
     assert f"but {key} is not set" in msg and "\n" not in msg
     p = tiny_params(tmp_path, **{"data.source": "real", "data.a2d_root": str(tmp_path)})
     with pytest.raises(ParamsError, match=rf"^{key}: not set"):
-        getattr(p, f"raw_{dataset}")
+        registry.get(dataset).root_of(p)
 
 
 @pytest.mark.parametrize("dataset, key", [("ytvos", "data.ytvos_root"), ("mevis", "data.mevis_root")])
@@ -412,14 +413,14 @@ def test_missing_root_folder_is_one_line_naming_the_key(tmp_path, dataset, key):
     msg = str(err.value)
     assert msg.startswith(f"{tmp_path / 'nowhere'}: ") and f"set {key} to your" in msg and "\n" not in msg
     synthetic = tiny_params(tmp_path / "syn", **{"data.dataset": dataset})
-    assert getattr(synthetic, f"raw_{dataset}") == synthetic.outputs / "raw" / dataset
+    assert registry.get(dataset).root_of(synthetic) == synthetic.outputs / "raw" / dataset
     with pytest.raises(DataError, match=rf"raw/{dataset}: .* root not found; run the generate stage first"):
         extract(synthetic)
 
 
 def test_synthetic_source_reads_the_raw_folder(tmp_path):
     p = tiny_params(tmp_path, **{"data.dataset": "mevis"})
-    build_mevis(p.raw_mevis)
+    build_mevis(p.raw_root("mevis"))
     splits = [split for split, _ in read_sources(p, SkipLedger(allowed=frozenset({"empty_sentence"})))]
     assert splits == ["train"] * 3 + ["test"] * 2
 
@@ -427,10 +428,10 @@ def test_synthetic_source_reads_the_raw_folder(tmp_path):
 def test_default_a2d_store_is_unchanged(tiny_store):
     """data.dataset defaults to a2d: the A2D + J-HMDB store, with the dataset in the summary."""
     p = tiny_store
-    assert p.data.dataset == "a2d" and p.raw_dataset == p.raw_a2d
+    assert p.data.dataset == "a2d" and p.raw_dataset == p.raw_root("a2d")
     summary = json.loads((p.processed / "summary.json").read_text())
-    assert summary["dataset"] == "a2d" and summary["a2d_root"] == str(p.raw_a2d)
-    assert summary["jhmdb_root"] == str(p.raw_jhmdb) and "test_split" not in summary
+    assert summary["dataset"] == "a2d" and summary["a2d_root"] == str(p.raw_root("a2d"))
+    assert summary["jhmdb_root"] == str(p.raw_root("jhmdb")) and "test_split" not in summary
     assert set(summary["splits"]) == {"train", "val", "test", "jhmdb"}
     for split in summary["splits"]:
         assert all("unions" not in v for v in open_split(p.processed, split).videos)

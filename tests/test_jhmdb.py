@@ -9,9 +9,9 @@ import pytest
 import scipy.io
 
 from core.data import jhmdb
-from core.data.a2d import load_frames
+from core.data.frames import chosen_indices, load_frames
 from core.data.ground_truth import write_ground_truth
-from core.data.jhmdb import chosen_indices, read_jhmdb
+from core.data.jhmdb import read_jhmdb
 from core.data.types import SkipLedger
 from core.errors import DataError
 from core.sections import SKIP_CLASSES

@@ -11,19 +11,17 @@ import pytest
 from core.data import mevis
 from core.data.images import read_image_frames
 from core.data.mevis import (
-    decode_rle,
     is_virtual,
     read_mevis,
     read_mevis_valid,
-    rle_counts,
     virtual_id,
 )
 from core.data.mevis_write import (
     MetaExpression,
     MevisVideoSpec,
-    encode_mask,
     write_split,
 )
+from core.data.rle import decode_rle, encode_mask
 from core.data.types import SkipLedger
 from core.errors import DataError
 from core.sections import SKIP_CLASSES
@@ -106,28 +104,6 @@ def build(root: Path, split: str = "train") -> Path:
     (root / split / "JPEGImages" / "v2" / "00001.jpg").unlink()  # a listed frame without a JPEG
     patch_json(meta_file(root, split), lambda d: d["videos"]["v2"]["expressions"].pop("0"))
     return root
-
-
-# ---- the 3x3 RLE by hand ---------------------------------------------------------------
-
-
-def test_rle_hand_checked():
-    # [[0 1 0], [0 1 0], [0 0 1]] column-major: 3 zeros, 2 ones, 3 zeros, 1 one. Each run is
-    # chr(48 + 5-bit group): '3' '2' '3'; the 4th run is stored as its difference to the 2nd,
-    # 1 - 2 = -1, i.e. 0b11111 (sign bit 0x10 set, no continuation) = 31 -> chr(79) = 'O'
-    m = np.array([[0, 1, 0], [0, 1, 0], [0, 0, 1]], bool)
-    assert rle_counts("323O") == [3, 2, 3, 1]
-    assert encode_mask(m) == {"size": [3, 3], "counts": "323O"}
-    assert (decode_rle({"size": [3, 3], "counts": "323O"}) == m).all()
-    # a run > 31 takes two characters: 33 = 1 + (1 << 5) -> 'Q' (1 | more 0x20) then '1'
-    row = np.zeros((1, 40), bool)
-    row[0, 33:] = True
-    assert encode_mask(row) == {"size": [1, 40], "counts": "Q17"}
-    assert rle_counts("Q17") == [33, 7]
-    assert encode_mask(np.zeros((3, 3), bool)) is None
-    for bad in ("8", "32", "323", "3 2"):  # wrong pixel total, or a character outside the alphabet
-        with pytest.raises(ValueError):
-            decode_rle({"size": [3, 3], "counts": bad})
 
 
 def test_virtual_ids():
@@ -331,7 +307,7 @@ def test_missing_or_unreadable_files_always_raise(tmp_path):
     meta_file(root).write_text("{not json")
     _one_line_error(root, "train/meta_expressions.json: not readable JSON")
     meta_file(root).write_text('{"video": {}}')
-    _one_line_error(root, r"train/meta_expressions.json: expected \{\"videos\"")
+    _one_line_error(root, r"train/meta_expressions.json: expected an object \{\"videos\"")
     meta_file(root).unlink()
     _one_line_error(root, "train/meta_expressions.json: required MeViS file not found")
     with pytest.raises(DataError, match="meta_expressions.json: not readable JSON"):

@@ -128,7 +128,7 @@ def test_the_paper_on_real_a2d_is_one_line_of_params_yaml(tmp_path):
     assert (tmp_path / "params.yaml").read_text() == before  # never written back
     assert p.profiles == ("profiles/paper.yaml", "profiles/a2d.yaml")
     assert p.flat() == loaded("paper", "a2d").flat()  # the same as --set profiles=[paper,a2d]
-    assert p.raw_a2d == Path("/data/a2d_sentences") and p.model.channels == 256
+    assert p.raw_root("a2d") == Path("/data/a2d_sentences") and p.model.channels == 256
 
 
 def test_layers_apply_in_order_and_set_overrides_win():

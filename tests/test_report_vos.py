@@ -19,12 +19,13 @@ import pandas as pd
 import pytest
 
 from core.config import Params
+from core.data import registry
 from core.metrics import summarize
 from core.results import METRIC_KEYS, SPLITS
 from core.strata import strata_metrics
 from core.vos_metrics import summarize_pairs
 from reports import paper
-from reports.protocol import MEVIS
+from reports.protocol import protocol_of
 from tests.test_report import (
     BLIND,
     ORACLE,
@@ -320,13 +321,12 @@ def test_expression_metrics_average_per_expression_hand_example():
 
 def test_a_step_in_j_is_over_expressions_clustered_by_video_hand_example(tmp_path):
     from reports.analysis import table3_tests
-    from reports.protocol import YTVOS
     from reports.scores import run_table
 
     results, samples = _hand()
     tables = {m: run_table(samples, m, ["Baseline", "A"]) for m in ("J&F", "J", "F")}
     p = make_params(tmp_path, "data.dataset=ytvos")
-    (step_j,) = [t for t in table3_tests(results, tables, p, YTVOS) if t.metric == "J"]
+    (step_j,) = [t for t in table3_tests(results, tables, p, protocol_of(registry.get("ytvos"))) if t.metric == "J"]
     # per expression J differences, averaged over the seeds: 70, 35, 85 -> 63.3 (per pair it would be 65.8);
     # expressions 0 and 1 share video a: two videos, not three expressions, are what a rerun would redraw
     assert step_j.est.value == pytest.approx((70 + 35 + 85) / 3) and step_j.est.videos == 2
@@ -334,4 +334,4 @@ def test_a_step_in_j_is_over_expressions_clustered_by_video_hand_example(tmp_pat
 
 def test_paper_keeps_the_cvls_numbers_and_lbdt_apart():
     assert paper.LBDT4_YTVOS == {"J": 48.18, "F": 50.57, "J&F": 49.38}
-    assert "J&F" not in paper.TABLE3["CCL+RHIC+LCF"] and MEVIS.reference == {}
+    assert "J&F" not in paper.TABLE3["CCL+RHIC+LCF"] and protocol_of(registry.get("mevis")).reference == {}

@@ -79,14 +79,14 @@ def test_same_seed_same_files_other_seed_differs(tmp_path: Path) -> None:
     )
     for p in (a, b, c):
         synthetic.generate(p)
-    first, second = _a2d_contents(a.raw_a2d), _a2d_contents(b.raw_a2d)
+    first, second = _a2d_contents(a.raw_root("a2d")), _a2d_contents(b.raw_root("a2d"))
     assert first.keys() == second.keys() and len(first) > 10
     assert first == second
-    assert _jhmdb_contents(a.raw_jhmdb) == _jhmdb_contents(b.raw_jhmdb)
+    assert _jhmdb_contents(a.raw_root("jhmdb")) == _jhmdb_contents(b.raw_root("jhmdb"))
     assert (a.outputs / "raw" / "synthetic_summary.json").read_bytes() == (
         b.outputs / "raw" / "synthetic_summary.json"
     ).read_bytes()
-    other = _a2d_contents(c.raw_a2d)
+    other = _a2d_contents(c.raw_root("a2d"))
     assert other[str(ANNOTATIONS)] != first[str(ANNOTATIONS)]
     assert other[str(VIDEOSET)] != first[str(VIDEOSET)]
 
@@ -94,10 +94,10 @@ def test_same_seed_same_files_other_seed_differs(tmp_path: Path) -> None:
 def test_rerun_in_place_regenerates_identically(tmp_path: Path) -> None:
     params = small_params(tmp_path)
     synthetic.generate(params)
-    before = _a2d_contents(params.raw_a2d)
+    before = _a2d_contents(params.raw_root("a2d"))
     synthetic.generate(params)
-    assert _a2d_contents(params.raw_a2d) == before
-    assert not [p.name for p in params.raw_a2d.parent.iterdir() if p.name.startswith(".")]
+    assert _a2d_contents(params.raw_root("a2d")) == before
+    assert not [p.name for p in params.raw_root("a2d").parent.iterdir() if p.name.startswith(".")]
 
 
 # ---------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_rerun_in_place_regenerates_identically(tmp_path: Path) -> None:
 
 def test_a2d_layout(generated: tuple[Params, dict]) -> None:
     params, summary = generated
-    root, syn = params.raw_a2d, params.data.synthetic
+    root, syn = params.raw_root("a2d"), params.data.synthetic
     for rel in (VIDEOSET, ANNOTATIONS, MISSED):
         assert (root / rel).is_file(), rel
     rows = [line.split(",") for line in (root / VIDEOSET).read_text().splitlines()]
@@ -132,7 +132,7 @@ def test_a2d_layout(generated: tuple[Params, dict]) -> None:
 
 def test_jhmdb_layout(generated: tuple[Params, dict]) -> None:
     params, summary = generated
-    root, syn = params.raw_jhmdb, params.data.synthetic
+    root, syn = params.raw_root("jhmdb"), params.data.synthetic
     plan = synthetic.plan_dataset(params)
     for scene in plan.jhmdb:
         pngs = sorted((root / "Rename_Images" / scene.action / scene.video_id).glob("*.png"))
@@ -243,7 +243,7 @@ def test_word_fields_tag_the_words_that_carry_each_value() -> None:
 
 def test_masks_match_pixels_after_h264(generated: tuple[Params, dict]) -> None:
     params, _ = generated
-    root = params.raw_a2d
+    root = params.raw_root("a2d")
     plan = synthetic.plan_dataset(params)
     checked = 0
     for scene in [*plan.train, *plan.test]:
@@ -304,7 +304,7 @@ def test_round_trip_through_the_readers(generated: tuple[Params, dict]) -> None:
 
     params, summary = generated
     ledger = SkipLedger()
-    videos = list(a2d.read_a2d(params.raw_a2d, ledger))
+    videos = list(a2d.read_a2d(params.raw_root("a2d"), ledger))
     for split in ("train", "test"):
         mine = [v for v in videos if v.split == split]
         assert len(mine) == summary["videos"][split]
@@ -315,7 +315,7 @@ def test_round_trip_through_the_readers(generated: tuple[Params, dict]) -> None:
     assert set(ledger.counts) == {"missed_video"}
 
     jledger = SkipLedger()
-    jvideos = list(jhmdb.read_jhmdb(params.raw_jhmdb, jledger))
+    jvideos = list(jhmdb.read_jhmdb(params.raw_root("jhmdb"), jledger))
     assert len(jvideos) == summary["jhmdb"]["videos"]
     assert sum(len(v.expressions) for v in jvideos) == summary["jhmdb"]["sentences"]
     assert jledger.counts["jhmdb_unmasked_trailing_frames"] == summary["jhmdb"]["videos_with_unmasked_tail"]
@@ -363,12 +363,12 @@ def test_failed_generation_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.
 def test_failed_regeneration_keeps_previous_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = small_params(tmp_path)
     summary = synthetic.generate(params)
-    before_a2d, before_j = _a2d_contents(params.raw_a2d), _jhmdb_contents(params.raw_jhmdb)
+    before_a2d, before_j = _a2d_contents(params.raw_root("a2d")), _jhmdb_contents(params.raw_root("jhmdb"))
     monkeypatch.setattr(write, "write_puppet_mask", _failing_after(2, write.write_puppet_mask))
     with pytest.raises(RuntimeError, match="simulated crash"):
         synthetic.generate(params.replace(**{"data.synthetic.seed": 5}))
-    assert _a2d_contents(params.raw_a2d) == before_a2d  # a2d was complete too, but not swapped in alone
-    assert _jhmdb_contents(params.raw_jhmdb) == before_j
+    assert _a2d_contents(params.raw_root("a2d")) == before_a2d  # a2d was complete too, but not swapped in alone
+    assert _jhmdb_contents(params.raw_root("jhmdb")) == before_j
     assert json.loads((tmp_path / "raw" / "synthetic_summary.json").read_text()) == summary
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["a2d", "jhmdb", "synthetic_summary.json"]
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from core.config import Params
 from core.data import mevis, ytvos
+from core.data.rle import decode_rle
 from core.data.synthetic import grammar, plan, render, twins
 from core.data.synthetic.grammar import COLOURS, GroupSentence
 from core.data.synthetic.scene import DatasetPlan, Scene
@@ -102,10 +103,11 @@ def test_ytvos_valid_has_frames_and_expressions_only(tw: Twins) -> None:
     videos = list(ytvos.read_ytvos_valid(tw.ytvos_root, ledger))
     assert not ledger.counts
     assert [v.video_id for v in videos] == [s.video_id for s in tw.valid]
+    listed = json.loads(ytvos.meta_expressions_path(tw.ytvos_root, "valid").read_text())["videos"]
     for v in videos:
         scene = tw.scenes[v.video_id]
         assert [q.text for q in v.expressions] == [x.text for x in scene.sentences]
-        assert all(q.referent is None for q in v.expressions)
+        assert all("obj_id" not in e for e in listed[v.video_id]["expressions"].values())  # no referent
         assert v.frame_indices == tuple(range(scene.frames))
     assert not (tw.ytvos_root / "valid" / ytvos.ANNOTATION_DIR).exists()
     assert not ytvos.meta_path(tw.ytvos_root, "valid").exists()
@@ -209,7 +211,7 @@ def test_mevis_masked_splits_round_trip(tw: Twins) -> None:
             assert len(entries) == scene.frames
             for t, rle in enumerate(entries):
                 want = _mask(scene, masks, t, o.instance_id)
-                got = np.zeros_like(want) if rle is None else mevis.decode_rle(rle)
+                got = np.zeros_like(want) if rle is None else decode_rle(rle)
                 np.testing.assert_array_equal(got, want)
     assert n_groups > 0
     summary = tw.mevis_summary

@@ -11,12 +11,12 @@ from PIL import Image
 
 from core.data import ytvos
 from core.data import ytvos_write as yw
-from core.data.a2d import load_frames
+from core.data.frames import load_frames
 from core.data.ground_truth import write_ground_truth
 from core.data.images import frame_files, is_jpeg_folder, read_image_frames
+from core.data.meta_expressions import Query
 from core.data.types import SkipLedger
 from core.data.ytvos import (
-    Query,
     annotation_path,
     meta_expressions_path,
     meta_path,
@@ -231,13 +231,14 @@ def test_every_quirk_is_counted(tmp_path):
         v1["expressions"]["3"] = {"exp": "a ghost", "obj_id": "9"}  # no such object
         v1["frames"].append("00025")  # no JPEG
         doc["videos"]["v2"]["expressions"]["1"] = {"exp": "a fish", "obj_id": "4"}  # object in no frame
+        doc["videos"]["v3"] = {"frames": ["00000"], "expressions": {}}  # a video without a sentence
 
     _edit_json(exprs_file(root), edit)
     fish = {"4": {"category": "fish", "frames": []}}
     _edit_json(meta_path(root), lambda d: d["videos"]["v2"]["objects"].update(fish))
     ledger = SkipLedger()
     v1, v2 = read_ytvos(root, ledger)
-    assert dict(ledger.counts) == {"referent_never_visible": 2, "frame_without_image": 1}
+    assert dict(ledger.counts) == {"referent_never_visible": 2, "frame_without_image": 1, "video_without_sentences": 1}
     assert set(ytvos.QUIRKS) == set(ledger.counts) and not ledger.notes
     assert [e.text for e in v1.expressions] == ["a cat walking", "the dog"]
     assert [e.text for e in v2.expressions] == ["a person"]
@@ -372,7 +373,9 @@ def test_bad_obj_id_and_video_missing_from_meta(tmp_path):
 def test_malformed_video_entry(tmp_path):
     root = build(tmp_path)
     _edit_json(exprs_file(root), lambda d: d["videos"]["v2"].pop("frames"))
-    _raises_then_counts(root, "bad_annotation", r"videos\['v2'\] must be an object with \"frames\"")
+    _raises_then_counts(
+        root, "bad_annotation", r"meta_expressions\.json:v2: video entry must be an object with \"frames\""
+    )
 
 
 # ---- valid split (no masks) --------------------------------------------------------------

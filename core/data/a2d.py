@@ -51,18 +51,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import h5py
 import numpy as np
 
 from core.data import defects
 from core.data.ground_truth import read_ground_truth
-from core.data.images import is_jpeg_folder, read_image_frames
-from core.data.jhmdb import read_png_frames
 from core.data.textfile import csv_records, parse_csv_line, read_lines
-from core.data.types import Expression, Frame, SkipLedger, Split, Video, visible_instances
-from core.data.video import read_frames
+from core.data.types import Expression, Frame, SkipLedger, Split, Video
 
 VIDEOSET = Path("Release") / "videoset.csv"
 CLIPS = Path("Release") / "clips320H"
@@ -103,21 +100,6 @@ def video_path(root: Path, video_id: str) -> Path:
 def h5_path(root: Path, video_id: str, frame_number: int) -> Path:
     """Annotation file of 1-indexed `frame_number` of `video_id`."""
     return Path(root) / INSTANCES / video_id / f"{frame_number:05d}.h5"
-
-
-def load_frames(video: Video, indices: Sequence[int]) -> np.ndarray:
-    """Decode frames at 0-based `indices` of an A2D (mp4), J-HMDB (png folder) or
-    Ref-YouTube-VOS (jpg folder; index = position in the sorted file list) video.
-
-    Returns uint8 [len(indices), H, W, 3]. Lives here because most videos are A2D; the png
-    case is delegated to the J-HMDB module, the jpg case to core.data.images.
-    """
-    source = Path(video.source)
-    if source.is_dir():
-        if is_jpeg_folder(source):
-            return read_image_frames(source, indices)
-        return read_png_frames(source, indices)
-    return read_frames(source, indices)
 
 
 # --------------------------------------------------------------------------------------
@@ -270,16 +252,12 @@ def _read_video(root: Path, row: VideosetRow, exprs: list[Expression], ledger: S
     frames = _read_frames(root, row, ledger)
     if not frames:
         return None
-    visible = visible_instances(frames)
-    kept = []
-    for e in exprs:
-        if e.referent in visible:
-            kept.append(e)
-        else:
-            ledger.quirk(
-                defects.REFERENT_NEVER_VISIBLE,
-                f"{e.source}: instance {e.referent} of {row.vid!r} is in none of its {len(frames)} annotated frames",
-            )
+    kept = defects.visible_referents(
+        exprs,
+        frames,
+        ledger,
+        lambda e: f"instance {e.referent} of {row.vid!r} is in none of its {len(frames)} annotated frames",
+    )
     if not kept:
         return None
     return Video(

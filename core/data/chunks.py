@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from core import procs
-from core.data.a2d import load_frames
+from core.data.frames import load_frames
 from core.data.images import JPEG_SUFFIXES, frame_files, is_jpeg_folder
 from core.data.types import SkipLedger, Video
 from core.errors import DataError

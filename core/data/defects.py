@@ -37,10 +37,10 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from core.data.images import JPEG_SUFFIXES, frame_files, image_size
-from core.data.types import SkipLedger
+from core.data.types import Expression, Frame, SkipLedger, visible_instances
 from core.errors import DataError
 
 MISSING_VIDEO = "missing_video"
@@ -152,3 +152,18 @@ def empty_sentence(ledger: SkipLedger, source: str, masked: bool, of: str = "") 
         return True
     ledger.note(EMPTY_SENTENCE, f"{source}: empty sentence{of} (kept: a submission needs its mask)")
     return False
+
+
+def visible_referents(
+    exprs: Sequence[Expression], frames: Sequence[Frame], ledger: SkipLedger, why: Callable[[Expression], str]
+) -> list[Expression]:
+    """The sentences whose referent has a pixel in one of `frames` (a video's chosen annotated
+    frames); each other one is the referent_never_visible quirk, '<source>: <why(sentence)>'."""
+    visible = visible_instances(frames)
+    kept = []
+    for e in exprs:
+        if e.referent in visible:
+            kept.append(e)
+        else:
+            ledger.quirk(REFERENT_NEVER_VISIBLE, f"{e.source}: {why(e)}")
+    return kept

@@ -1,10 +1,10 @@
 """Extraction stage: raw dataset layout -> processed store (see store.py).
 
-The dataset is `data.dataset` (`read_sources`): a2d = A2D Sentences train/test + J-HMDB
-Sentences as the zero-shot `jhmdb` split; ytvos = Ref-YouTube-VOS train, with the videos of
-`core.data.ytvos.offline_split` (data.offline_test_fraction, data.offline_seed) as `test`;
-mevis = MeViS train -> `train`, valid_u -> `test`. For all three, `val` is drawn from the
-remaining train videos (`val_videos`); ytvos and mevis have no `jhmdb` split.
+The dataset is `data.dataset`, read by its reader in core.data.registry (`read_sources`): a2d =
+A2D Sentences train/test + J-HMDB Sentences as the zero-shot `jhmdb` split; ytvos =
+Ref-YouTube-VOS train, with the videos of `core.data.ytvos.offline_split` (data.offline_test_fraction,
+data.offline_seed) as `test`; mevis = MeViS train -> `train`, valid_u -> `test`. For every dataset,
+`val` is drawn from the remaining train videos (`val_videos`).
 
     python -m core.data.extract [--params params.yaml] [--set key=value ...]
 
@@ -30,18 +30,13 @@ from tqdm import tqdm
 
 from core.cli import params_from, parser, run_main
 from core.config import Params
-from core.data.a2d import read_a2d
+from core.data import registry
 from core.data.chunks import Chunk, chunk_all
-from core.data.jhmdb import read_jhmdb
-from core.data.mevis import read_mevis
 from core.data.store import SPLITS
 from core.data.types import SkipLedger, Video
 from core.data.vocab import Vocab, tokenize
-from core.data.ytvos import _load_videos, meta_expressions_path, offline_split, read_ytvos
 from core.errors import DataError
 from core.io import hash_file, staged_dir, write_json
-from core.sections import DATASET_NAMES, DATASET_ROOTS
-from core.vos_metrics import JF_DATASETS
 
 log = logging.getLogger("cvls")
 
@@ -187,48 +182,12 @@ def fingerprint(folder: Path) -> str:
 def read_sources(
     params: Params, ledger: SkipLedger, unions: dict[str, dict[int, tuple[int, ...]]] | None = None
 ) -> Iterator[tuple[str, Video]]:
-    """(split, video) of every usable video of `data.dataset`; split is train, test or jhmdb
-    (val is drawn from train later). MeViS fills `unions` (video id -> virtual id -> members)."""
-    dataset = params.data.dataset
-    root = params.raw_dataset
-    if not root.is_dir():
-        key = DATASET_ROOTS[dataset]
-        if params.data.source == "real":
-            hint = f"set data.{key} to your {DATASET_NAMES[dataset]} folder"
-        else:  # the generate stage writes the layout of data.dataset (A2D or a twin)
-            hint = "run the generate stage first (dvc repro generate)"
-        name = "A2D" if dataset == "a2d" else DATASET_NAMES[dataset]
-        raise DataError(f"{root}: {name} dataset root not found; {hint}")
-    if dataset == "ytvos":
-        yield from _read_ytvos(params, root, ledger)
-        return
-    if dataset == "mevis":
-        for split in ("train", "valid_u"):
-            for v in read_mevis(root, ledger, split, unions=unions):
-                yield v.split, v  # train -> train, valid_u -> test (core.data.mevis.SPLITS)
-        return
-    for v in read_a2d(root, ledger):
-        yield v.split, v
-    jroot = params.raw_jhmdb
-    if jroot is not None:
-        if not jroot.is_dir():
-            raise DataError(f"{jroot}: J-HMDB dataset root not found (data.jhmdb_root)")
-        for v in read_jhmdb(jroot, ledger):
-            yield "jhmdb", v
-
-
-def ytvos_test_videos(params: Params, root: Path) -> set[str]:
-    """The Ref-YouTube-VOS train videos held out as the offline test split: `offline_split` over
-    every video LISTED in meta_expressions/train (not only the usable ones, so a video skipped
-    for a quirk or an allowed problem never moves another video between train and test)."""
-    listed = _load_videos(meta_expressions_path(root, "train"))
-    return offline_split(listed, params.data.offline_test_fraction, params.data.offline_seed)
-
-
-def _read_ytvos(params: Params, root: Path, ledger: SkipLedger) -> Iterator[tuple[str, Video]]:
-    held_out = ytvos_test_videos(params, root)
-    for v in read_ytvos(root, ledger):
-        yield ("test" if v.video_id in held_out else "train"), v
+    """(split, video) of every usable video of `data.dataset` (its reader in core.data.registry);
+    split is train, test or jhmdb (val is drawn from train later). A dataset with multi-object
+    expressions (MeViS) fills `unions` (video id -> virtual id -> members)."""
+    spec = params.dataset_spec
+    root = spec.existing_root(params)
+    yield from spec.read(params, root, ledger, {} if unions is None else unions)
 
 
 def strip_masks(v: Video) -> Video:
@@ -254,12 +213,13 @@ def extract(params: Params) -> dict:
         if e.video.video_id in held_out:
             e.split = "val"
 
+    keep_absent = params.dataset_spec.metrics.davis  # DAVIS scores every annotated frame of an expression
     with staged_dir(params.processed) as tmp:  # the fingerprint hashes paths relative to tmp
         counts = {}
         for split in SPLITS:
             chosen = [e for e in entries if e.split == split]
             if chosen or split != "jhmdb":
-                counts[split] = assemble_split(tmp / split, chosen, d.input_size, ledger, d.dataset in JF_DATASETS)
+                counts[split] = assemble_split(tmp / split, chosen, d.input_size, ledger, keep_absent)
         if counts["train"]["sentences"] == 0:
             raise DataError(f"{params.raw_dataset}: no usable training sentences after extraction")
         train_sentences = [x.text for en in entries if en.split == "train" for x in en.video.expressions]
@@ -281,26 +241,20 @@ def extract(params: Params) -> dict:
 
 def dataset_info(params: Params, entries: list[VideoEntry]) -> dict:
     """The summary's record of what was read: the dataset's root(s) and how its test split was made."""
-    d = params.data
-    if d.dataset == "a2d":
-        return {"a2d_root": str(params.raw_a2d), "jhmdb_root": str(params.raw_jhmdb) if params.raw_jhmdb else None}
-    info: dict = {f"{d.dataset}_root": str(params.raw_dataset)}
-    if d.dataset == "ytvos":
-        info["test_split"] = {
-            "kind": "offline hold-out of train (core.data.ytvos.offline_split over the listed train videos)",
-            "fraction": d.offline_test_fraction,
-            "seed": d.offline_seed,
-            "held_out_listed_videos": len(ytvos_test_videos(params, params.raw_dataset)),
-        }
-    else:
-        info["test_split"] = {"kind": "valid_u"}
-        # the union instances of multi-object expressions (index.json: videos[i]["unions"])
+    spec = params.dataset_spec
+    info: dict = {f"{spec.root_key}": str(params.raw_dataset)}
+    for name in spec.extra_roots:
+        root = params.raw_root(name)
+        info[f"{name}_root"] = None if root is None else str(root)
+    if spec.test_split is not None:
+        info["test_split"] = spec.test_split(params, params.raw_dataset)
+    if spec.unions:  # the union instances of multi-object expressions (index.json: videos[i]["unions"])
         info["virtual_instances"] = sum(len(e.unions) for e in entries)
     return info
 
 
 def format_summary(summary: dict) -> str:
-    dataset = DATASET_NAMES[summary.get("dataset", "a2d")]
+    dataset = registry.get(summary["dataset"]).title
     lines = [
         f"processed store: {summary['source']} {dataset} data, fingerprint {summary['fingerprint']}, "
         f"vocab {summary['vocab_words']} words"

@@ -4,10 +4,10 @@ A folder-of-frames video (Ref-YouTube-VOS `JPEGImages/<vid>/00000.jpg, 00005.jpg
 not be numbered contiguously: frame `i` of such a video is the i-th file of `frame_files`,
 sorted by frame number (numeric stems, so `5.jpg` < `10.jpg` as well as `00005` < `00010`),
 never the number in its name. Readers (core.data.ytvos) and the decoder (`read_image_frames`,
-called by core.data.a2d.load_frames) share this one ordering.
+called by core.data.frames.load_frames) share this one ordering.
 
-J-HMDB's 1-indexed `%05d.png` folders keep their own reader (core.data.jhmdb.read_png_frames).
-Every failure is a one-line `DataError` naming the file.
+J-HMDB's 1-indexed `%05d.png` folders are read by name (`read_png_frames`: index i is the file
+%05d.png of i + 1). Every failure is a one-line `DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -92,4 +92,18 @@ def read_image_frames(folder: Path, indices: Sequence[int], suffixes: Sequence[s
     shapes = sorted({a.shape for a in out})
     if len(shapes) > 1:
         raise DataError(f"{folder}: frames of different sizes {shapes}")
+    return np.stack(out)
+
+
+def read_png_frames(folder: Path, indices: Sequence[int]) -> np.ndarray:
+    """Frames at 0-based `indices` of a %05d.png folder (1-indexed names) -> uint8 [len, H, W, 3]."""
+    out = []
+    for i in indices:
+        if int(i) < 0:
+            raise DataError(f"{folder}: negative frame index {i}")
+        out.append(read_image(Path(folder) / f"{int(i) + 1:05d}.png"))
+    if not out:
+        return np.zeros((0, 0, 0, 3), np.uint8)
+    if len({a.shape for a in out}) > 1:
+        raise DataError(f"{folder}: frames of different sizes {sorted({a.shape for a in out})}")
     return np.stack(out)

@@ -43,10 +43,10 @@ from PIL import Image
 from scipy.io.matlab import MatReadError
 
 from core.data import defects
+from core.data.frames import chosen_indices
 from core.data.ground_truth import read_ground_truth
 from core.data.textfile import csv_records
 from core.data.types import Expression, Frame, SkipLedger, Video
-from core.errors import DataError
 from core.io import atomic_path, write_text
 
 IMAGES = Path("Rename_Images")
@@ -65,34 +65,6 @@ def frames_dir(root: Path, action: str, video: str) -> Path:
 
 def mask_path(root: Path, action: str, video: str) -> Path:
     return Path(root) / MASKS / action / video / "puppet_mask.mat"
-
-
-def read_png_frames(folder: Path, indices: Sequence[int]) -> np.ndarray:
-    """Frames at 0-based `indices` of a %05d.png folder (1-indexed names) -> uint8 [len, H, W, 3]."""
-    out = []
-    for i in indices:
-        if int(i) < 0:
-            raise DataError(f"{folder}: negative frame index {i}")
-        path = Path(folder) / f"{int(i) + 1:05d}.png"
-        if not path.is_file():
-            raise DataError(f"{path}: frame image not found")
-        try:
-            with Image.open(path) as img:
-                out.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
-        except OSError as err:
-            raise DataError(f"{path}: corrupt or unreadable image ({type(err).__name__}: {err})") from None
-    if not out:
-        return np.zeros((0, 0, 0, 3), np.uint8)
-    if len({a.shape for a in out}) > 1:
-        raise DataError(f"{folder}: frames of different sizes {sorted({a.shape for a in out})}")
-    return np.stack(out)
-
-
-def chosen_indices(n_masked: int, n: int) -> list[int]:
-    """`n` 0-based frame indices spaced uniformly over `n_masked` frames (fewer if it is short)."""
-    if n_masked <= 0 or n <= 0:
-        return []
-    return sorted({int(i) for i in np.round(np.linspace(0, n_masked - 1, n))})
 
 
 # --------------------------------------------------------------------------------------
@@ -229,15 +201,13 @@ def _build_video(
         Frame(index=i, instance_ids=(ACTOR_ID,), masks=(part_mask[:, :, i] > 0)[None], source=str(mat))
         for i in chosen_indices(t, n_frames)
     )
-    if not any(f.masks.any() for f in frames):
-        for e in exprs:
-            ledger.quirk(
-                defects.REFERENT_NEVER_VISIBLE,
-                f"{e.source}: the actor of {vid!r} is in none of its {len(frames)} chosen frames",
-            )
+    kept = defects.visible_referents(
+        exprs, frames, ledger, lambda e: f"the actor of {vid!r} is in none of its {len(frames)} chosen frames"
+    )
+    if not kept:
         return None
     return Video(
-        video_id=vid, split="test", source=folder, height=height, width=width, frames=frames, expressions=tuple(exprs)
+        video_id=vid, split="test", source=folder, height=height, width=width, frames=frames, expressions=tuple(kept)
     )
 
 

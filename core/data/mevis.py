@@ -15,9 +15,11 @@ Layout (as distributed), under one root, per split folder `train`, `valid_u` or 
                                             str} or null (the object is absent in that frame).
                                             `train` and `valid_u` only: `valid` has no masks
 
-A frame name is the JPEG's name with or without ".jpg" (the release writes "00000"). One
-expression may refer to several objects: obj_id and anno_id are parallel lists; its target in
-a frame is the UNION of its objects' masks. Expression ids are read in numeric order.
+meta_expressions.json is read as Ref-YouTube-VOS's is (core.data.meta_expressions: a frame name
+is the JPEG's name with or without ".jpg", the release writes "00000"; expression ids in
+numeric order); a frame listed twice is a bad_annotation here (mask_dict is indexed by the
+list). One expression may refer to several objects: obj_id and anno_id are parallel lists; its
+target in a frame is the UNION of its objects' masks. The masks are COCO RLE (core.data.rle).
 
 How MeViS maps onto the suite's types (`core.data.types`), which give a sentence ONE referent:
 
@@ -37,26 +39,21 @@ How MeViS maps onto the suite's types (`core.data.types`), which give a sentence
   * Video.classes is None: meta_expressions gives no per-object category.
 
 Protocol: `frames_per_video` annotated frames per video (3 by default), spaced uniformly over
-the video's listed frames that have a JPEG (`core.data.jhmdb.chosen_indices`); Frame.index is
+the video's listed frames that have a JPEG (`core.data.frames.chosen_indices`); Frame.index is
 the frame's 0-based position in the sorted JPEG list of its folder (`core.data.images`
-order, which `core.data.a2d.load_frames` decodes); Video.source is the JPEG folder;
+order, which `core.data.frames.load_frames` decodes); Video.source is the JPEG folder;
 Expression.source is "<meta_expressions.json>:<vid>/<exp_id>"; Frame.source is
 "<mask_dict.json>:<vid>/<frame name>". Video.split: train -> "train"; valid_u (and valid, if
 masks are ever supplied) -> "test" (SPLITS).
 
 `read_mevis_valid` reads a split without masks (`valid`; any split works, masks unread) for a
-prediction export: per video its id, JPEG folder, frame names and their JPEG positions, size,
-and its expressions with their exp_id (`MevisQueryVideo`). The MeViS submission format is
-one png per (video, expression, frame): <vid>/<exp_id>/<frame name>.png.
+prediction export (`meta_expressions.QueryVideo`). The MeViS submission format is one png per
+(video, expression, frame): <vid>/<exp_id>/<frame name>.png.
 
-Defects follow the rules every reader shares (core.data.defects): a listed video without its
-JPEGImages folder, or with no JPEG in it, is missing_video; an unreadable first JPEG is
-corrupt_video; an empty (blank) expression is empty_sentence where masks are read, and kept
-(text "", the server wants a mask for every exp_id) and noted by read_mevis_valid; a listed
-frame whose JPEG is missing is the frame_without_image quirk (the frame is never chosen; the
-others keep their JPEG positions); referent_never_visible (an expression whose target is empty
-in every chosen frame) and video_without_sentences (a video with no expression at all) are the
-quirks every reader counts. MeViS's own quirks (always skipped and counted, `SkipLedger.quirk`):
+Defects follow the rules every reader shares (core.data.defects: missing_video, corrupt_video,
+empty_sentence, frame_without_image, referent_never_visible, video_without_sentences; a listed
+frame without its JPEG is never chosen, the others keep their JPEG positions). MeViS's own
+quirks (always skipped and counted, `SkipLedger.quirk`):
 
     mevis_expression_without_target  an expression with an empty anno_id list
     mevis_anno_id_not_in_mask_dict   an expression naming an anno_id that mask_dict lacks
@@ -65,13 +62,10 @@ quirks every reader counts. MeViS's own quirks (always skipped and counted, `Ski
     mevis_target_always_null         an expression whose objects are null in every frame
 
 Bad input: a missing or unreadable root, split folder, meta_expressions.json or (read_mevis)
-mask_dict.json, a file that is not JSON or not of the shape above, always raises a one-line
-`DataError` naming the file and what it is (not found, a symbolic link loop, a folder, ...). Per
-video, through `SkipLedger.problem` (raises unless allowed in data.allow_skip): bad_annotation (a
-malformed video or expression entry of meta_expressions.json), bad_h5 (a malformed mask_dict
-entry: not a list of one RLE-or-null per frame, an RLE that does not decode to its size; bad_h5
-is the mask-file class, as J-HMDB uses it for its .mat), mask_size (an RLE whose size is not the
-JPEG size).
+mask_dict.json, or one not of the shape above, always raises a one-line `DataError` naming the
+file. Per video (`SkipLedger.problem`): bad_annotation (a malformed video or expression entry),
+bad_h5 (a malformed mask_dict entry: not one RLE-or-null per frame, an RLE that does not decode
+to its size), mask_size (an RLE whose size is not the JPEG size).
 
 `core.data.mevis_write` writes the same layout (the synthetic generator and the tests).
 """
@@ -79,25 +73,22 @@ JPEG size).
 from __future__ import annotations
 
 import hashlib
-import json
-import warnings
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
-from pycocotools import mask as mask_utils
-
 from core.data import defects
-from core.data.jhmdb import chosen_indices
-from core.data.types import Expression, Frame, SkipLedger, Split, Video
-from core.errors import DataError
+from core.data import meta_expressions as mx
+from core.data.frames import chosen_indices
+from core.data.meta_expressions import jpeg_name
+from core.data.mevis_masks import check_entries, decode_frames, masks_frame, read_mask_dict
+from core.data.types import Expression, SkipLedger, Split, Video
 
 IMAGES = Path("JPEGImages")
 META = "meta_expressions.json"
 MASK_DICT = "mask_dict.json"
-JPEG_SUFFIX = ".jpg"
+WHAT = "MeViS"  # how messages name its files
 # MeViS split folder -> the suite's split of its videos
 SPLITS: dict[str, Split] = {"train": "train", "valid_u": "test", "valid": "test"}
 MASKED_SPLITS = ("train", "valid_u")  # the release's splits with a mask_dict.json
@@ -133,11 +124,6 @@ def mask_dict_path(root: Path, split: str) -> Path:
     return Path(root) / split / MASK_DICT
 
 
-def jpeg_name(frame_name: str) -> str:
-    """The JPEG file of a listed frame name: '00000' -> '00000.jpg' ('00000.jpg' stays)."""
-    return frame_name if frame_name.lower().endswith(JPEG_SUFFIX) else frame_name + JPEG_SUFFIX
-
-
 def virtual_id(anno_ids: Sequence[int]) -> int:
     """The virtual instance id of the union of `anno_ids` (order and repeats do not matter)."""
     key = ",".join(str(i) for i in sorted({int(i) for i in anno_ids}))
@@ -149,88 +135,9 @@ def is_virtual(instance_id: int) -> bool:
     return VIRTUAL_ID_BASE <= int(instance_id) < 2 * VIRTUAL_ID_BASE
 
 
-def rle_counts(counts: str) -> list[int]:
-    """Run lengths of a compressed COCO RLE string (pycocotools' rleFrString, in Python).
-
-    pycocotools decodes a malformed string silently into a wrong mask; the reader checks the
-    runs here first. Raises ValueError on a character outside the alphabet, a truncated run or
-    a negative run.
-    """
-    out: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x, k, more = 0, 0, True
-        while more:
-            if p >= n:
-                raise ValueError("truncated run")
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"character {counts[p]!r} outside the RLE alphabet")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(out) > 2:
-            x += out[-2]
-        if x < 0:
-            raise ValueError(f"negative run {x}")
-        out.append(x)
-    return out
-
-
-def decode_rle(rle: Any) -> np.ndarray:
-    """A COCO RLE {"size": [h, w], "counts": str} -> bool [h, w]; ValueError when malformed."""
-    size = _rle_size(rle)
-    if size is None:
-        raise ValueError(f'expected {{"size": [h, w], "counts": str}}, got {_short(rle)}')
-    h, w = size
-    total = sum(rle_counts(rle["counts"]))
-    if total != h * w:
-        raise ValueError(f"runs cover {total} pixels, size {h}x{w} has {h * w}")
-    with warnings.catch_warnings():  # pycocotools' cython array wrapper predates numpy 2's copy keyword
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode({"size": [h, w], "counts": rle["counts"].encode("ascii")}).astype(bool)
-
-
-def _rle_size(rle: Any) -> tuple[int, int] | None:
-    """(h, w) of a well-formed RLE dict, else None."""
-    if not isinstance(rle, dict) or set(rle) != {"size", "counts"} or not isinstance(rle["counts"], str):
-        return None
-    size = rle["size"]
-    if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) and v >= 0 for v in size):
-        return None
-    return int(size[0]), int(size[1])
-
-
 # --------------------------------------------------------------------------------------
 # readers
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MevisQuery:
-    """One expression of a split without masks (what a prediction export needs)."""
-
-    exp_id: str
-    text: str
-    source: str  # "<meta_expressions.json>:<vid>/<exp_id>"
-
-
-@dataclass(frozen=True)
-class MevisQueryVideo:
-    """One video of a split without masks: predict every (expression, frame) pair."""
-
-    video_id: str
-    source: Path  # the JPEG folder
-    frame_names: tuple[str, ...]  # listed names (as in meta_expressions) whose JPEG exists, in list order
-    frame_indices: tuple[
-        int, ...
-    ]  # their 0-based positions in the sorted JPEG list (core.data.images.read_image_frames)
-    height: int
-    width: int
-    expressions: tuple[MevisQuery, ...]
 
 
 @dataclass(frozen=True)
@@ -263,7 +170,7 @@ def read_mevis(
     masks_file = mask_dict_path(root, split)
     hint = "; the valid split has no masks: read it with read_mevis_valid" if split == "valid" else ""
     defects.require_file(masks_file, "required MeViS file", hint)
-    mask_dict = _read_mask_dict(masks_file)
+    mask_dict = read_mask_dict(masks_file)
     for vid, entry in videos.items():
         video = _read_video(root, split, meta, masks_file, mask_dict, vid, entry, frames_per_video, ledger)
         if video is not None:
@@ -273,160 +180,45 @@ def read_mevis(
             yield video
 
 
-def read_mevis_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> Iterator[MevisQueryVideo]:
-    """Yield every video of a split for prediction (no masks read), in meta_expressions order.
-
-    Only "exp" is required of an expression (obj_id / anno_id are ignored). A video is yielded
-    when it has a folder, at least one JPEG of a listed frame and one expression. An empty
-    expression is KEPT with text "" and noted (empty_sentence), as Ref-YouTube-VOS's valid reader
-    keeps it: the server wants a mask for every exp_id.
-    """
+def read_mevis_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> Iterator[mx.QueryVideo]:
+    """Yield every video of a split for prediction (no masks read), in meta_expressions order
+    (`meta_expressions.read_queries`: only "exp" is read of an expression; an empty one is kept
+    and noted, as Ref-YouTube-VOS's valid reader keeps it: the server wants a mask for every exp_id)."""
     if split not in SPLITS:
         raise ValueError(f"unknown MeViS split {split!r} (expected one of {', '.join(SPLITS)})")
-    root = Path(root)
-    meta, videos = _open_meta(root, split)
-    for vid, entry in videos.items():
-        parsed = _parse_video_entry(meta, vid, entry, ledger)
-        if parsed is None:
-            continue
-        frames, raw_exps = parsed
-        located = _locate_frames(root, split, vid, frames, ledger)
-        if located is None:
-            continue
-        folder, positions = located
-        queries = []
-        for exp_id, e in raw_exps:
-            where = f"{meta}:{vid}/{exp_id}"
-            if not isinstance(e, dict) or not isinstance(e.get("exp"), str):
-                ledger.problem("bad_annotation", f"{where}: expression must be an object with a string 'exp'")
-                continue
-            if not e["exp"].strip():  # kept: a submission needs a mask for every exp_id
-                defects.empty_sentence(ledger, where, masked=False)
-            queries.append(MevisQuery(exp_id=exp_id, text=e["exp"].strip(), source=where))
-        if not queries or not positions:
-            continue
-        size = _frame_size(folder, frames, positions, ledger)
-        if size is None:
-            continue
-        listed = sorted(positions)
-        yield MevisQueryVideo(
-            video_id=vid,
-            source=folder,
-            frame_names=tuple(frames[p] for p in listed),
-            frame_indices=tuple(positions[p] for p in listed),
-            height=size[0],
-            width=size[1],
-            expressions=tuple(queries),
-        )
+    meta, _ = _open_meta(Path(root), split)
+    yield from mx.read_queries(meta, split, lambda vid: frames_dir(root, split, vid), ledger, WHAT)
 
 
 def _open_meta(root: Path, split: str) -> tuple[Path, dict[str, Any]]:
     defects.require_folder(root, "MeViS root", " (data.mevis_root)")
     defects.require_folder(split_dir(root, split), "MeViS split folder")
     meta = meta_path(root, split)
-    doc = _load_json(meta)
-    if not isinstance(doc, dict) or not isinstance(doc.get("videos"), dict):
-        got = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
-        raise DataError(f'{meta}: expected {{"videos": {{<video id>: ...}}}}, got {got}')
-    return meta, doc["videos"]
+    return meta, mx.load_videos(meta, WHAT)
 
 
-def _load_json(path: Path) -> Any:
-    defects.require_file(path, "required MeViS file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
-
-
-def _read_mask_dict(path: Path) -> dict[int, Any]:
-    """anno_id -> its per-frame list (checked per video, when used)."""
-    doc = _load_json(path)
-    if not isinstance(doc, dict):
-        raise DataError(f'{path}: expected {{"<anno_id>": [rle or null, ...]}}, got {type(doc).__name__}')
-    out: dict[int, Any] = {}
-    for key, value in doc.items():
-        if not key.isdigit():
-            raise DataError(f"{path}: key {key[:40]!r} is not an anno_id (a non-negative integer)")
-        out[int(key)] = value
-    return out
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _exp_order(exp_id: str) -> tuple[int, int, str]:
-    return (0, int(exp_id), exp_id) if exp_id.isdigit() else (1, 0, exp_id)
-
-
-def _parse_video_entry(meta: Path, vid: str, entry: Any, ledger: SkipLedger) -> tuple[list[str], list] | None:
-    """(frame names, [(exp_id, raw expression)] in exp_id order) of a well-formed video entry."""
-    where = f"{meta}:{vid}"
-    if not isinstance(entry, dict) or not isinstance(entry.get("frames"), list):
-        ledger.problem("bad_annotation", f"{where}: video entry must be an object with a 'frames' list")
+def _parse_video(meta: Path, vid: str, entry: Any, ledger: SkipLedger) -> tuple[list[str], list] | None:
+    """`meta_expressions.parse_video`, and no frame listed twice (mask_dict is indexed by the list)."""
+    parsed = mx.parse_video(meta, vid, entry, ledger)
+    if parsed is not None and len({jpeg_name(f) for f in parsed[0]}) != len(parsed[0]):
+        ledger.problem("bad_annotation", f"{meta}:{vid}: 'frames' lists a frame twice")
         return None
-    frames = entry["frames"]
-    if not all(isinstance(f, str) and f for f in frames):
-        ledger.problem("bad_annotation", f"{where}: 'frames' must list non-empty frame names")
-        return None
-    if len({jpeg_name(f) for f in frames}) != len(frames):
-        ledger.problem("bad_annotation", f"{where}: 'frames' lists a frame twice")
-        return None
-    exps = entry.get("expressions", {})
-    if not isinstance(exps, dict):
-        ledger.problem("bad_annotation", f"{where}: 'expressions' must be an object {{<exp_id>: ...}}")
-        return None
-    if not exps:
-        ledger.quirk(defects.VIDEO_WITHOUT_SENTENCES, f"{where}: no expressions")
-        return None
-    return frames, [(k, exps[k]) for k in sorted(exps, key=_exp_order)]
-
-
-def _locate_frames(
-    root: Path, split: str, vid: str, frames: list[str], ledger: SkipLedger
-) -> tuple[Path, dict[int, int]] | None:
-    """(JPEG folder, {listed position: position in the sorted JPEG list}) for frames with a JPEG;
-    None (missing_video, `defects.video_frames`) for a video without its folder or any JPEG."""
-    folder = frames_dir(root, split, vid)
-    jpegs = defects.video_frames(folder, ledger, f"{meta_path(root, split)}")
-    if jpegs is None:
-        return None
-    order = {p.name: k for k, p in enumerate(jpegs)}
-    positions = {}
-    for p, name in enumerate(frames):
-        k = order.get(jpeg_name(name))
-        if k is None:
-            ledger.quirk(defects.FRAME_WITHOUT_IMAGE, f"{folder / jpeg_name(name)}: listed frame without a JPEG")
-        else:
-            positions[p] = k
-    return folder, positions
-
-
-def _frame_size(
-    folder: Path, frames: list[str], positions: dict[int, int], ledger: SkipLedger
-) -> tuple[int, int] | None:
-    return defects.first_frame_size(folder / jpeg_name(frames[min(positions)]), ledger)
+    return parsed
 
 
 def _parse_expression(where: str, e: Any, owner: dict[int, int], ledger: SkipLedger) -> tuple[str, tuple] | None:
     """(text, sorted unique anno_ids) of a well-formed expression; `owner` maps anno_id -> obj_id."""
-    if not isinstance(e, dict) or not isinstance(e.get("exp"), str):
-        ledger.problem("bad_annotation", f"{where}: expression must be an object with a string 'exp'")
+    text = mx.expression_text(where, e, ledger)
+    if text is None:
         return None
     aids, oids = e.get("anno_id"), e.get("obj_id")
-    if not isinstance(aids, list) or not all(_is_int(a) for a in aids):
-        ledger.problem("bad_annotation", f"{where}: 'anno_id' must be a list of integers, got {_short(aids)}")
+    if not isinstance(aids, list) or not all(mx.is_int(a) for a in aids):
+        ledger.problem("bad_annotation", f"{where}: 'anno_id' must be a list of integers, got {mx.short(aids)}")
         return None
-    if not isinstance(oids, list) or not all(_is_int(o) for o in oids) or len(oids) != len(aids):
+    if not isinstance(oids, list) or not all(mx.is_int(o) for o in oids) or len(oids) != len(aids):
         ledger.problem(
             "bad_annotation",
-            f"{where}: 'obj_id' must be a list of integers parallel to 'anno_id' {aids}, got {_short(oids)}",
+            f"{where}: 'obj_id' must be a list of integers parallel to 'anno_id' {aids}, got {mx.short(oids)}",
         )
         return None
     bad = [a for a in aids if not 0 <= a < VIRTUAL_ID_BASE]
@@ -439,33 +231,7 @@ def _parse_expression(where: str, e: Any, owner: dict[int, int], ledger: SkipLed
         ledger.problem("bad_annotation", f"{where}: anno_id {a} is obj_id {o} here but {owner[a]} elsewhere")
         return None
     owner.update(zip(aids, oids))
-    return e["exp"].strip(), tuple(sorted(set(aids)))
-
-
-def _check_entries(
-    masks_file: Path, vid: str, aid: int, entries: Any, frames: list[str], size: tuple[int, int], ledger: SkipLedger
-) -> bool:
-    """True when anno_id `aid` has one RLE-or-null per frame, each of the frames' size."""
-    where = f"{masks_file}: anno_id {aid} (video {vid!r})"
-    if not isinstance(entries, list) or len(entries) != len(frames):
-        got = f"{len(entries)} entries" if isinstance(entries, list) else type(entries).__name__
-        ledger.problem("bad_h5", f"{where}: expected a list of {len(frames)} RLEs or nulls (one per frame), got {got}")
-        return False
-    for name, rle in zip(frames, entries):
-        if rle is None:
-            continue
-        rle_size = _rle_size(rle)
-        if rle_size is None:
-            ledger.problem("bad_h5", f'{where} frame {name}: expected {{"size": [h, w], "counts": str}} or null')
-            return False
-        if rle_size != size:
-            ledger.problem(
-                "mask_size",
-                f"{where} frame {name}: RLE size {rle_size[0]}x{rle_size[1]} (HxW) but the frames are "
-                f"{size[0]}x{size[1]}",
-            )
-            return False
-    return True
+    return text, tuple(sorted(set(aids)))
 
 
 def _read_video(
@@ -479,17 +245,83 @@ def _read_video(
     n_frames: int,
     ledger: SkipLedger,
 ) -> tuple[Video, dict[int, tuple[int, ...]]] | None:
-    parsed = _parse_video_entry(meta, vid, entry, ledger)
+    parsed = _parse_video(meta, vid, entry, ledger)
     if parsed is None:
         return None
     frames, raw_exps = parsed
-    located = _locate_frames(root, split, vid, frames, ledger)
+    folder = frames_dir(root, split, vid)
+    located = mx.locate_frames(meta, vid, folder, frames, ledger)
     if located is None:
         return None
-    folder, positions = located
+    jpegs, listed = located
+    positions = {f.listed: f.position for f in listed}  # listed position -> JPEG position
     if not positions:
         return None  # every frame counted as without a JPEG
-    # expressions: well-formed, with text and target; anno_ids the mask file lacks are dropped
+    exps, instances = _expressions(meta, masks_file, mask_dict, vid, raw_exps, ledger)
+    if not exps:
+        return None
+    size = defects.first_frame_size(jpegs[positions[min(positions)]], ledger)  # the first listed one
+    if size is None:
+        return None
+    for aid in sorted(instances):
+        if not check_entries(masks_file, vid, aid, mask_dict[aid], frames, size, ledger):
+            return None
+    kept_null = []
+    for e in exps:
+        if all(mask_dict[a][t] is None for a in e.anno_ids for t in range(len(frames))):
+            ledger.quirk(TARGET_ALWAYS_NULL, f"{e.source}: anno_id {list(e.anno_ids)} null in all {len(frames)} frames")
+        else:
+            kept_null.append(e)
+    if not kept_null:
+        return None
+    usable = sorted(positions)
+    chosen = [usable[k] for k in chosen_indices(len(usable), n_frames)]
+    decoded = decode_frames(masks_file, mask_dict, vid, frames, chosen, sorted(instances), size, ledger)
+    if decoded is None:
+        return None
+    # referents: the object itself, or the virtual instance of the union of its objects
+    members: dict[int, tuple[int, ...]] = {}
+    candidates: list[Expression] = []
+    for e in kept_null:
+        ref = e.anno_ids[0] if len(e.anno_ids) == 1 else virtual_id(e.anno_ids)
+        if len(e.anno_ids) > 1 and members.setdefault(ref, e.anno_ids) != e.anno_ids:
+            ledger.problem(
+                "bad_annotation",
+                f"{e.source}: virtual id {ref} of anno_ids {list(e.anno_ids)} collides with "
+                f"{list(members[ref])} (sha1 collision)",
+            )
+            continue
+        candidates.append(Expression(text=e.text, referent=ref, source=e.source))
+    out_frames = [
+        masks_frame(decoded[p], members, positions[p], size, f"{masks_file}:{vid}/{frames[p]}") for p in chosen
+    ]
+    out_frames.sort(key=lambda f: f.index)
+
+    def why(e: Expression) -> str:
+        objects = list(members.get(e.referent, (e.referent,)))
+        return f"anno_id {objects} of {vid!r} is in none of its {len(chosen)} chosen frames"
+
+    kept = defects.visible_referents(candidates, out_frames, ledger, why)
+    if not kept:
+        return None
+    video = Video(
+        video_id=vid,
+        split=SPLITS[split],
+        source=folder,
+        height=size[0],
+        width=size[1],
+        frames=tuple(out_frames),
+        expressions=tuple(kept),
+        classes=None,  # meta_expressions has no per-object category
+    )
+    return video, {ref: members[ref] for ref in sorted(members) if ref in {e.referent for e in kept}}
+
+
+def _expressions(
+    meta: Path, masks_file: Path, mask_dict: Mapping[int, Any], vid: str, raw_exps: list, ledger: SkipLedger
+) -> tuple[list[_Exp], set[int]]:
+    """The well-formed expressions with a text and a target, and the instances of the video (every
+    anno_id they name that mask_dict holds); an anno_id the mask file lacks drops its expression."""
     exps: list[_Exp] = []
     instances: set[int] = set()
     owner: dict[int, int] = {}
@@ -510,88 +342,4 @@ def _read_video(
             ledger.quirk(ANNO_ID_NOT_IN_MASK_DICT, f"{where}: anno_id {missing} not in {masks_file}")
         else:
             exps.append(_Exp(exp_id, text, aids, where))
-    if not exps:
-        return None
-    size = _frame_size(folder, frames, positions, ledger)
-    if size is None:
-        return None
-    for aid in sorted(instances):
-        if not _check_entries(masks_file, vid, aid, mask_dict[aid], frames, size, ledger):
-            return None
-    kept_null = []
-    for e in exps:
-        if all(mask_dict[a][t] is None for a in e.anno_ids for t in range(len(frames))):
-            ledger.quirk(TARGET_ALWAYS_NULL, f"{e.source}: anno_id {list(e.anno_ids)} null in all {len(frames)} frames")
-        else:
-            kept_null.append(e)
-    if not kept_null:
-        return None
-    # the chosen frames, decoded
-    usable = sorted(positions)
-    chosen = [usable[k] for k in chosen_indices(len(usable), n_frames)]
-    decoded: dict[int, dict[int, np.ndarray]] = {}  # listed position -> anno_id -> mask
-    for p in chosen:
-        decoded[p] = {}
-        for aid in sorted(instances):
-            rle = mask_dict[aid][p]
-            if rle is None:
-                decoded[p][aid] = np.zeros(size, bool)
-                continue
-            try:
-                decoded[p][aid] = decode_rle(rle)
-            except ValueError as err:
-                ledger.problem(
-                    "bad_h5", f"{masks_file}: anno_id {aid} (video {vid!r}) frame {frames[p]}: bad RLE ({err})"
-                )
-                return None
-    # referents: the object itself, or the virtual union instance
-    members: dict[int, tuple[int, ...]] = {}
-    kept: list[Expression] = []
-    for e in kept_null:
-        ref = e.anno_ids[0] if len(e.anno_ids) == 1 else virtual_id(e.anno_ids)
-        if not any(decoded[p][a].any() for p in chosen for a in e.anno_ids):
-            ledger.quirk(
-                defects.REFERENT_NEVER_VISIBLE,
-                f"{e.source}: anno_id {list(e.anno_ids)} of {vid!r} is in none of its {len(chosen)} chosen frames",
-            )
-            continue
-        if len(e.anno_ids) > 1:
-            if members.get(ref, e.anno_ids) != e.anno_ids:
-                ledger.problem(
-                    "bad_annotation",
-                    f"{e.source}: virtual id {ref} of anno_ids {list(e.anno_ids)} collides with "
-                    f"{list(members[ref])} (sha1 collision)",
-                )
-                continue
-            members[ref] = e.anno_ids
-        kept.append(Expression(text=e.text, referent=ref, source=e.source))
-    if not kept:
-        return None
-    out_frames = []
-    for p in chosen:
-        ids, masks = [], []
-        for aid in sorted(instances):
-            if decoded[p][aid].any():
-                ids.append(aid)
-                masks.append(decoded[p][aid])
-        for ref in sorted(members):
-            union = np.logical_or.reduce([decoded[p][a] for a in members[ref]])
-            if union.any():
-                ids.append(ref)
-                masks.append(union)
-        stack = np.stack(masks) if masks else np.zeros((0, *size), bool)
-        out_frames.append(
-            Frame(index=positions[p], instance_ids=tuple(ids), masks=stack, source=f"{masks_file}:{vid}/{frames[p]}")
-        )
-    out_frames.sort(key=lambda f: f.index)
-    video = Video(
-        video_id=vid,
-        split=SPLITS[split],
-        source=folder,
-        height=size[0],
-        width=size[1],
-        frames=tuple(out_frames),
-        expressions=tuple(kept),
-        classes=None,  # meta_expressions has no per-object category
-    )
-    return video, members
+    return exps, instances

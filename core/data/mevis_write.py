@@ -1,9 +1,9 @@
 """MeViS writers: the exact inverse of the layout `core.data.mevis` reads.
 
 Used by the tests and the synthetic generator (multi-object expressions such as "the two red
-balls"); every file is written atomically. Low level: `write_frames`, `encode_mask`,
-`write_mask_dict`, `write_meta_expressions`; high level: `write_split`, which writes a whole
-split from `MevisVideoSpec`s (frames, per-anno_id masks, expressions).
+balls"); every file is written atomically. Low level: `write_frames`, `write_mask_dict` (masks as
+COCO RLE, `core.data.rle`), `write_meta_expressions`; high level: `write_split`, which writes a
+whole split from `MevisVideoSpec`s (frames, per-anno_id masks, expressions).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
-from core.data.mevis import IMAGES, JPEG_SUFFIX, mask_dict_path, meta_path
+from core.data.meta_expressions import JPEG_SUFFIX
+from core.data.mevis import IMAGES, mask_dict_path, meta_path
+from core.data.rle import encode_masks
 from core.io import atomic_path, write_json, write_text
 
 JPEG_QUALITY = 95
@@ -69,25 +70,6 @@ def write_frames(root: Path, split: str, video_id: str, frames: np.ndarray) -> l
         with atomic_path(folder / f"{name}{JPEG_SUFFIX}", suffix=JPEG_SUFFIX) as tmp:
             Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="JPEG", quality=JPEG_QUALITY)
     return names
-
-
-def encode_mask(mask: np.ndarray) -> dict | None:
-    """bool [H, W] -> COCO RLE {"size": [h, w], "counts": str}; None when the mask is empty."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"encode_mask needs [H, W], got {mask.shape}")
-    if not mask.any():
-        return None
-    rle = mask_utils.encode(np.asfortranarray(mask > 0, dtype=np.uint8))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def encode_masks(masks: np.ndarray) -> list[dict | None]:
-    """bool [T, H, W] -> one RLE or None per frame."""
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"encode_masks needs [T, H, W], got {masks.shape}")
-    return [encode_mask(m) for m in masks]
 
 
 def write_mask_dict(root: Path, split: str, masks: Mapping[int, np.ndarray | Sequence[dict | None]]) -> None:

@@ -24,34 +24,29 @@ Layout (as distributed, and as public code such as ReferFormer reads it), under 
 
 Frame numbering: a video's frames are its JPEG files in frame order (core.data.images), and
 `Frame.index` is the 0-based POSITION of a frame in that list, never the number in its name
-(00010.jpg is index 2). core.data.a2d.load_frames decodes by the same position.
+(00010.jpg is index 2). core.data.frames.load_frames decodes by the same position.
 
 `read_ytvos` (train, the only split with masks) yields `Video` records, split "train" always:
 which train videos are held out as the offline test set is `offline_split`'s choice (a pure,
 seeded function), not the reader's. Per video, `frames_per_video` annotated frames are chosen
-uniformly among the frames that have an Annotations PNG (core.data.jhmdb.chosen_indices);
+uniformly among the frames that have an Annotations PNG (core.data.frames.chosen_indices);
 then, for each referred object that meta.json lists in some annotated frame but that none of
 the chosen frames shows per meta.json, the middle one of its annotated frames is added, so a
 short-lived object keeps its sentences (a video can thus have more than `frames_per_video`
 frames). `Frame.instance_ids` are the ids present in the PNG (ascending), masks bool
 [N, H, W]; `Video.classes` = {obj_id: category} of every object in meta.json; each
 Expression has referent int(obj_id) and source "<meta_expressions.json>:<vid>/<exp_id>".
-Videos are yielded in meta_expressions.json order.
+Videos are yielded in meta_expressions.json order, expressions in exp_id order
+(core.data.meta_expressions reads that file, for MeViS too).
 
-`read_ytvos_valid` (valid or test: no masks) yields `UnannotatedVideo` records, the input of
-a prediction export: the frames to predict (meta_expressions' "frames" that have a JPEG, with
-their positions) and every expression with its exp_id. `prediction_path` gives the file the
-submission format wants for one (video, expression, frame): Annotations/<vid>/<exp_id>/<frame>.png.
+`read_ytvos_valid` (valid or test: no masks) yields `meta_expressions.QueryVideo` records, the
+input of a prediction export (`meta_expressions.read_queries`). `prediction_path` gives the file
+the submission format wants for one (video, expression, frame): Annotations/<vid>/<exp_id>/<frame>.png.
 
-Defects follow the rules every reader shares (core.data.defects): a listed video without its
-JPEGImages folder, or with no JPEG in it, is missing_video; an unreadable first JPEG is
-corrupt_video; an empty (blank) expression is empty_sentence in train, and in valid/test is kept
-(text "", a submission needs a mask for every expression id) and noted; a frame listed in
-meta_expressions.json without its JPEG is the frame_without_image quirk (counted per frame; the
-frame is not used); an expression whose object is in none of the video's chosen annotated frames
-(meta.json lists it in no annotated frame, or it is no object of meta.json at all) is the
-referent_never_visible quirk. Also through `SkipLedger.problem` (raises `DataError` unless the
-class is in data.allow_skip): bad_annotation (a malformed entry of meta.json /
+Defects follow the rules every reader shares (core.data.defects: missing_video, corrupt_video,
+empty_sentence, which valid/test keep and note, frame_without_image, video_without_sentences,
+referent_never_visible: an object in none of the chosen annotated frames, or no object of
+meta.json). Also, through `SkipLedger.problem`: bad_annotation (a malformed entry of meta.json /
 meta_expressions.json, a video missing from meta.json), bad_h5 (a missing Annotations folder, an
 unreadable mask PNG, one that is not an id map, or one with values that are not object ids of
 meta.json), mask_size (a PNG of another size than the frames), missing_video (an annotation PNG
@@ -64,8 +59,7 @@ not JSON, or one without a "videos" object always raises.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -73,11 +67,11 @@ import numpy as np
 from PIL import Image
 
 from core.data import defects
+from core.data import meta_expressions as mx
+from core.data.frames import chosen_indices
 from core.data.ground_truth import GroundTruth, read_ground_truth
 from core.data.images import PNG_SUFFIXES, frame_files
-from core.data.jhmdb import chosen_indices
-from core.data.types import Expression, Frame, SkipLedger, Video, visible_instances
-from core.errors import DataError
+from core.data.types import Expression, Frame, SkipLedger, Video
 
 TRAIN = "train"  # the one split with masks
 UNANNOTATED_SPLITS = ("valid", "test")
@@ -91,7 +85,12 @@ PNG_SUFFIX = ".png"
 # PNG modes whose pixel values are object ids: palette (the release) or plain grey levels
 ID_MODES = ("P", "L", "I", "I;16")
 
-QUIRKS = (defects.REFERENT_NEVER_VISIBLE, defects.FRAME_WITHOUT_IMAGE)  # its documented quirks
+WHAT = "Ref-YouTube-VOS"  # how messages name its files
+QUIRKS = (  # its documented quirks
+    defects.REFERENT_NEVER_VISIBLE,
+    defects.FRAME_WITHOUT_IMAGE,
+    defects.VIDEO_WITHOUT_SENTENCES,
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -129,32 +128,8 @@ def prediction_path(out_root: Path, video_id: str, exp_id: str, frame_name: str)
 
 
 # --------------------------------------------------------------------------------------
-# records and the offline split
+# the offline split
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Query:
-    """One expression of a video without masks (valid / test), keyed by its exp_id."""
-
-    exp_id: str
-    text: str  # "" for an empty expression (noted as empty_sentence, still exported)
-    source: str  # "<meta_expressions.json>:<vid>/<exp_id>"
-    referent: int | None = None  # obj_id when the file gives one (the valid release does not)
-
-
-@dataclass(frozen=True)
-class UnannotatedVideo:
-    """A valid/test video: what a prediction export needs (frames to predict, expressions)."""
-
-    video_id: str
-    split: str  # "valid" or "test"
-    source: Path  # the JPEGImages/<vid> folder
-    height: int
-    width: int
-    frame_names: tuple[str, ...]  # meta_expressions' frames that have a JPEG, in frame order
-    frame_indices: tuple[int, ...]  # their positions in the sorted JPEG list (images.read_image_frames)
-    expressions: tuple[Query, ...]
 
 
 def offline_split(video_ids: Iterable[str], fraction: float, seed: int) -> set[str]:
@@ -192,8 +167,8 @@ def read_ytvos(root: Path, ledger: SkipLedger, split: str = TRAIN, frames_per_vi
     root = _check_root(root)
     exprs_file = meta_expressions_path(root, split)
     meta_file = meta_path(root, split)
-    videos = _load_videos(exprs_file)
-    objects_doc = _load_videos(meta_file)
+    videos = mx.load_videos(exprs_file, WHAT)
+    objects_doc = mx.load_videos(meta_file, WHAT)
     ground_truth = read_ground_truth(root / GROUND_TRUTH)
     for vid, raw in videos.items():
         video = _read_video(root, split, vid, raw, exprs_file, objects_doc, meta_file, frames_per_video, ledger)
@@ -201,43 +176,19 @@ def read_ytvos(root: Path, ledger: SkipLedger, split: str = TRAIN, frames_per_vi
             yield _with_attributes(ground_truth, video) if ground_truth else video
 
 
-def read_ytvos_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> Iterator[UnannotatedVideo]:
+def read_ytvos_valid(root: Path, ledger: SkipLedger, split: str = "valid") -> Iterator[mx.QueryVideo]:
     """Yield every video of a split without masks (valid or test), in meta_expressions.json order."""
     if split not in UNANNOTATED_SPLITS:
         raise ValueError(f"read_ytvos_valid reads {' or '.join(UNANNOTATED_SPLITS)}, got {split!r}")
     root = _check_root(root)
-    exprs_file = meta_expressions_path(root, split)
-    for vid, raw in _load_videos(exprs_file).items():
-        entry = _parse_entry(exprs_file, vid, raw, ledger, need_referent=False)
-        if entry is None:
-            continue
-        listed, exprs = entry
-        folder = frames_dir(root, split, vid)
-        jpegs = defects.video_frames(folder, ledger, f"{exprs_file}")
-        if jpegs is None:
-            continue
-        position = {p.stem: i for i, p in enumerate(jpegs)}
-        names = _listed_with_jpeg(exprs_file, vid, folder, listed, position, ledger)
-        queries = []
-        for exp_id, text, referent, where in exprs:
-            if not text:
-                defects.empty_sentence(ledger, where, masked=False)  # kept: the submission needs it
-            queries.append(Query(exp_id=exp_id, text=text, source=where, referent=referent))
-        if not names or not queries:
-            continue  # nothing to predict; its frames (if any) were counted
-        size = defects.first_frame_size(jpegs[0], ledger)
-        if size is None:
-            continue
-        yield UnannotatedVideo(
-            video_id=vid,
-            split=split,
-            source=folder,
-            height=size[0],
-            width=size[1],
-            frame_names=tuple(names),
-            frame_indices=tuple(position[n] for n in names),
-            expressions=tuple(queries),
-        )
+    yield from mx.read_queries(
+        meta_expressions_path(root, split), split, lambda vid: frames_dir(root, split, vid), ledger, WHAT
+    )
+
+
+def listed_videos(root: Path, split: str = TRAIN) -> list[str]:
+    """The ids of every video meta_expressions.json lists for `split` (usable or not)."""
+    return list(mx.load_videos(meta_expressions_path(_check_root(root), split), WHAT))
 
 
 # --------------------------------------------------------------------------------------
@@ -249,62 +200,25 @@ def _check_root(root: Path) -> Path:
     return defects.require_folder(Path(root), "Ref-YouTube-VOS root", " (data.ytvos_root)")
 
 
-def _load_videos(path: Path) -> dict[str, Any]:
-    """The "videos" object of a meta file; anything unreadable is a one-line DataError naming it."""
-    defects.require_file(path, "required Ref-YouTube-VOS file")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("videos"), dict):
-        got = f"keys {sorted(doc)}" if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
-        raise DataError(f'{path}: expected an object {{"videos": {{<video id>: ...}}}}, got {got}')
-    return doc["videos"]
-
-
 def _obj_id(raw: Any) -> int | None:
     """'3' or 3 -> 3; anything else (bools, negatives, '3a') -> None."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
+    if mx.is_int(raw):
         return raw if raw >= 0 else None
     if isinstance(raw, str) and raw.isascii() and raw.isdigit():
         return int(raw)
     return None
 
 
-def _is_names(raw: Any) -> bool:
-    return isinstance(raw, list) and all(isinstance(n, str) and n for n in raw)
-
-
-Parsed = tuple[list[str], list[tuple[str, str, int | None, str]]]  # frames, (exp_id, text, obj_id, source)
-
-
-def _parse_entry(path: Path, vid: str, raw: Any, ledger: SkipLedger, need_referent: bool) -> Parsed | None:
-    """One video of meta_expressions.json -> (listed frames, expressions with stripped text).
-
-    A malformed video entry is a bad_annotation problem (the video is skipped); a malformed
-    expression is one too (that expression is skipped).
-    """
-    where = f"{path}: videos[{vid!r}]"
-    if not isinstance(raw, dict) or not isinstance(raw.get("expressions"), dict) or not _is_names(raw.get("frames")):
-        got = f"keys {sorted(raw)}" if isinstance(raw, dict) else f"a JSON {type(raw).__name__}"
-        ledger.problem(
-            "bad_annotation",
-            f'{where} must be an object with "frames" (a list of frame names) and "expressions" (an object), got {got}',
-        )
+def _expression(source: str, e: Any, ledger: SkipLedger) -> Expression | None:
+    """A train expression: its text and its object (obj_id, required); None (bad_annotation) when malformed."""
+    text = mx.expression_text(source, e, ledger)
+    if text is None:
         return None
-    exprs = []
-    for exp_id, e in raw["expressions"].items():
-        source = f"{path}:{vid}/{exp_id}"
-        if not isinstance(e, dict) or not isinstance(e.get("exp"), str):
-            got = repr(e)[:200]
-            ledger.problem("bad_annotation", f'{source}: expression must be an object with a string "exp", got {got}')
-            continue
-        referent = _obj_id(e.get("obj_id"))
-        if referent is None and (need_referent or e.get("obj_id") is not None):
-            ledger.problem("bad_annotation", f"{source}: obj_id must be an integer id, got {e.get('obj_id')!r}")
-            continue
-        exprs.append((exp_id, e["exp"].strip(), referent, source))
-    return list(raw["frames"]), exprs
+    referent = _obj_id(e.get("obj_id"))
+    if referent is None:
+        ledger.problem("bad_annotation", f"{source}: obj_id must be an integer id, got {e.get('obj_id')!r}")
+        return None
+    return Expression(text=text, referent=referent, source=source)
 
 
 def _parse_objects(path: Path, vid: str, raw: Any, ledger: SkipLedger) -> dict[int, tuple[str, list[str]]] | None:
@@ -317,7 +231,7 @@ def _parse_objects(path: Path, vid: str, raw: Any, ledger: SkipLedger) -> dict[i
     for key, obj in raw["objects"].items():
         k = _obj_id(key)
         ok = isinstance(obj, dict) and isinstance(obj.get("category"), str) and obj["category"]
-        if k is None or k == 0 or not ok or not _is_names(obj.get("frames")):
+        if k is None or k == 0 or not ok or not mx.is_names(obj.get("frames")):
             ledger.problem(
                 "bad_annotation",
                 f'{where}.objects[{key!r}]: expected a positive integer id with {{"category": <name>, '
@@ -333,20 +247,6 @@ def _parse_objects(path: Path, vid: str, raw: Any, ledger: SkipLedger) -> dict[i
 # --------------------------------------------------------------------------------------
 
 
-def _listed_with_jpeg(
-    path: Path, vid: str, folder: Path, listed: list[str], position: dict[str, int], ledger: SkipLedger
-) -> list[str]:
-    """meta_expressions' frames of a video that have a JPEG, in frame order; the others are counted."""
-    out = []
-    for name in dict.fromkeys(listed):  # a name listed twice is one frame
-        if name in position:
-            out.append(name)
-        else:
-            detail = f"{path}: frame {name!r} of video {vid!r} has no {folder / (name + JPEG_SUFFIX)}"
-            ledger.quirk(defects.FRAME_WITHOUT_IMAGE, detail)
-    return sorted(out, key=lambda n: position[n])
-
-
 def _read_video(
     root: Path,
     split: str,
@@ -358,22 +258,18 @@ def _read_video(
     frames_per_video: int,
     ledger: SkipLedger,
 ) -> Video | None:
-    entry = _parse_entry(exprs_file, vid, raw, ledger, need_referent=True)
+    entry = mx.parse_video(exprs_file, vid, raw, ledger)
     if entry is None:
         return None
-    listed, parsed = entry
+    listed, raw_exps = entry
+    parsed = [x for exp_id, e in raw_exps if (x := _expression(f"{exprs_file}:{vid}/{exp_id}", e, ledger))]
     folder = frames_dir(root, split, vid)
-    jpegs = defects.video_frames(folder, ledger, f"{exprs_file}")
-    if jpegs is None:
+    located = mx.locate_frames(exprs_file, vid, folder, listed, ledger)  # counts the listed ones without a JPEG
+    if located is None:
         return None
+    jpegs, _ = located
     position = {p.stem: i for i, p in enumerate(jpegs)}
-    _listed_with_jpeg(exprs_file, vid, folder, listed, position, ledger)  # counts the missing ones
-    exprs = []
-    for _, text, referent, source in parsed:
-        if not text and defects.empty_sentence(ledger, source, masked=True):
-            continue
-        assert referent is not None  # need_referent
-        exprs.append(Expression(text=text, referent=referent, source=source))
+    exprs = [e for e in parsed if e.text or not defects.empty_sentence(ledger, e.source, masked=True)]
     if not exprs:
         return None  # every expression was skipped, each already counted
     if vid not in objects_doc:
@@ -398,18 +294,15 @@ def _read_video(
             frames.append(frame)
     if not frames:
         return None
-    visible = visible_instances(frames)
-    kept = []
-    for e in exprs:
-        if e.referent in visible:
-            kept.append(e)
-            continue
+
+    def why(e: Expression) -> str:
         if e.referent not in objects:
-            why = f"not an object of {meta_file}"
-        else:
-            n = len(set(objects[e.referent][1]) & set(candidates))
-            why = f"in none of its {len(frames)} chosen annotated frames (meta.json: in {n} annotated frames)"
-        ledger.quirk(defects.REFERENT_NEVER_VISIBLE, f"{e.source}: object {e.referent} of {vid!r} is {why}")
+            return f"object {e.referent} of {vid!r} is not an object of {meta_file}"
+        n = len(set(objects[e.referent][1]) & set(candidates))
+        where = f"in none of its {len(frames)} chosen annotated frames (meta.json: in {n} annotated frames)"
+        return f"object {e.referent} of {vid!r} is {where}"
+
+    kept = defects.visible_referents(exprs, frames, ledger, why)
     if not kept:
         return None
     return Video(

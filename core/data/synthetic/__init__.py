@@ -1,7 +1,7 @@
 """The embedded default benchmark: a synthetic referring-segmentation dataset.
 
-Writes a small dataset in exactly the A2D Sentences on-disk layout (`params.raw_a2d`) and a
-J-HMDB Sentences twin (`params.raw_jhmdb`, test only), so the real readers, extraction and
+Writes a small dataset in exactly the A2D Sentences on-disk layout (`params.raw_root("a2d")`) and
+a J-HMDB Sentences twin (`params.raw_root("jhmdb")`, test only), so the real readers, extraction and
 everything downstream run unchanged on it. Everything is a deterministic function of
 `data.synthetic` (seed, sizes, resolution). Run it as `python -m core.data.synthetic`.
 
@@ -12,7 +12,8 @@ frames + per-instance visible masks) -> the layout writers of `core.data.a2d` an
 - `grammar`: the attribute vocabulary and the sentences (wording, parsing, matching)
 - `plan`: scene and dataset planning (what the benchmark tests is described there)
 - `render`: the shape table, background, motion streaks and `render_scene`
-- `write`: the A2D / J-HMDB layouts, the summary and `generate` (atomic folder publishing)
+- `write`: the A2D / J-HMDB layouts, the summary and `generate` (the twin of data.dataset,
+  core.data.registry; atomic folder publishing)
 - `twins`: the same scenes in the Ref-YouTube-VOS and MeViS layouts (`generate_ytvos`,
   `generate_mevis`), with a valid split (`plan.plan_valid`) and, for MeViS, multi-object
   group sentences ("the two red balls", `plan.plan_groups`)

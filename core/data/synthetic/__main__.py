@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"expressions {twin['expressions']}, seed {summary['seed']}, {seconds:.1f} s"
         )
         return 0
-    print(format_summary(summary, params.raw_a2d, params.raw_jhmdb, seconds))
+    print(format_summary(summary, params.raw_dataset, params.raw_root("jhmdb"), seconds))
     return 0
 
 

@@ -42,12 +42,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from core.config import Params
 from core.data import mevis_write, ytvos_write
 from core.data.ground_truth import write_ground_truth
 from core.data.synthetic.grammar import GroupSentence
-from core.data.synthetic.plan import GROUP_FRACTION, plan_groups
+from core.data.synthetic.plan import GROUP_FRACTION, plan_groups, plan_valid
 from core.data.synthetic.render import render_scene
 from core.data.synthetic.scene import DatasetPlan, Scene
+from core.data.synthetic.write import summarize
 from core.data.ytvos import GROUND_TRUTH as YTVOS_GROUND_TRUTH
 from core.io import staged_dir
 
@@ -214,3 +216,28 @@ def generate_mevis(
     with staged_dir(root) as tmp:
         summary = write_mevis(tmp, plan, valid, groups)
     return summary
+
+
+# --------------------------------------------------------------------------------------
+# the generate stage's writers (core.data.registry)
+# --------------------------------------------------------------------------------------
+
+
+def _valid(params: Params) -> tuple[Scene, ...]:
+    """The split without masks, for the prediction export: a quarter of the test size."""
+    return plan_valid(params, max(1, params.data.synthetic.test_videos // 4))
+
+
+def _summary(params: Params, plan: DatasetPlan, twin: dict) -> dict:
+    """outputs/raw/synthetic_summary.json: the A2D plan's counts and the twin's."""
+    return summarize(plan, params.data.synthetic) | {"dataset": params.data.dataset, "twin": twin}
+
+
+def write_ytvos_twin(params: Params, plan: DatasetPlan, root: Path) -> dict:
+    """The scenes in the Ref-YouTube-VOS layout at `root`, with a valid split; the summary."""
+    return _summary(params, plan, generate_ytvos(root, plan, _valid(params)))
+
+
+def write_mevis_twin(params: Params, plan: DatasetPlan, root: Path) -> dict:
+    """The scenes in the MeViS layout at `root` (its multi-object expressions too), with a valid split."""
+    return _summary(params, plan, generate_mevis(root, plan, _valid(params), seed=params.data.synthetic.seed))

@@ -1,5 +1,6 @@
-"""Writing the dataset: the A2D Sentences layout (`params.raw_a2d`), the J-HMDB Sentences
-twin (`params.raw_jhmdb`, test only) and outputs/raw/synthetic_summary.json.
+"""Writing the dataset: the A2D Sentences layout (`params.raw_root("a2d")`), the J-HMDB
+Sentences twin (`params.raw_root("jhmdb")`, test only) and outputs/raw/synthetic_summary.json;
+`generate`, the generate stage, writes data.dataset's twin (core.data.registry).
 
 The layouts are written by the writers of `core.data.a2d` and `core.data.jhmdb`, so the real
 readers, extraction and everything downstream run unchanged on them. Generation writes into
@@ -158,42 +159,28 @@ def summarize(plan: DatasetPlan, syn: SyntheticParams) -> dict:
 
 
 def generate(params: Params) -> dict:
-    """Write params.raw_a2d and params.raw_jhmdb (atomically, as whole folders) and
+    """Write the synthetic twin of data.dataset at its root(s) (core.data.registry: A2D with its
+    J-HMDB twin, Ref-YouTube-VOS or MeViS; atomically, as whole folders) and
     outputs/raw/synthetic_summary.json; return the summary. A no-op for data.source=real."""
     if params.data.source != "synthetic":
-        # raw_a2d then points at the user's real dataset: never touch it. Still leave
+        # the roots then point at the user's real dataset: never touch it. Still leave
         # outputs/raw/ with a summary, so the pipeline's 'generate' stage is a clean no-op.
         summary = {"source": params.data.source, "generated": False}
         write_json(params.outputs / "raw" / "synthetic_summary.json", summary)
         return summary
-    plan = plan_dataset(params)
-    if params.data.dataset != "a2d":
-        return generate_twin(params, plan)
-    a2d_final, jhmdb_final = params.raw_a2d, params.raw_jhmdb
-    assert jhmdb_final is not None  # always set for the synthetic source
+    spec = params.dataset_spec
+    summary = spec.write_twin(params, plan_dataset(params), spec.root_of(params))
+    write_json(params.outputs / "raw" / "synthetic_summary.json", summary)
+    return summary
+
+
+def write_a2d_twin(params: Params, plan: DatasetPlan, root: Path) -> dict:
+    """The A2D layout at `root` and the J-HMDB one at params.raw_root("jhmdb"); the summary."""
+    jhmdb_root = params.raw_root("jhmdb")
+    assert jhmdb_root is not None  # always set for the synthetic source
     # Both folders are written before either is published, so a failure keeps the old pair.
     # The contexts exit innermost first: a2d is published, then jhmdb.
-    with staged_dir(jhmdb_final) as jhmdb_tmp, staged_dir(a2d_final) as a2d_tmp:
+    with staged_dir(jhmdb_root) as jhmdb_tmp, staged_dir(root) as a2d_tmp:
         write_a2d(a2d_tmp, plan)
         write_jhmdb(jhmdb_tmp, plan)
-    summary = summarize(plan, params.data.synthetic)
-    write_json(params.outputs / "raw" / "synthetic_summary.json", summary)
-    return summary
-
-
-def generate_twin(params: Params, plan: DatasetPlan) -> dict:
-    """The same scenes in the layout of data.dataset (core.data.synthetic.twins): Ref-YouTube-VOS
-    at params.raw_ytvos, or MeViS (with its multi-object expressions) at params.raw_mevis, plus
-    a 'valid' split without masks (a quarter of the test size) for the prediction export; the
-    summary (outputs/raw/synthetic_summary.json) has the A2D plan's counts and the twin's."""
-    from core.data.synthetic.plan import plan_valid
-    from core.data.synthetic.twins import generate_mevis, generate_ytvos
-
-    valid = plan_valid(params, max(1, params.data.synthetic.test_videos // 4))
-    if params.data.dataset == "ytvos":
-        twin = generate_ytvos(params.raw_ytvos, plan, valid)
-    else:
-        twin = generate_mevis(params.raw_mevis, plan, valid, seed=params.data.synthetic.seed)
-    summary = summarize(plan, params.data.synthetic) | {"dataset": params.data.dataset, "twin": twin}
-    write_json(params.outputs / "raw" / "synthetic_summary.json", summary)
-    return summary
+    return summarize(plan, params.data.synthetic)
