@@ -72,15 +72,19 @@ class TrainResult:
 
 # ---------------------------------------------------------------- pieces
 def run_fingerprint(params: Params) -> str:
-    """What a run's identity needs besides its params: the data, and the backbone's start weights
-    (a retrained pretext or a different ImageNet file must not reuse old runs)."""
+    """What a run's identity needs besides its params: the data, the backbone's start weights (a
+    retrained pretext or a different ImageNet file must not reuse old runs) and, under torchrun,
+    the number of processes: each trains train.batch_size clips a step, so 4 processes train with 4
+    times the batch, another run (one process keeps the identity it always had)."""
     data = results.data_fingerprint(params)  # the store first: it comes first in the pipeline
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    processes = f"+processes:{world}" if world > 1 else ""
     weights = params.backbone_weights
     if weights is None:
-        return data
+        return data + processes
     if not weights.is_file():
         raise UserError(missing_weights(params))
-    return f"{data}+init:{file_digest(weights)[:16]}"
+    return f"{data}+init:{file_digest(weights)[:16]}{processes}"
 
 
 @torch.no_grad()

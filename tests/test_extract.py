@@ -218,3 +218,13 @@ def test_ground_truth_is_part_of_the_store_identity(tiny_store, tmp_path, monkey
     assert len({before, changed, removed}) == 3
     st = open_split(p.processed, "test")
     assert all(c is None for c in st.video_classes) and all(s.attribute is None for s in st.samples)
+
+
+def test_the_same_data_mounted_elsewhere_has_the_same_fingerprint(tiny_store, tmp_path):
+    """Two machines with their own copy of the raw data at other paths: index.json records where
+    each video was read from, but the store's identity (every run hash and queue name) does not."""
+    a, b = (_copy_raw(tiny_store, tmp_path / name) for name in ("a", "b"))
+    first, second = extract(a), extract(b)
+    index = [(p.processed / "test" / "index.json").read_text() for p in (a, b)]
+    assert index[0] != index[1] and str(a.outputs) in index[0]  # the sources differ
+    assert first["fingerprint"] == second["fingerprint"]

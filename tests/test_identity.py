@@ -249,3 +249,15 @@ def test_two_machines_differing_in_operational_keys_share_the_queue_and_the_runs
     (queue,) = optuna.get_all_study_summaries(f"sqlite:///{shared}/optuna.db")
     names = {study_name(ABLATION, p, run_fingerprint(p)) for p in (a, b)}
     assert names == {queue.study_name}
+
+
+def test_a_run_under_torchrun_is_another_run_than_one_process(tiny_store, monkeypatch):
+    """Each torchrun process trains train.batch_size clips a step: 2 processes train with twice
+    the batch, so their run has its own identity; one process keeps the identity it always had."""
+    one = run_fingerprint(tiny_store)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert run_fingerprint(tiny_store) == one
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    two = run_fingerprint(tiny_store)
+    assert two != one and two.startswith(one)
+    assert config_hash(tiny_store, two) != config_hash(tiny_store, one)

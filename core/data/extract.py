@@ -169,14 +169,27 @@ def fingerprint(folder: Path) -> str:
     """Content hash of the processed store (tags every run: which data it saw).
 
     Hashes each file's path relative to `folder` and its bytes, never `folder`'s own name, so
-    the temp folder it is computed in and the published store give the same value. index.json
-    is hashed whole, so the classes and attributes it carries are part of the identity."""
+    the temp folder it is computed in and the published store give the same value. index.json is
+    hashed whole (the classes and attributes it carries are part of the identity) but for where
+    each video and sentence was read from (`source`): the same data mounted elsewhere is the
+    same data, so machines with their own copies share runs and queues (core/identity.py)."""
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "summary.json":
             h.update(p.relative_to(folder).as_posix().encode())
-            hash_file(h, p)
+            if p.name == "index.json":
+                h.update(index_content(p))
+            else:
+                hash_file(h, p)
     return h.hexdigest()[:16]
+
+
+def index_content(path: Path) -> bytes:
+    """index.json without the raw files' locations, as canonical JSON."""
+    index = json.loads(path.read_text())
+    for key in ("videos", "samples"):
+        index[key] = [{k: v for k, v in entry.items() if k != "source"} for entry in index.get(key, [])]
+    return json.dumps(index, sort_keys=True).encode()
 
 
 def read_sources(
