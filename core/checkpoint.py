@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
+from core.backbone import note_random_init
 from core.config import Params
 from core.data.vocab import Vocab
 from core.errors import UserError
 from core.io import write_bytes
-from core.model import CVLS, note_random_init
+from core.model import CVLS
 from core.runtime import on_device
 
 

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from core import results, tracking
+from core.backbone import build_backbone
 from core.checkpoint import load_vocab, save_checkpoint
 from core.cli import params_from, parser, run_main
 from core.config import Params
@@ -46,7 +47,7 @@ from core.identity import identity
 from core.io import atomic_path, write_json
 from core.loop import Objective, Schedule, clip_loader, fit
 from core.losses import instance_features, region_weights, segmentation_loss
-from core.model import ProjectionHead, VisualEncoder, build_backbone
+from core.model import ProjectionHead, VisualEncoder
 from core.results import data_fingerprint
 from core.runtime import Dist, environment, on_device, pick_device, seed_everything
 

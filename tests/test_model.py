@@ -7,12 +7,14 @@ import pytest
 import torch
 import torchvision
 
+import core.backbone as backbone_mod
 import core.model as model_mod
+from core.backbone import build_backbone
 from core.data.dataset import frames_channels_last
 from core.errors import UserError
 from core.losses import cvls_loss
 from core.metrics import binarize
-from core.model import CVLS, Fusion, GroupNorm, TextEncoder, build_backbone, coord_map
+from core.model import CVLS, Fusion, GroupNorm, TextEncoder, coord_map
 from core.runtime import native_cpu_bf16
 
 from .conftest import params_section
@@ -168,11 +170,11 @@ def test_projection_head_is_shared_and_unit_norm():
 
 
 def test_backbone_levels_and_scratch_warning_once(monkeypatch, caplog):
-    monkeypatch.setattr(model_mod, "_warned_scratch", False)
+    monkeypatch.setattr(backbone_mod, "_warned_scratch", False)
     with caplog.at_level(logging.WARNING, logger="cvls"):
         net = build_backbone("resnet18", None)
-        model_mod.note_random_init("resnet18")
-        model_mod.note_random_init("resnet34")
+        backbone_mod.note_random_init("resnet18")
+        backbone_mod.note_random_init("resnet34")
     assert sum("random init" in r.getMessage() for r in caplog.records) == 1
     assert net.pretrained is False
     levels = net(torch.randn(1, 3, 64, 64))

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 import core.pretext as pretext
+from core.backbone import build_backbone
 from core.checkpoint import load_vocab
 from core.errors import UserError
 from core.loop import clip_loader
-from core.model import build_backbone
 from core.runtime import Dist
 from core.train import run_fingerprint
 
