@@ -4,24 +4,24 @@ Every script's `main` is wrapped by `run_main`: a `UserError` (bad params, bad d
 one line `error: ...` to stderr and exits 2; Ctrl-C exits 130; SIGTERM (a scheduler, `kill`, a
 study runner stopping its workers) raises `Terminated` and takes the same path as Ctrl-C, so
 runs end KILLED and trials FAIL instead of staying RUNNING, then exits 143 at once (no
-interpreter teardown: `exit_at_once`). Anything else is a
-bug and keeps its traceback. Inside a dvc stage, the process also watches dvc and takes the
-SIGTERM path when dvc is gone (`core.procs.watch_launcher`): a stage never outlives its pipeline.
+interpreter teardown: `exit_at_once`). Where either is raised: `core.signals`. Anything else is
+a bug and keeps its traceback. Whatever the exit, a run this process opened and did not end is
+ended then (`core.tracking.run.end_open_runs`). Inside a dvc stage, the process also watches dvc
+and takes the SIGTERM path when dvc is gone (`core.procs.watch_launcher`): a stage never outlives
+its pipeline.
 """
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import logging
 import os
 import signal
 import sys
-import threading
-import time
-from typing import Any, Callable, NoReturn, Sequence
+from types import ModuleType
+from typing import Callable, NoReturn, Sequence
 
-from core import procs
+from core import procs, signals
 from core.config import Params, load_params
 from core.errors import Terminated, UserError
 
@@ -50,50 +50,6 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
 
-class _Sigterm:
-    """This process's SIGTERM state (module-level: there is one handler per process)."""
-
-    raised = False  # a Terminated was raised
-    resent = 0  # SIGTERMs this process sent itself again (`_unraisable`), not yet raised
-    previous_hook: Callable[[Any], None] = sys.unraisablehook
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    if _Sigterm.resent:
-        _Sigterm.resent -= 1
-    elif _Sigterm.raised:  # a second SIGTERM while the first unwinds: end at once (like kill -9 would)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-    _Sigterm.raised = True
-    raise Terminated(f"terminated by signal {signum}")
-
-
-def _resend() -> None:
-    time.sleep(0.05)  # after the hook has returned: into ordinary code
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _unraisable(args: Any) -> None:
-    """A Terminated raised while the main thread ran a finalizer or a weakref callback (which torch
-    creates by the thousand) is swallowed by Python ("Exception ignored in ..."), and the process
-    would train on: send the SIGTERM again, until it lands in ordinary code and unwinds."""
-    if isinstance(args.exc_value, Terminated):
-        _Sigterm.resent += 1
-        _thread.start_new_thread(_resend, ())  # (threading.Thread.start would wait, and could be hit)
-        return
-    _Sigterm.previous_hook(args)
-
-
-def install_sigterm_handler() -> None:
-    """SIGTERM -> `Terminated` in the main thread (Python delivers signals there only), delivered
-    again when Python swallows it (`_unraisable`)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        if sys.unraisablehook is not _unraisable:
-            _Sigterm.previous_hook = sys.unraisablehook
-            sys.unraisablehook = _unraisable
-
-
 def exit_at_once(code: int) -> NoReturn:
     """Exit without the interpreter's teardown. For a stopped process whose unwinding already ran
     every `finally` (runs KILLED, trials FAIL, locks released, temp files removed): tearing down
@@ -115,18 +71,36 @@ def run_main(
     """Run an entry point under the one-line error contract. `lifeline`: stop (as on SIGTERM) when
     the process that started this one is gone; always on inside a dvc stage."""
     setup_logging()
-    install_sigterm_handler()
+    signals.install()
     if lifeline or procs.in_dvc_stage():
         procs.watch_launcher()
+    before = set(run.open_runs()) if (run := _tracking_run()) else set()
     try:
         code = main(argv)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        exit_at_once(128 + signal.SIGTERM)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except BaseException as err:
+        _end_open_runs(err, before)
+        if isinstance(err, UserError):
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(err, Terminated):
+            print("terminated", file=sys.stderr)
+            exit_at_once(128 + signal.SIGTERM)
+        if isinstance(err, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        raise  # a bug: its traceback
+    _end_open_runs(None, before)
     sys.exit(code or 0)
+
+
+def _tracking_run() -> ModuleType | None:
+    """core.tracking.run if this process loaded it (if not, it opened no run)."""
+    return sys.modules.get("core.tracking.run")
+
+
+def _end_open_runs(err: BaseException | None, before: set[str]) -> None:
+    """The runs this entry point opened and did not end, however it ends: a signal that fell
+    between two statements, an error no handler saw. (`before`: runs open when it started, e.g.
+    by a test that called it in-process: not its own.)"""
+    if run := _tracking_run():
+        run.end_open_runs(err, keep=before)

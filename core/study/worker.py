@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from core import procs, tracking
+from core import procs, signals, tracking
 from core.cli import run_main
 from core.config import Params
 from core.errors import UserError
@@ -90,10 +90,12 @@ def _claim(study: Any, storage: Any, worker: str, held: list[Any]) -> tuple[Any,
     trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.WAITING for t in trials):
         return None
-    with warnings.catch_warnings():  # ask() warns that heartbeats are meant for optimize(); we beat ourselves
+    # ask() warns that heartbeats are meant for optimize(); we beat ourselves. Popped and held in
+    # one step: no signal falls between them
+    with warnings.catch_warnings(), signals.held():
         warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
         trial = study.ask()
-    held.append(trial)
+        held.append(trial)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(study.study_name), trial.number
     )

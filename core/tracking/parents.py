@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
-from core import procs
+from core import procs, signals
 from core.config import Params
 from core.tracking.names import TAG_OWNER, TAG_PARENT_KEY, mlflow_name, quoted
 from core.tracking.provenance import base_tags
+from core.tracking.run import opened
 from core.tracking.store import client, creation_lock, init_tracking, tracking_uri
 
 
@@ -30,7 +31,8 @@ def start_parent_run(params: Params, *, name: str, tags: dict[str, str]) -> str:
     api = client(uri)
     key = tags.get(TAG_PARENT_KEY)
     all_tags = base_tags(params) | {TAG_OWNER: procs.owner()} | {mlflow_name(k): str(v) for k, v in tags.items()}
-    with creation_lock(uri) if key else nullcontext():
+    # found or created and recorded as open in one step: no signal falls between them
+    with creation_lock(uri) if key else nullcontext(), signals.held():
         found = []
         if key:
             found = api.search_runs(
@@ -40,10 +42,13 @@ def start_parent_run(params: Params, *, name: str, tags: dict[str, str]) -> str:
                 order_by=["attributes.start_time ASC"],  # oldest: concurrent creators converge
             )
         if not found:
-            return api.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+            run_id = api.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+            opened(run_id, uri)
+            return run_id
         run_id = found[0].info.run_id
         if found[0].info.status != "RUNNING":
             api.update_run(run_id, status="RUNNING")
+        opened(run_id, uri)
         from mlflow.entities import RunTag
 
         api.log_batch(run_id, tags=[RunTag(TAG_OWNER, all_tags[TAG_OWNER])])

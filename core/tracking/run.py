@@ -7,6 +7,9 @@
 - Identity: a run carries its `core.identity.config_hash` as a tag; `find_finished_run` looks it
   up so a finished run is not trained twice, `download_artifacts` copies its files.
 - A run left open (a parent, `core.tracking.parents`) ends with `end_run` / `run_span`.
+- Every run a process opens is recorded until it ends; `end_open_runs` ends what is left when the
+  process exits (core.cli.run_main), so a signal that falls between two statements, or an error
+  no handler saw, never leaves a run RUNNING.
 
 Runs are driven through `MlflowClient` with explicit run ids (no global active run), so several
 runs, threads or processes never interfere; they still show normally in `mlflow ui`.
@@ -18,16 +21,15 @@ import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 import yaml
 
-from core import procs
+from core import procs, signals
 from core.config import Params
 from core.tracking.names import (
     CONFIG_ARTIFACT,
     TAG_CONFIG_HASH,
-    TAG_ERROR,
     TAG_OWNER,
     TAG_PARENT_RUN_ID,
     TAG_REPLACES,
@@ -41,6 +43,8 @@ from core.tracking.stale import end_stale_runs, mark_ended
 from core.tracking.store import client, init_tracking, tracking_uri
 
 log = logging.getLogger("cvls")
+
+_open: dict[str, str] = {}  # run id -> tracking URI: the runs this process opened and has not ended
 
 
 class RunHandle:
@@ -110,10 +114,11 @@ def tracked_run(
     if not enabled:
         yield RunHandle()
         return
-    from mlflow.entities import Param, RunStatus, RunTag
+    from mlflow.entities import Param
 
     exp_id = init_tracking(params)
-    api = client(tracking_uri(params))
+    uri = tracking_uri(params)
+    api = client(uri)
     all_tags = base_tags(params) | {TAG_OWNER: procs.owner()}
     if run_hash:
         all_tags[TAG_CONFIG_HASH] = run_hash
@@ -123,36 +128,60 @@ def tracked_run(
     if parent_run_id:
         all_tags[TAG_PARENT_RUN_ID] = parent_run_id
     all_tags.update({mlflow_name(k): str(v) for k, v in tags.items()})
-    run = api.create_run(exp_id, tags=all_tags, run_name=name)
-    run_id = run.info.run_id
+    with signals.held():  # created and recorded as open in one step: no signal falls between them
+        run_id = api.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+        opened(run_id, uri)
     try:
         # MLflow caps a batch at 100 params/tags; log_batch splits the list into such batches
         api.log_batch(run_id, params=[Param(k, v) for k, v in flat_params(params).items()])
         api.log_text(run_id, yaml.safe_dump(params.to_dict(), sort_keys=False), CONFIG_ARTIFACT)
         yield RunHandle(api, run_id)
     except BaseException as err:
-        status = RunStatus.to_string(RunStatus.FAILED if isinstance(err, Exception) else RunStatus.KILLED)
-        try:  # never let a tracking problem hide the real error
-            api.log_batch(run_id, tags=[RunTag(TAG_ERROR, one_line(err))])
-            api.set_terminated(run_id, status)
-        except Exception as track_err:  # noqa: BLE001
-            log.warning("could not mark MLflow run %s as %s: %s", run_id, status, track_err)
+        _end(uri, run_id, err)
         raise
-    api.set_terminated(run_id, "FINISHED")
+    with signals.held():
+        api.set_terminated(run_id, "FINISHED")
+        _open.pop(run_id, None)
+
+
+def opened(run_id: str, uri: str) -> None:
+    """Record a run this process opened (call inside `signals.held()`, with its creation)."""
+    _open[run_id] = uri
 
 
 def end_run(params: Params, run_id: str | None, err: BaseException | None = None) -> None:
     """End a run: FINISHED, or KILLED (Ctrl-C / SIGTERM) / FAILED (an error) with tag 'error'.
     Never raises: a tracking problem is logged, and must not hide `err`."""
-    if run_id is None:
-        return
+    if run_id is not None:
+        _end(tracking_uri(params), run_id, err)
+
+
+def open_runs() -> list[str]:
+    """The runs this process opened and has not ended."""
+    return list(_open)
+
+
+def end_open_runs(err: BaseException | None, keep: Collection[str] = ()) -> list[str]:
+    """End every run this process opened and has not ended, but those in `keep`, as `end_run`
+    with `err` (None: the process returned normally, and the run is FAILED as left open); their
+    ids. For the exit (core.cli.run_main)."""
+    left = [(run_id, uri) for run_id, uri in _open.items() if run_id not in keep]
+    for run_id, uri in left:
+        log.warning("MLflow run %s was still open when its process ended: ended now", run_id)
+        _end(uri, run_id, err or RuntimeError("left open by its process, which returned"))
+    return [run_id for run_id, _ in left]
+
+
+def _end(uri: str, run_id: str, err: BaseException | None) -> None:
     status = "FINISHED" if err is None else "FAILED" if isinstance(err, Exception) else "KILLED"
     try:
-        api = client(tracking_uri(params))
-        if err is None:
-            api.set_terminated(run_id, status)
-        else:
-            mark_ended(api, run_id, one_line(err), status)
+        with signals.held():
+            api = client(uri)
+            if err is None:
+                api.set_terminated(run_id, status)
+            else:
+                mark_ended(api, run_id, one_line(err), status)
+            _open.pop(run_id, None)
     except Exception as track_err:  # noqa: BLE001
         log.warning("could not mark MLflow run %s as %s: %s", run_id, status, one_line(track_err))
 
