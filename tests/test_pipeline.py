@@ -79,7 +79,8 @@ def test_sigterm_to_dvc_alone_stops_the_stage_and_its_workers(project):
         time.sleep(0.2)
     states = _column(outputs / "optuna.db", "SELECT state FROM trials")
     assert "RUNNING" not in states and "FAIL" in states, states
-    assert "RUNNING" not in _column(outputs / "mlflow.db", "SELECT status FROM runs")
+    running = _column(outputs / "mlflow.db", "SELECT name || ' ' || run_uuid FROM runs WHERE status = 'RUNNING'")
+    assert not running, (running, (project.parent / "killed_repro.log").read_text()[-3000:])
     assert "KILLED" in _column(outputs / "mlflow.db", "SELECT status FROM runs")
 
 
