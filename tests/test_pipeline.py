@@ -113,6 +113,9 @@ def test_dvc_repro_runs_every_stage_to_a_report(project):
         assert f"shuffled/shuffled->{variant}/test/mAP/q" in numbers and f"shuffled/{variant}/test_mAP" in numbers
     assert len([k for k in numbers if k.startswith("step/") and k.endswith("/test/mAP/holm")]) == 5  # the verdicts
     assert numbers["environments"]["value"] == 1  # every row's run.json records where it was trained
+    # every stage ended the runs it opened itself (none was left to the exit's net, none RUNNING)
+    assert "still open when its process ended" not in out
+    assert set(_column(outputs / "mlflow.db", "SELECT status FROM runs")) <= {"FINISHED", "KILLED"}
 
     again = run_ok([dvc, "repro"], project)
     assert "Running stage" not in again  # an unchanged tree does nothing
