@@ -3,15 +3,15 @@
 Python raises a signal handler's exception at whatever line the main thread runs. Inside a call
 into the tracking or study store (MLflow, Optuna, SQLAlchemy, alembic) that is not safe: the
 SQLite connection is left holding the write lock, so the run that should end KILLED cannot be
-written ("database is locked"); a library turns the exception into another one (pydantic wraps it
-in a serialization error, and the process exits 1 with a traceback); or a run is created whose id
-never reaches the code that would end it. Measured on a process that opens and ends runs back to
-back, SIGTERM at a random moment: 15 of 40 left a run RUNNING or exited 1 before this module
-(tests/test_signals.py sends it 12).
+written ("database is locked"), or a run is created whose id never reaches the code that would
+end it. Inside pydantic (where the params' Path fields are serialized) the exception is turned into
+another one, a serialization error, and the process exits 1 with a traceback. Measured on a
+process that opens and ends runs back to back, SIGTERM at a random moment: 15 of 40 left a run
+RUNNING or exited 1 before this module, 0 of 60 after (tests/test_signals.py sends it 12).
 
 Once `install`ed (core.cli.run_main does it for every script):
 - SIGINT raises KeyboardInterrupt and SIGTERM `core.errors.Terminated` (a KeyboardInterrupt: the
-  same unwinding, another exit code), but only while no frame of a store package is on the main
+  same unwinding, another exit code), but only while no frame of those packages is on the main
   thread's stack and no `held()` block is open. Until then the signal is pending: delivered again
   to the main thread every 10 ms, and raised at the end of the `held()` block;
 - one that Python swallowed (raised inside a finalizer or a weakref callback, which torch creates
@@ -34,8 +34,9 @@ from typing import Any, Callable, Iterator, NoReturn
 
 from core.errors import Terminated
 
-# the packages that hold a database transaction while they run (MLflow's and Optuna's stores)
-STORE_PACKAGES = frozenset({"mlflow", "optuna", "sqlalchemy", "alembic"})
+# packages no signal's exception may be raised in: the stores of MLflow and Optuna hold a database
+# transaction while they run; pydantic turns an exception raised in a serializer into its own
+GUARDED_PACKAGES = frozenset({"mlflow", "optuna", "sqlalchemy", "alembic", "pydantic", "pydantic_core"})
 RETRY_S = 0.01
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -57,10 +58,10 @@ def _exception(signum: int) -> KeyboardInterrupt:
     return KeyboardInterrupt()
 
 
-def in_store(frame: FrameType | None) -> bool:
-    """Whether a frame of a store package is on this stack (from `frame` down)."""
+def in_guarded(frame: FrameType | None) -> bool:
+    """Whether a frame of a guarded package is on this stack (from `frame` down)."""
     while frame is not None:
-        if frame.f_globals.get("__name__", "").partition(".")[0] in STORE_PACKAGES:
+        if frame.f_globals.get("__name__", "").partition(".")[0] in GUARDED_PACKAGES:
             return True
         frame = frame.f_back
     return False
@@ -100,7 +101,7 @@ def _handle(signum: int, frame: FrameType | None) -> None:
         return
     else:
         _State.signum = signum
-    if _State.depth or in_store(frame):
+    if _State.depth or in_guarded(frame):
         _defer()
         return
     _raise()
