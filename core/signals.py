@@ -18,6 +18,8 @@ Once `install`ed (core.cli.run_main does it for every script):
   by the thousand: "Exception ignored in ...") is delivered again the same way;
 - a second signal while the first is pending or unwinding ends the process at once (the signal's
   default action): the way out of a store call that hangs, as a user pressing Ctrl-C twice expects.
+  Not within a second of the first: that is the same stop reaching the process twice (Slurm
+  signals every process of a job step, and the study process then stops its workers too).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from core.errors import Terminated
 # transaction while they run; pydantic turns an exception raised in a serializer into its own
 GUARDED_PACKAGES = frozenset({"mlflow", "optuna", "sqlalchemy", "alembic", "pydantic", "pydantic_core"})
 RETRY_S = 0.01
+SAME_STOP_S = 1.0  # a second signal sooner than this after the first is the same stop
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -45,6 +48,7 @@ class _State:
     """This process's signal state (module-level: there is one handler per process)."""
 
     signum = 0  # the signal pending or unwinding
+    first_at = 0.0  # when it arrived (time.monotonic)
     pending = False  # caught, not raised yet
     unwinding = False  # raised
     redelivered = 0  # re-deliveries sent (at most one at a time) and not handled yet
@@ -95,12 +99,14 @@ def _handle(signum: int, frame: FrameType | None) -> None:
         _State.redelivered -= 1
         if not _State.pending:
             return  # it was raised meanwhile (at the end of a held() block)
-    elif _State.pending or _State.unwinding:  # a second signal: its default action, at once
-        signal.signal(signum, signal.SIG_DFL)
+    elif _State.pending or _State.unwinding:
+        if time.monotonic() - _State.first_at < SAME_STOP_S:
+            return  # the same stop, twice
+        signal.signal(signum, signal.SIG_DFL)  # a second signal: its default action, at once
         os.kill(os.getpid(), signum)
         return
     else:
-        _State.signum = signum
+        _State.signum, _State.first_at = signum, time.monotonic()
     if _State.depth or in_guarded(frame):
         _defer()
         return

@@ -27,10 +27,10 @@ from core.signals import held
 
 STORE = {"__name__": "sqlalchemy.for_this_test", "os": os, "time": time}
 exec('''
-def store_call(signums, seconds):
+def store_call(signums, gap, seconds):
     for signum in signums:
         os.kill(os.getpid(), signum)
-        time.sleep(0.05)
+        time.sleep(gap)
     end = time.time() + seconds
     while time.time() < end:
         time.sleep(0.01)
@@ -47,9 +47,12 @@ def main(argv):
                 print("held block ended", flush=True)
             print("not reached", flush=True)
         elif mode == "twice":
-            STORE["store_call"]([signal.SIGTERM, signal.SIGTERM], 60)
+            STORE["store_call"]([signal.SIGTERM, signal.SIGTERM], 1.5, 60)
+        elif mode == "burst":  # two at once (Slurm signals every process; the study process its workers)
+            STORE["store_call"]([signal.SIGTERM, signal.SIGTERM], 0.05, 0.5)
+            time.sleep(30)
         else:
-            STORE["store_call"]([getattr(signal, mode)], 0.5)
+            STORE["store_call"]([getattr(signal, mode)], 0.05, 0.5)
             time.sleep(30)  # ordinary code: the pending signal is raised here
     finally:
         print("unwound", flush=True)
@@ -62,8 +65,12 @@ def _run(mode: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", STORE_CALL, mode], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize(("mode", "code", "said"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+@pytest.mark.parametrize(
+    ("mode", "code", "said"),
+    [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted"), ("burst", 143, "terminated")],
+)
 def test_a_signal_inside_a_store_call_is_raised_once_the_call_returns(mode, code, said):
+    """Also two within a second ('burst'): the same stop, unwound once."""
     got = _run(mode)
     assert got.returncode == code, got.stderr[-3000:]
     assert got.stdout == "store call returned\nunwound\n" and got.stderr.strip().endswith(said), got
@@ -75,6 +82,7 @@ def test_a_signal_inside_a_held_block_is_raised_at_its_end():
 
 
 def test_a_second_signal_while_the_first_is_pending_ends_the_process_at_once():
+    """The second 1.5 s after the first (sooner, it is the same stop: see 'burst')."""
     start = time.monotonic()
     got = _run("twice")
     assert got.returncode == -signal.SIGTERM and got.stdout == "", got
