@@ -28,7 +28,7 @@ class DataError(UserError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread by core.cli.run_main's handler.
+    """SIGTERM, raised in the main thread by the handler core.cli.run_main installs (core.signals).
 
     A KeyboardInterrupt on purpose: it unwinds exactly like Ctrl-C (an MLflow run ends KILLED, a
     study trial FAIL), and only the exit code differs (143 instead of 130)."""

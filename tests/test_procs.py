@@ -1,5 +1,5 @@
 """core.procs: owners of this host, and the lifeline that ends a stage with its launcher; and
-core.cli's SIGTERM path, which the lifeline takes."""
+the SIGTERM path (core.cli, core.signals), which the lifeline takes."""
 
 from __future__ import annotations
 
